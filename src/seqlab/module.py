@@ -1,0 +1,62 @@
+"""Lightning glue every task shares: the optimizer/scheduler recipe and checkpoint tagging."""
+
+import lightning as L
+import torch
+
+from seqlab.errors import SeqlabError
+
+SCHEDULERS = ("plateau", "multistep", "none")
+
+
+class SeqlabModule(L.LightningModule):
+    """Base class of the task modules.
+
+    Subclasses set `task` (the registry name written into checkpoints) and
+    `monitor` (the metric the scheduler and the best checkpoint follow) and call
+    `save_hyperparameters()` with plain Python values only, so checkpoints load
+    with torch's default `weights_only=True`.
+
+    Optimizer hyperparameters read from `self.hparams`: lr, weight_decay, betas, eps,
+    scheduler ('plateau' | 'multistep' | 'none'), plateau_factor, plateau_patience,
+    lr_milestones, lr_gamma, monitor.
+    """
+
+    task: str = ""
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["seqlab_task"] = self.task
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.Adam(
+            self.parameters(),
+            lr=hp.lr,
+            betas=tuple(hp.get("betas", (0.9, 0.999))),
+            eps=hp.get("eps", 1e-8),
+            weight_decay=hp.get("weight_decay", 0.0),
+        )
+        scheduler = hp.get("scheduler", "none")
+        if scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min" if hp.get("monitor_mode", "min") == "min" else "max",
+                factor=hp.get("plateau_factor", 0.5), patience=hp.get("plateau_patience", 5),
+            )
+            # Lightning needs the dict form with `monitor` for ReduceLROnPlateau.
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp.monitor, "interval": "epoch"}}
+        if scheduler == "multistep":
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.lr_milestones), gamma=hp.lr_gamma)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if scheduler == "none":
+            return opt
+        raise SeqlabError(f"model.scheduler={scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+
+    def tensorboard(self):
+        """The TensorBoard SummaryWriter of this run, or None (no TensorBoard logger, or not rank 0)."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        if self._trainer is None or not self.trainer.is_global_zero:
+            return None
+        for logger in self.trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                return logger.experiment
+        return None

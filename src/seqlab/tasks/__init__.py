@@ -1,0 +1,25 @@
+"""Task registry: a checkpoint names its task, and the registry finds its classes.
+
+A task is a folder under `seqlab/tasks/` with `module.py` (LightningModule with a
+`task` class attribute) and `data.py` (LightningDataModule).
+"""
+
+from importlib import import_module
+
+from seqlab.errors import SeqlabError
+
+TASKS = {
+    "charlm": ("seqlab.tasks.charlm.module:CharLMModule", "seqlab.tasks.charlm.data:CharLMDataModule"),
+}
+
+
+def _load(spec: str):
+    mod, _, name = spec.partition(":")
+    return getattr(import_module(mod), name)
+
+
+def task_classes(task: str):
+    if task not in TASKS:
+        raise SeqlabError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    module_spec, data_spec = TASKS[task]
+    return _load(module_spec), _load(data_spec)
