@@ -1,5 +1,7 @@
 """Lightning glue every task shares: the optimizer/scheduler recipe and checkpoint tagging."""
 
+import inspect
+
 import lightning as L
 import torch
 
@@ -49,6 +51,10 @@ class SeqlabModule(L.LightningModule):
         if scheduler == "none":
             return opt
         raise SeqlabError(f"model.scheduler={scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+
+    def respond_options(self) -> set[str]:
+        """Keyword options `respond` takes (generate passes only those)."""
+        return set(inspect.signature(self.respond).parameters) - {"prompt"}
 
     def tensorboard(self):
         """The TensorBoard SummaryWriter of this run, or None (no TensorBoard logger, or not rank 0)."""
