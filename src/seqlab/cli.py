@@ -126,18 +126,12 @@ def entry_point(config_name: str):
         def task(cfg: DictConfig):
             try:
                 return fn(cfg)
-            except SeqlabError as e:
-                if is_multirun():
-                    raise
-                _clean_run_dir(cfg)
-                exit_with(str(e))
             except Exception as e:
-                from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-                if isinstance(e, MisconfigurationException) and not is_multirun():
-                    _clean_run_dir(cfg)
-                    exit_with(str(e).strip().splitlines()[0])
-                raise
+                message = user_error(e)
+                if message is None or is_multirun():
+                    raise  # a bug, or a sweep job: the sweeper records the failure
+                _clean_run_dir(cfg)
+                exit_with(message)
 
         hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)
 
@@ -156,6 +150,22 @@ def entry_point(config_name: str):
         return main
 
     return wrap
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one-line message of a user error, looking through the wrappers Hydra's
+    instantiate puts around it; None for anything else (a bug: keep the traceback)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, SeqlabError):
+            return str(e)
+        if isinstance(e, MisconfigurationException):
+            return str(e).strip().splitlines()[0]
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _clean_run_dir(cfg: DictConfig) -> None:

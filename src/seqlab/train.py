@@ -14,7 +14,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.cli import entry_point
-from seqlab.errors import SeqlabError
+from seqlab.checkpoint import read_checkpoint
 
 
 def instantiate_list(cfg: DictConfig | None) -> list:
@@ -40,10 +40,10 @@ def build(cfg: DictConfig):
 def train(cfg: DictConfig) -> tuple[dict, str | None]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, model, trainer = build(cfg)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise SeqlabError(f"checkpoint not found: {ckpt_path}; pass ckpt_path=<path to a .ckpt file>")
+    if ckpt_path:
+        read_checkpoint(ckpt_path)  # a missing or corrupt file fails now, before anything is written
+    datamodule, model, trainer = build(cfg)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

@@ -1,0 +1,117 @@
+"""The framework itself: configs compose and instantiate, entry points, errors."""
+
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+from conftest import ROOT, TINY_CHARLM, make_cfg, one_line_error, run_cli
+
+from seqlab.train import build
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+TRAINERS = sorted(p.stem for p in (ROOT / "conf" / "trainer").glob("*.yaml"))
+LOGGERS = sorted(p.stem for p in (ROOT / "conf" / "logger").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_instantiates(experiment, tmp_path):
+    cfg = make_cfg([f"experiment={experiment}", "trainer.accelerator=cpu"], tmp_path)
+    assert cfg.name == experiment
+    datamodule, model, trainer = build(cfg)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_trainer_presets_compose(trainer, tmp_path):
+    cfg = make_cfg([f"trainer={trainer}"], tmp_path)
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    if trainer in ("cpu", "default", "ddp_cpu"):
+        t = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        assert t.num_devices >= 1
+
+
+@pytest.mark.parametrize("logger", LOGGERS)
+def test_logger_configs_instantiate(logger, tmp_path):
+    from seqlab.train import instantiate_list
+
+    cfg = make_cfg([f"logger={logger}"], tmp_path)
+    loggers = instantiate_list(cfg.get("logger"))
+    assert len(loggers) == {"none": 0, "many": 2}.get(logger, 1)
+
+
+@pytest.mark.parametrize("debug", sorted(p.stem for p in (ROOT / "conf" / "debug").glob("*.yaml")))
+def test_debug_presets_compose(debug, tmp_path):
+    cfg = make_cfg([f"debug={debug}"], tmp_path)
+    t = cfg.trainer
+    assert t.fast_dev_run or t.limit_train_batches or t.overfit_batches
+
+
+def test_every_model_knob_is_overridable(tmp_path):
+    cfg = make_cfg(["model.cell=lstm", "model.n_layers=2", "model.dropout=0.3", "data.bptt=32",
+                    "data.random_bptt=true", "trainer.gradient_clip_val=0.5"], tmp_path)
+    assert (cfg.model.cell, cfg.model.n_layers, cfg.data.bptt, cfg.trainer.gradient_clip_val) == ("lstm", 2, 32, 0.5)
+
+
+# ---- errors a user meets, as the user meets them -------------------------------------------------------
+
+def test_unknown_config_key_names_the_fix():
+    msg = one_line_error(run_cli("seqlab.train", "model.n_hiden=10"))
+    assert "model.n_hiden" in msg and "model.n_hidden" in msg
+
+
+def test_unknown_experiment_lists_the_options():
+    msg = one_line_error(run_cli("seqlab.train", "experiment=charml"))
+    assert "charml" in msg and "charlm_seed" in msg
+
+
+def test_wrong_type_value():
+    msg = one_line_error(run_cli("seqlab.train", "data.bs=abc"))
+    assert "data.bs" in msg and "integer" in msg
+
+
+def test_missing_data_file_leaves_no_run_dir(tmp_path):
+    proc = run_cli("seqlab.train", f"data.path={tmp_path / 'nope.txt'}", "debug=fast_dev_run",
+                   f"paths.root_dir={tmp_path}")
+    msg = one_line_error(proc)
+    assert "not found" in msg and "data.path" in msg
+    assert not any((tmp_path / "outputs").rglob("*.yaml")), "a failed run left files behind"
+
+
+def test_empty_corpus(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n", encoding="utf-8")
+    msg = one_line_error(run_cli("seqlab.train", f"data.path={empty}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    assert "empty" in msg and str(empty) in msg
+
+
+def test_non_utf8_corpus(tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 100)
+    msg = one_line_error(run_cli("seqlab.train", f"data.path={bad}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    assert "not UTF-8" in msg
+
+
+def test_zero_bptt(tmp_path):
+    msg = one_line_error(run_cli("seqlab.train", "data.bptt=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    assert "data.bptt" in msg
+
+
+@pytest.mark.parametrize("tool", ["seqlab.eval", "seqlab.generate"])
+def test_missing_checkpoint(tool, tmp_path):
+    msg = one_line_error(run_cli(tool, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+    assert "checkpoint not found" in msg and "ckpt_path=" in msg
+
+
+def test_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={bad}"))
+    assert "corrupt or truncated" in msg
+
+
+def test_resume_from_missing_checkpoint_in_train(tmp_path):
+    msg = one_line_error(run_cli("seqlab.train", f"ckpt_path={tmp_path / 'x.ckpt'}", "debug=fast_dev_run",
+                                 f"paths.root_dir={tmp_path}"))
+    assert "checkpoint not found" in msg
