@@ -43,7 +43,7 @@ def check_overrides(config_name: str, args: list[str]) -> None:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
-        raise SeqlabError(f"cannot parse the command line: {str(e).splitlines()[0]}; write overrides as key=value") from None
+        raise SeqlabError(f"cannot parse the command line: {str(e).splitlines()[0]}; write overrides as key=value, and quote values with spaces or symbols: 'prompt=\"…\"'") from None
     plain = []
     for o in parsed:
         if o.key_or_group.startswith("hydra") or o.is_sweep_override():

@@ -30,9 +30,12 @@ def build(cfg: DictConfig):
     # The model gets what it needs from the data (e.g. the vocabulary) as plain values,
     # which save_hyperparameters() stores in every checkpoint.
     model = hydra.utils.instantiate(cfg.model, **datamodule.model_kwargs(), _convert_="all")
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        # trainer.enable_progress_bar=false alone switches the bar off (Lightning refuses both).
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=instantiate_list(cfg.get("callbacks")), logger=instantiate_list(cfg.get("logger")) or False,
-        _convert_="all",
+        cfg.trainer, callbacks=callbacks, logger=instantiate_list(cfg.get("logger")) or False, _convert_="all"
     )
     return datamodule, model, trainer
 

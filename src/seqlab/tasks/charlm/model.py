@@ -73,15 +73,19 @@ def hidden_batch_size(h) -> int:
 
 @torch.no_grad()
 def generate(model: CharRNN, prompt_ids: torch.Tensor, length: int, temperature: float,
-             generator: torch.Generator | None = None) -> list[int]:
-    """Feed the prompt, then `length` times pick a character and feed it back in."""
+             generator: torch.Generator | None = None, suppress: int | None = None) -> list[int]:
+    """Feed the prompt, then `length` times pick a character and feed it back in.
+    `suppress` (e.g. the <unk> index) is never picked."""
     from seqlab.sampling import next_token
 
     model.eval()
     logp, h = model(prompt_ids.view(1, -1))
     out = []
     for _ in range(length):
-        tok = next_token(logp[:, -1], temperature, generator)
+        logits = logp[:, -1]
+        if suppress is not None:
+            logits = logits.index_fill(-1, torch.tensor([suppress], device=logits.device), float("-inf"))
+        tok = next_token(logits, temperature, generator)
         out.append(int(tok))
         logp, h = model(tok.view(1, 1), h)
     return out

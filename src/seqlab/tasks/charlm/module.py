@@ -116,7 +116,7 @@ class CharLMModule(SeqlabModule):
             raise SeqlabError("the prompt is empty; pass e.g. prompt='the '")
         text = prompt.lower() if self.trainer_lower() else prompt
         ids = self.vocab.encode(text).to(self.device)  # characters outside the vocabulary become <unk>
-        out = generate(self.model, ids, int(length), temperature, make_generator(seed))
+        out = generate(self.model, ids, int(length), temperature, make_generator(seed), suppress=self.vocab.unk_index)
         self.model.train(self.training)
         return self.vocab.decode(out)
 

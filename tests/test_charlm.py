@@ -1,0 +1,142 @@
+"""The char-LM task: stream batching, stateful hidden state, training, checkpoints, generation."""
+
+import re
+
+import pytest
+import torch
+from conftest import TINY_CHARLM, make_cfg, one_line_error, run_cli
+
+from seqlab.tasks.charlm.data import CharLMDataModule, CharStreams, batchify, bptt_windows
+from seqlab.tasks.charlm.model import CharRNN
+from seqlab.tasks.charlm.module import CharLMModule
+from seqlab.train import train
+
+
+def test_windows_cover_each_stream_exactly_once():
+    for random_bptt in (False, True):
+        w = bptt_windows(1000, 16, random_bptt, seed=3)
+        starts = [s for s, _ in w]
+        assert starts[0] == 0
+        assert all(s + n == t for (s, n), t in zip(w, starts[1:]))
+        assert w[-1][0] + w[-1][1] == 999  # the last target is the last token
+    assert {n for _, n in bptt_windows(1000, 16, False, 0)[:-1]} == {16}
+    assert len({n for _, n in bptt_windows(10_000, 16, True, 0)}) > 3  # lengths really vary
+    assert bptt_windows(10_000, 16, True, 1) != bptt_windows(10_000, 16, True, 2)  # a new draw per epoch
+
+
+def test_row_j_of_batch_i_plus_1_continues_row_j_of_batch_i():
+    ids = torch.arange(1003)
+    streams = batchify(ids, 4)
+    assert streams.shape == (4, 250)
+    batches = list(CharStreams(streams, bptt=7, random_bptt=True, seed=0))
+    x = torch.cat([b[0] for b in batches], dim=1)
+    y = torch.cat([b[1] for b in batches], dim=1)
+    assert torch.equal(x, streams[:, :-1])  # reading the batches in order reads each stream in order
+    assert torch.equal(y, streams[:, 1:])  # targets are the inputs shifted by one
+    assert torch.equal(x[1, :3], torch.tensor([250, 251, 252]))  # stream 1 starts a quarter in
+
+
+def test_datamodule_split_vocab_and_batches(small_text):
+    dm = CharLMDataModule(path=str(small_text), bs=4, bptt=10, min_freq=3)
+    dm.setup("fit")
+    text = small_text.read_text(encoding="utf-8").lower()
+    lines = text.split("\n")
+    n_train = -(-len(lines) * 8 // 10)  # ceil(0.8 * lines)
+    train_chars = len("\n".join(lines[:n_train]) + "\n")
+    assert dm.train_streams.numel() == train_chars // 4 * 4
+    assert dm.vocab.itos[0] == "<unk>" and " " in dm.vocab and "A" not in dm.vocab
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == y.shape == (4, 10)
+    assert dm.vocab.decode(x[0]) == text[:10]
+
+
+def _module(**kw):
+    return CharLMModule(vocab=["<unk>", *"abcdefgh"], n_fac=4, n_hidden=8, **kw)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "rnncell", "grucell"])
+def test_hidden_state_is_carried_detached_and_reset(cell):
+    torch.manual_seed(0)
+    m = _module(cell=cell)
+    x = torch.randint(0, 9, (3, 12))
+    batches = [(x[:, :6], x[:, 1:7]), (x[:, 6:11], x[:, 7:12])]
+    m.on_train_epoch_start()
+    for i, b in enumerate(batches):
+        loss = m.training_step(b, i) if False else m._step(b, "train")[0]
+        assert loss.requires_grad
+    h = m.hidden["train"]
+    flat = h if isinstance(h, torch.Tensor) else h[0]
+    assert not flat.requires_grad  # detached: the next batch does not backprop into this one
+    # carried: two stateful batches end where one pass over the whole sequence ends
+    _, h_full = m.model(x[:, :11])
+    torch.testing.assert_close(h, h_full)
+    m.on_train_epoch_start()
+    assert "train" not in m.hidden  # reset at each epoch start
+    m._step(batches[0], "val")
+    assert "val" in m.hidden and "train" not in m.hidden  # validation keeps its own state
+    m._step((x[:2, :6], x[:2, 1:7]), "val")  # fewer streams: a fresh state of the right size
+    assert (m.hidden["val"] if isinstance(m.hidden["val"], torch.Tensor) else m.hidden["val"][0]).size(1) == 2
+
+
+def test_unrolled_cells_match_fused_layers():
+    torch.manual_seed(0)
+    for fused, unrolled in (("rnn", "rnncell"), ("gru", "grucell")):
+        a, b = CharRNN(9, fused, 4, 8), CharRNN(9, unrolled, 4, 8)
+        b.embedding.load_state_dict(a.embedding.state_dict())
+        b.out.load_state_dict(a.out.state_dict())
+        cell = b.rnn.cells[0]
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).data.copy_(getattr(a.rnn, f"{name}_l0"))
+        x = torch.randint(0, 9, (2, 7))
+        torch.testing.assert_close(a(x)[0], b(x)[0])
+
+
+@pytest.mark.parametrize("experiment", ["charlm", "charlm_seed"])
+def test_fast_dev_run(experiment, small_text, tmp_path):
+    cfg = make_cfg([f"experiment={experiment}", f"data.path={small_text}", "debug=fast_dev_run"], tmp_path)
+    metrics, _ = train(cfg)
+    assert 0 < metrics["val/loss"] < 10 and 0 < metrics["test/loss"] < 10
+    assert metrics["val/bpc"] == pytest.approx(metrics["val/loss"] / 0.6931471805599453, rel=1e-5)
+    assert metrics["val/ppl"] == pytest.approx(2.718281828459045 ** metrics["val/loss"], rel=1e-4)
+
+
+def test_train_resume_generate_eval(small_text, tmp_path):
+    run1 = tmp_path / "run1"
+    common = [f"data.path={small_text}", *TINY_CHARLM, "trainer.limit_train_batches=5", "trainer.limit_val_batches=3"]
+    metrics, best = train(make_cfg([*common, "trainer.max_epochs=1"], run1))
+    last = run1 / "checkpoints" / "last.ckpt"
+    assert last.is_file() and best and "best-epoch00" in best
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+
+    # Resuming from last.ckpt continues the epoch count (and the step count).
+    run2 = tmp_path / "run2"
+    train(make_cfg([*common, "trainer.max_epochs=3", f"ckpt_path={last}"], run2))
+    ckpt = torch.load(run2 / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 15
+
+    # Generate: text of the asked length, repeatable with a seed, greedy with temperature 0.
+    def gen(*args):
+        proc = run_cli("seqlab.generate", f"ckpt_path={last}", "prompt=The meaning", *args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout[:-1]  # print() adds one newline
+
+    a, b = gen("length=40", "seed=7", "temperature=1.0"), gen("length=40", "seed=7", "temperature=1.0")
+    assert len(a) == 40 and a == b
+    assert len(gen("length=25", "temperature=0")) == 25
+
+    # Evaluate reproduces the run's test metric (tested on the best checkpoint, full test set).
+    proc = run_cli("seqlab.eval", f"ckpt_path={best}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = float(re.search(r"test/loss: ([0-9.]+)", proc.stdout).group(1))
+    assert got == pytest.approx(metrics["test/loss"], abs=1e-4)
+
+
+def test_generate_rejects_bad_options(small_text, tmp_path):
+    train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "debug=fast_dev_run"], tmp_path))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert "temperature" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "temperature=-1"))
+    assert "length" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "length=-5"))
+    assert "prompt" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt="))
+    # characters outside the vocabulary are not an error: they read as <unk>
+    proc = run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt='Ω✓ the'", "length=5")
+    assert proc.returncode == 0 and len(proc.stdout[:-1]) == 5
