@@ -7,6 +7,7 @@ Returns the monitored metric (e.g. val/loss) so Hydra sweepers can optimise it.
 """
 
 import math
+import time
 from pathlib import Path
 
 import hydra
@@ -50,9 +51,12 @@ def train(cfg: DictConfig) -> tuple[dict, str | None]:
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    metrics = {}
     if cfg.get("train", True):
+        start = time.perf_counter()
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics["time/fit_s"] = time.perf_counter() - start
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test", True):

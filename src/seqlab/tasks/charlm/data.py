@@ -57,6 +57,11 @@ class CharStreams(IterableDataset):
         return bptt_windows(self.streams.size(1), self.bptt, self.random_bptt, self.seed + self.epoch_fn())
 
     def __len__(self) -> int:
+        if self.random_bptt:
+            # The count changes from epoch to epoch; Lightning would fix it at the first
+            # epoch's value and cut or stretch later epochs. Without a length it reads each
+            # epoch to its end.
+            raise TypeError("the number of windows varies with random_bptt")
         return len(self.windows())
 
     def __iter__(self):
