@@ -22,6 +22,8 @@ def test_windows_cover_each_stream_exactly_once():
     assert {n for _, n in bptt_windows(1000, 16, False, 0)[:-1]} == {16}
     assert len({n for _, n in bptt_windows(10_000, 16, True, 0)}) > 3  # lengths really vary
     assert bptt_windows(10_000, 16, True, 1) != bptt_windows(10_000, 16, True, 2)  # a new draw per epoch
+    # ... but always as many batches as fixed-length reading gives (Lightning counts them once)
+    assert len(bptt_windows(10_000, 16, True, 1)) == len(bptt_windows(10_000, 16, False, 0)) == 625
 
 
 def test_row_j_of_batch_i_plus_1_continues_row_j_of_batch_i():

@@ -25,6 +25,11 @@ class SeqlabModule(L.LightningModule):
 
     task: str = ""
 
+    def save_hyperparameters(self, *args, logger: bool = False, **kwargs) -> None:
+        # Not sent to the logger here: seqlab.train logs the run's clean config to the
+        # HPARAMS tab itself, with the real final metrics (the vocabulary would be noise there).
+        super().save_hyperparameters(*args, logger=logger, frame=__import__("inspect").currentframe().f_back, **kwargs)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["seqlab_task"] = self.task
 

@@ -6,6 +6,7 @@
 Returns the monitored metric (e.g. val/loss) so Hydra sweepers can optimise it.
 """
 
+import json
 import math
 import time
 from pathlib import Path
@@ -48,8 +49,12 @@ def train(cfg: DictConfig) -> tuple[dict, str | None]:
     if ckpt_path:
         read_checkpoint(ckpt_path)  # a missing or corrupt file fails now, before anything is written
     datamodule, model, trainer = build(cfg)
+    monitor = cfg.model.monitor
+    hp_keys = hp_metric_keys(monitor)
     for lg in trainer.loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        # Registers the run in TensorBoard's HPARAMS tab with the metrics it will get at the end
+        # (NaN until then, never a made-up -1).
+        lg.log_hyperparams(hparams_of(cfg), {k: float("nan") for k in hp_keys})
 
     metrics = {}
     if cfg.get("train", True):
@@ -63,7 +68,33 @@ def train(cfg: DictConfig) -> tuple[dict, str | None]:
         # fast_dev_run and runs without a checkpoint callback test the current weights.
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if score is not None and math.isfinite(float(score)):
+        metrics[f"best/{monitor}"] = float(score)
+    final = {k: metrics[src] for k, src in zip(hp_keys, (f"best/{monitor}", monitor, "test/" + monitor.split("/", 1)[-1]))
+             if src in metrics}
+    for lg in trainer.loggers:
+        lg.log_metrics(final, step=trainer.global_step)
+        lg.save()
     return metrics, best or None
+
+
+def hp_metric_keys(monitor: str) -> tuple[str, str, str]:
+    """HPARAMS-tab metrics: best and last monitored value, and its test counterpart."""
+    name = monitor.split("/", 1)[-1]
+    return f"hp/best_{name}", f"hp/{name}", f"hp/test_{name}"
+
+
+def hparams_of(cfg: DictConfig) -> dict:
+    """The run's hyperparameters as plain values: data, model, optimisation, seed."""
+    keep = {k: cfg.trainer.get(k) for k in ("max_epochs", "gradient_clip_val", "accumulate_grad_batches", "precision")}
+    return {
+        "experiment": cfg.get("name"),
+        "seed": cfg.get("seed"),
+        "data": {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"},
+        "model": {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"},
+        "trainer": keep,
+    }
 
 
 def report(cfg: DictConfig, trainer_dir: str, metrics: dict, best: str | None) -> None:
@@ -83,10 +114,14 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     metrics, best = train(cfg)
-    report(cfg, HydraConfig.get().runtime.output_dir, metrics, best)
-    value = metrics.get(cfg.model.get("monitor"))
-    if value is None or not math.isfinite(value):
-        return None
+    out_dir = HydraConfig.get().runtime.output_dir
+    report(cfg, out_dir, metrics, best)
+    monitor = cfg.model.monitor
+    value = metrics.get(f"best/{monitor}", metrics.get(monitor))
+    value = value if value is not None and math.isfinite(value) else None
+    # What a sweep summary reads back (seqlab.sweep.SweepSummary).
+    result = {"monitor": monitor, "value": value, "best_checkpoint": best, "metrics": metrics}
+    Path(out_dir, "result.json").write_text(json.dumps(result, indent=2))
     return value
 
 

@@ -10,6 +10,7 @@ from seqlab.errors import SeqlabError
 
 TASKS = {
     "charlm": ("seqlab.tasks.charlm.module:CharLMModule", "seqlab.tasks.charlm.data:CharLMDataModule"),
+    "subseq": ("seqlab.tasks.subseq.module:SubseqModule", "seqlab.tasks.subseq.data:SubseqDataModule"),
 }
 
 

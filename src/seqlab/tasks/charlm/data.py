@@ -23,23 +23,25 @@ def batchify(ids: torch.Tensor, n_streams: int) -> torch.Tensor:
 def bptt_windows(stream_len: int, bptt: int, random_bptt: bool, seed: int) -> list[tuple[int, int]]:
     """(start, length) of each window over streams of `stream_len` tokens.
 
-    With `random_bptt` the length varies as in fast.ai/torchtext: mostly around `bptt`
-    (sometimes around bptt/2), normal with sd 5, at least 5 — so the model does not
-    always see the same cut points. The `seed` fixes the draw (one per epoch).
+    With `random_bptt` the lengths vary as in fast.ai/torchtext — mostly around `bptt`,
+    sometimes around bptt/2, normal with sd 5, at least 5 — so the model does not always see
+    the same cut points; the `seed` fixes the draw (one per epoch). The draws are then scaled
+    to cover the stream exactly with as many windows as fixed-length reading gives, so every
+    epoch has the same number of batches (Lightning counts them once).
     """
     last = stream_len - 1  # the target needs one token more than the input
-    windows, start = [], 0
+    n = math.ceil(last / bptt)
+    if not random_bptt or n < 2:
+        return [(start, min(bptt, last - start)) for start in range(0, last, bptt)]
     rng = np.random.default_rng(seed)
-    while start < last:
-        if random_bptt:
-            base = bptt if rng.random() < 0.95 else bptt / 2
-            length = max(5, int(rng.normal(base, 5)))
-        else:
-            length = bptt
-        length = min(length, last - start)
-        windows.append((start, length))
-        start += length
-    return windows
+    base = np.where(rng.random(n) < 0.95, bptt, bptt / 2)
+    raw = np.maximum(5, rng.normal(base, 5))
+    lengths = np.maximum(1, np.floor(raw * last / raw.sum())).astype(int)
+    lengths[: last - lengths.sum()] += 1  # hand out the rounding remainder
+    while lengths.sum() > last:  # (only when many windows were raised to 1)
+        lengths[lengths.argmax()] -= 1
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return [(int(a), int(b)) for a, b in zip(starts, lengths)]
 
 
 class CharStreams(IterableDataset):
@@ -57,11 +59,6 @@ class CharStreams(IterableDataset):
         return bptt_windows(self.streams.size(1), self.bptt, self.random_bptt, self.seed + self.epoch_fn())
 
     def __len__(self) -> int:
-        if self.random_bptt:
-            # The count changes from epoch to epoch; Lightning would fix it at the first
-            # epoch's value and cut or stretch later epochs. Without a length it reads each
-            # epoch to its end.
-            raise TypeError("the number of windows varies with random_bptt")
         return len(self.windows())
 
     def __iter__(self):
