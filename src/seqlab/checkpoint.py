@@ -1,10 +1,13 @@
 """Opening a checkpoint for eval/generate/chat: it names its task and carries everything else."""
 
+import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from seqlab.errors import SeqlabError
 from seqlab.tasks import task_classes
@@ -44,3 +47,24 @@ def load_datamodule(ckpt: dict, overrides: dict | None = None):
     kwargs = dict(ckpt.get("datamodule_hyper_parameters", {}))
     kwargs.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return data_cls(**kwargs)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, flushes it to disk and
+    renames it over the target: a kill mid-save leaves the previous checkpoint intact, never a
+    half-written one. (Lightning's own transaction stages the file in the system temp folder,
+    which is a non-atomic copy when that is another filesystem.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -137,7 +137,7 @@ def entry_point(config_name: str):
 
         @functools.wraps(fn)
         def main():
-            args = sys.argv[1:]
+            args = sys.argv[1:] = resume_args(sys.argv[1:])
             if not any(a in ("--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell-completion") or
                        a.startswith("--info") for a in args):
                 try:
@@ -150,6 +150,30 @@ def entry_point(config_name: str):
         return main
 
     return wrap
+
+
+def resume_args(args: list[str]) -> list[str]:
+    """`resume=<run dir>` continues that run in place: the run's own overrides (from
+    .hydra/overrides.yaml), then the new command line's (e.g. a larger trainer.max_epochs),
+    the same run folder (so TensorBoard keeps writing the same run) and its last.ckpt."""
+    given = [a for a in args if a.startswith("resume=")]
+    if not given:
+        return args
+    run_dir = Path(given[-1].split("=", 1)[1]).expanduser()
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not overrides_file.is_file():
+        exit_with(f"resume={run_dir} is not a seqlab run folder (no .hydra/overrides.yaml); pass resume=outputs/<name>/runs/<time>")
+    if not last.is_file():
+        exit_with(f"{run_dir} has no checkpoints/last.ckpt to resume from; start it again, or pass ckpt_path=<a .ckpt file>")
+    import yaml
+
+    old = [o for o in yaml.safe_load(overrides_file.read_text()) or []
+           if not o.startswith(("ckpt_path=", "resume=", "hydra.run.dir="))]
+    new = [a for a in args if not a.startswith("resume=")]
+    key = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
+    old = [o for o in old if key(o) not in {key(a) for a in new}]  # the new command line wins
+    return [*old, *new, f"ckpt_path={last}", f"hydra.run.dir={run_dir.resolve()}"]
 
 
 def user_error(e: BaseException) -> str | None:
@@ -176,5 +200,10 @@ def _clean_run_dir(cfg: DictConfig) -> None:
         out = Path(HydraConfig.get().runtime.output_dir)
     except ValueError:
         return
-    if out.is_dir() and not any(out.rglob("*.ckpt")) and not cfg.get("keep_failed_run_dir", False):
-        shutil.rmtree(out, ignore_errors=True)
+    # Only a run folder of train's own making (it holds .hydra/) is removed: eval, generate
+    # and chat run in the current folder, which is the user's, never ours to delete.
+    out = out.resolve()
+    if (out == Path.cwd().resolve() or out in Path.cwd().resolve().parents or not (out / ".hydra").is_dir()
+            or any(out.rglob("*.ckpt")) or cfg.get("keep_failed_run_dir", False)):
+        return
+    shutil.rmtree(out, ignore_errors=True)

@@ -20,6 +20,7 @@ class SeqlabModule(L.LightningModule):
 
     Optimizer hyperparameters read from `self.hparams`: lr, weight_decay, betas, eps,
     scheduler ('plateau' | 'multistep' | 'none'), plateau_factor, plateau_patience,
+    plateau_monitor and plateau_mode (optional; default: monitor and monitor_mode),
     lr_milestones, lr_gamma, monitor.
     """
 
@@ -44,12 +45,16 @@ class SeqlabModule(L.LightningModule):
         )
         scheduler = hp.get("scheduler", "none")
         if scheduler == "plateau":
+            # By default the plateau follows `monitor`; `plateau_monitor` (e.g. train/loss, as a
+            # tutorial does) lets the best checkpoint follow another metric than the LR schedule.
+            monitor = hp.get("plateau_monitor") or hp.monitor
+            mode = hp.get("plateau_mode") or (hp.get("monitor_mode", "min") if monitor == hp.monitor else "min")
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="min" if hp.get("monitor_mode", "min") == "min" else "max",
+                opt, mode="min" if mode == "min" else "max",
                 factor=hp.get("plateau_factor", 0.5), patience=hp.get("plateau_patience", 5),
             )
             # Lightning needs the dict form with `monitor` for ReduceLROnPlateau.
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp.monitor, "interval": "epoch"}}
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": monitor, "interval": "epoch"}}
         if scheduler == "multistep":
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.lr_milestones), gamma=hp.lr_gamma)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

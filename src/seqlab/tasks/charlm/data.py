@@ -49,6 +49,7 @@ class CharStreams(IterableDataset):
     continues row j of batch i, which is what lets the model carry its hidden state."""
 
     def __init__(self, streams: torch.Tensor, bptt: int, random_bptt: bool = False, seed: int = 0, epoch_fn=None):
+        self.skip = 0  # batches of this epoch already consumed before a resume
         self.streams = streams
         self.bptt = bptt
         self.random_bptt = random_bptt
@@ -62,8 +63,26 @@ class CharStreams(IterableDataset):
         return len(self.windows())
 
     def __iter__(self):
-        for start, length in self.windows():
+        windows = self.windows()
+        skip, self.skip = self.skip, 0
+        for start, length in windows[skip if skip < len(windows) else 0 :]:
             yield self.streams[:, start : start + length], self.streams[:, start + 1 : start + 1 + length]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader Lightning can checkpoint (`state_dict`/`load_state_dict`): it records how
+    many batches of the current epoch were consumed, so a run resumed mid-epoch goes on with
+    the next window instead of re-reading the epoch from its start."""
+
+    def __init__(self, dataset: CharStreams, consumed_fn=None):
+        super().__init__(dataset, batch_size=None)
+        self.consumed_fn = consumed_fn or (lambda: 0)
+
+    def state_dict(self) -> dict:
+        return {"consumed": int(self.consumed_fn())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.skip = int(state.get("consumed", 0))
 
 
 class CharLMDataModule(L.LightningDataModule):
@@ -130,7 +149,12 @@ class CharLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = CharStreams(self.train_streams, self.hparams.bptt, self.hparams.random_bptt, self.hparams.seed, self._epoch)
-        return DataLoader(ds, batch_size=None)
+        return ResumableLoader(ds, self._consumed)
+
+    def _consumed(self) -> int:
+        # Steps taken in this epoch when a checkpoint is written (mid-epoch with
+        # callbacks.model_checkpoint.every_n_train_steps; a full epoch at its end, read as 0).
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if self.trainer else 0
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(CharStreams(self.val_streams, self.hparams.bptt), batch_size=None)

@@ -1,9 +1,10 @@
 """Generated examples of the subsequence code: X = (idx, len, x0 … x7) -> Y = x[idx:idx+len] + zeros.
 
 Everything is drawn with tensor operations, a whole epoch at a time. Each stream of examples
-(training epoch e, validation, test) has its own seed derived from (seed, stream, epoch) with
-numpy's SeedSequence, so the streams are independent, the fixed validation and test sets are
-the same in every run, and epoch e of a resumed run sees the same examples as in the first run.
+(training epoch e, validation, test) has its own seed derived from (seed, stream id, epoch) with
+numpy's SeedSequence, so the streams are independent (the stream id keeps training apart from the
+held-out sets even when the numbers coincide), the validation and test sets are the same in every
+run, and epoch e of a resumed run sees the same examples as in the first run.
 """
 
 import math
@@ -65,7 +66,8 @@ class FreshExamples(IterableDataset):
 
 
 class SubseqDataModule(L.LightningDataModule):
-    """Fresh training examples every epoch; fixed validation and test sets from their own seeds."""
+    """Fresh training examples every epoch (from `seed` and the epoch number); fixed validation
+    and test sets from their own seeds, so runs with different seeds are scored on the same sets."""
 
     def __init__(
         self,
@@ -80,6 +82,8 @@ class SubseqDataModule(L.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 500,
         seed: int = 0,
+        val_seed: int = 1,
+        test_seed: int = 2,
     ):
         super().__init__()
         for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size),
@@ -94,6 +98,8 @@ class SubseqDataModule(L.LightningDataModule):
                               f"(every slice must fit), got seq_len={seq_len} max_start={max_start} min_len={min_len}; "
                               f"pass e.g. data.seq_len=10 data.max_start=5 data.min_len=2")
         self.save_hyperparameters()
+        # seed=null: a random training stream (not repeatable, as asked); the held-out sets stay fixed.
+        self.train_seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
 
     def format(self) -> dict:
         hp = self.hparams
@@ -106,8 +112,8 @@ class SubseqDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
-        self.val_set = make_examples(hp.val_size, stream_seed(hp.seed, VAL), **self.format())
-        self.test_set = make_examples(hp.test_size, stream_seed(hp.seed, TEST), **self.format())
+        self.val_set = make_examples(hp.val_size, stream_seed(hp.val_seed, VAL), **self.format())
+        self.test_set = make_examples(hp.test_size, stream_seed(hp.test_seed, TEST), **self.format())
 
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
@@ -115,7 +121,7 @@ class SubseqDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Under DDP each rank draws its own examples (the rank is part of the seed).
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        ds = FreshExamples(self.hparams.train_size, self.hparams.batch_size, self.hparams.seed, self.format(),
+        ds = FreshExamples(self.hparams.train_size, self.hparams.batch_size, self.train_seed, self.format(),
                            self._epoch, rank)
         return DataLoader(ds, batch_size=None)
 
