@@ -103,6 +103,22 @@ def _check_types(base: DictConfig, cfg: DictConfig, parsed) -> None:
             raise SeqlabError(f"{key} must be {kind}, got {value!r}; pass e.g. {key}={default}")
 
 
+def job_name(override_dirname: str, limit: int = 100) -> str:
+    """A sweep job's folder name from its overrides: floats shortened to 4 significant digits
+    (an Optuna draw like 0.23560757511413075 reads 0.2356), and a long list cut with a hash of
+    the whole, so a folder name never passes the file system's 255-byte limit."""
+    import hashlib
+    import re
+
+    name = re.sub(r"(?<==)[-+]?\d*\.\d+(?:e[-+]?\d+)?(?=,|$)", lambda m: f"{float(m.group()):.4g}", override_dirname)
+    if len(name) > limit:
+        name = name[:limit].rstrip(",") + "~" + hashlib.sha1(override_dirname.encode()).hexdigest()[:8]
+    return name
+
+
+OmegaConf.register_new_resolver("seqlab.job_name", job_name, replace=True)
+
+
 def is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
 

@@ -1,0 +1,113 @@
+"""Sweeps and dashboards: grid and Optuna sweeps leave their jobs and a summary; TensorBoard's
+HPARAMS tab holds the real final metrics; each task draws its text or pictures."""
+
+import csv
+import json
+import sqlite3
+
+import pytest
+from conftest import ROOT, TINY_CHARLM, make_cfg, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from seqlab.tasks import TASKS
+from seqlab.train import train
+
+FEW_BATCHES = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+               "trainer.limit_test_batches=2"]
+
+
+def _events(run_dir) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0, "images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def test_grid_sweep_leaves_named_jobs_and_a_summary(small_text, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("seqlab.train", "-m", f"data.path={small_text}", *TINY_CHARLM, *FEW_BATCHES,
+                   "model.lr=0.001,0.003", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    # named by job number and overrides, so the two jobs are told apart at a glance
+    assert len(jobs) == 2 and jobs[0].startswith("0_") and jobs[1].startswith("1_")
+    assert "model.lr=0.001" in jobs[0] and "model.lr=0.003" in jobs[1] and "data.path" not in jobs[0]
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["job"] for r in rows] == jobs and all(r["status"] == "ok" for r in rows)
+    for r in rows:  # the summary's value is the job's own result
+        result = json.loads((sweep / r["job"] / "result.json").read_text())
+        assert float(r["value"]) == pytest.approx(result["value"]) and 0 < result["value"] < 10
+    assert "model.lr=0.003" in (sweep / "summary.md").read_text()
+
+
+def test_optuna_sweep_records_trials_and_continues_the_study(small_text, tmp_path):
+    sweep, db = tmp_path / "sweep", tmp_path / "study.db"
+    args = ["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=sqlite:///{db}",
+            f"data.path={small_text}", *TINY_CHARLM, *FEW_BATCHES, "model.n_hidden=32", "data.bptt=16",
+            f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}"]
+    proc = run_cli("seqlab.train", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Best parameters" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert len(rows) == 2 and all(r["status"] == "ok" and float(r["value"]) > 0 for r in rows)
+    # The same command with the same storage continues the study: 2 more trials, 4 in all.
+    proc = run_cli("seqlab.train", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with sqlite3.connect(db) as con:
+        states = [s for (s,) in con.execute("select state from trials")]
+    assert states == ["COMPLETE"] * 4
+
+
+def test_hparams_tab_holds_the_real_final_metric(small_text, tmp_path):
+    metrics, _ = train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, *FEW_BATCHES], tmp_path))
+    acc = _events(tmp_path)
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    start = plugin_data_pb2.HParamsPluginData.FromString(acc.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["model/n_hidden"].number_value == 32 and hparams["experiment"].string_value == "charlm"
+    # registered as NaN when the run starts (never a made-up -1), the real value at the end:
+    # the HPARAMS tab shows the last one
+    best = acc.Scalars("hp/best_loss")
+    assert best[-1].value == pytest.approx(metrics["best/val/loss"], rel=1e-6) and 0 < best[-1].value < 10
+    assert acc.Scalars("hp/test_loss")[-1].value == pytest.approx(metrics["test/loss"], rel=1e-6)
+    assert "hp_metric" not in acc.Tags()["scalars"]
+    # the learning rate is logged too
+    assert any(t.startswith("lr-") for t in acc.Tags()["scalars"])
+
+
+# Per task: its default experiment, a few batches; what it must draw each validation epoch.
+DRAWS = {"charlm": {"text"}, "subseq": {"text"}, "dialogue": {"text", "images"}, "arithmetic": {"images"},
+         "gru_toy": {"images"}}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_each_task_draws_its_summaries(task, tmp_path):
+    overrides = [f"experiment={task}", *FEW_BATCHES, "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+                 "trainer.enable_model_summary=false", "trainer.max_time=null"]
+    train(make_cfg(overrides, tmp_path))
+    acc = _events(tmp_path)
+    tags = acc.Tags()
+    got = {"images"} if tags["images"] else set()
+    if acc.PluginTagToContent("text"):
+        got.add("text")
+    assert DRAWS[task] <= got, f"{task} drew {got} (tags: {tags})"
+    assert acc.Scalars("time/log_examples_s")[0].value < 5.0  # pictures cost little time
+    # and switched off by config
+    off = tmp_path / "off"
+    train(make_cfg([*overrides, "callbacks.log_examples.every_n_epochs=0"], off))
+    acc = _events(off)
+    assert not acc.Tags()["images"] and not acc.PluginTagToContent("text")
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.partition == "gpu" and launcher.timeout_min == 60
