@@ -56,9 +56,11 @@ def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    """The user-facing error: exit code 2 and a single `error: …` line on stderr."""
+    """The user-facing error: exit code 2, a single `error: …` line, the last on stderr (a run
+    that fails mid-training has printed Lightning's start-up lines before it), no traceback."""
     assert proc.returncode == 2, f"exit code {proc.returncode}\nstdout:{proc.stdout[-2000:]}\nstderr:{proc.stderr[-3000:]}"
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    return lines[0]
+    return errors[0]

@@ -33,6 +33,24 @@ class SeqlabModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["seqlab_task"] = self.task
+        # The random state (dropout masks, teacher forcing draws) as it was at this step, so a
+        # resumed run draws what the uninterrupted run would have drawn (Lightning does not keep it).
+        rng = {"step": self.trainer.global_step if self._trainer else -1, "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["seqlab_rng"] = rng
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resume_rng = checkpoint.get("seqlab_rng")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Restored at the first training step of a resumed run, after the sanity check and the
+        # data loaders (which draw from the same generator) have started.
+        saved, self._resume_rng = getattr(self, "_resume_rng", None), None
+        if saved is not None and saved["step"] == self.trainer.global_step:
+            torch.set_rng_state(saved["torch"])
+            if "cuda" in saved and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(saved["cuda"])
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -26,8 +26,22 @@ def instantiate_list(cfg: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c, _convert_="all") for c in cfg.values() if c and "_target_" in c]
 
 
+def check_devices(trainer_cfg: DictConfig) -> None:
+    """More CPU processes than cores is legal for Lightning but never what anyone wants (and
+    with gloo it can hang); GPUs that do not exist Lightning reports itself."""
+    import os
+
+    from seqlab.errors import SeqlabError
+
+    devices = trainer_cfg.get("devices")
+    if trainer_cfg.get("accelerator") == "cpu" and isinstance(devices, int) and devices > (os.cpu_count() or 1):
+        raise SeqlabError(f"trainer.devices={devices} but this machine has {os.cpu_count()} CPU cores; "
+                          f"pass trainer.devices={os.cpu_count()} or fewer")
+
+
 def build(cfg: DictConfig):
     """Data module, model and trainer from the composed config."""
+    check_devices(cfg.trainer)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     # The model gets what it needs from the data (e.g. the vocabulary) as plain values,
     # which save_hyperparameters() stores in every checkpoint.

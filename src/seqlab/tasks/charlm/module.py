@@ -89,6 +89,7 @@ class CharLMModule(SeqlabModule):
             checkpoint["charlm_train_hidden"] = {"step": self.trainer.global_step, "hidden": self.hidden["train"]}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._resume_hidden = checkpoint.get("charlm_train_hidden")
 
     def _take_resumed_hidden(self):

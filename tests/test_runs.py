@@ -1,0 +1,149 @@
+"""Runs that survive: resume into the same run, kill-and-resume, NaN stop, determinism, DDP on
+the CPU, and the errors of bad trainer settings."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT, TINY_CHARLM, make_cfg, one_line_error, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from seqlab.tasks import TASKS
+from seqlab.train import train
+
+
+def _val_losses(run_dir) -> list[tuple[int, float]]:
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars("val/loss")]
+
+
+def _last(run_dir) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+
+
+def test_resume_continues_the_same_run(small_text, tmp_path):
+    run = tmp_path / "run"
+    common = [f"data.path={small_text}", *TINY_CHARLM, "trainer.limit_train_batches=4", "trainer.limit_val_batches=2"]
+    proc = run_cli("seqlab.train", *common, "trainer.max_epochs=1", f"hydra.run.dir={run}", f"paths.root_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _last(run)["epoch"] == 0
+
+    # resume=<run dir> with a larger max_epochs: the same folder, the same TensorBoard run.
+    proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=3", f"paths.root_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = _last(run)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 12
+    assert not (tmp_path / "outputs").exists(), "resume made a new run folder"
+    assert [d.name for d in (run / "tensorboard").iterdir() if d.is_dir()] == []  # no version_1/ beside it
+    steps = [s for s, _ in _val_losses(run)]
+    assert steps == [3, 7, 11]  # the three epochs' validations, one curve
+
+
+def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path):
+    msg = one_line_error(run_cli("seqlab.train", f"resume={tmp_path}"))
+    assert "not a seqlab run folder" in msg
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(small_text, tmp_path):
+    """SIGKILL mid-epoch after the first step checkpoint, resume, and compare with a run left
+    alone: the same final validation loss (tolerance 1e-4 nats: the same batches in the same
+    order, the carried hidden state and the RNG restored; only float summation order may differ)."""
+    common = [f"data.path={small_text}", *TINY_CHARLM, "data.random_bptt=true", "trainer.max_epochs=2",
+              "trainer.limit_val_batches=4", "callbacks.step_checkpoint.every_n_train_steps=5", "seed=3",
+              f"paths.root_dir={tmp_path}"]
+    alone = tmp_path / "alone"
+    proc = run_cli("seqlab.train", *common, f"hydra.run.dir={alone}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps_per_epoch = _last(alone)["global_step"] // 2
+
+    killed = tmp_path / "killed"
+    args = [sys.executable, "-m", "seqlab.train", *common, f"hydra.run.dir={killed}"]
+    job = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    saved = _last(killed)
+    assert 0 < saved["global_step"] < 2 * steps_per_epoch  # killed mid-run, after a step checkpoint
+    assert not list((killed / "checkpoints").glob("*.tmp*")), "a half-written checkpoint survived"
+
+    proc = run_cli("seqlab.train", f"resume={killed}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = json.loads((alone / "result.json").read_text()), json.loads((killed / "result.json").read_text())
+    assert _last(killed)["epoch"] == 1 and _last(killed)["global_step"] == 2 * steps_per_epoch
+    assert b["metrics"]["val/loss"] == pytest.approx(a["metrics"]["val/loss"], abs=1e-4)
+
+
+def test_non_finite_loss_stops_with_the_step(small_text, tmp_path):
+    proc = run_cli("seqlab.train", f"data.path={small_text}", *TINY_CHARLM, "model.lr=inf", "trainer.max_epochs=1",
+                   "trainer.gradient_clip_val=null", f"paths.root_dir={tmp_path}")
+    msg = one_line_error(proc)
+    assert "training loss is" in msg and "at step" in msg and "model.lr" in msg
+    assert not any((tmp_path / "outputs").rglob("*.yaml")), "a failed run without a checkpoint left files behind"
+
+
+def test_seeded_deterministic_runs_are_identical(small_text, tmp_path):
+    over = [f"data.path={small_text}", *TINY_CHARLM, "data.random_bptt=true", "model.dropout=0.2", "seed=11",
+            "trainer.deterministic=true", "trainer.max_epochs=1", "trainer.limit_train_batches=6",
+            "trainer.limit_val_batches=3", "logger=none", "callbacks=none", "trainer.enable_checkpointing=false"]
+    a, _ = train(make_cfg(over, tmp_path / "a"))
+    b, _ = train(make_cfg(over, tmp_path / "b"))
+    keys = [k for k in a if k.startswith(("val/", "test/", "train/"))]
+    assert keys and {k: a[k] for k in keys} == {k: b[k] for k in keys}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_cpu_ddp_trains_each_task(task, tmp_path):
+    """Two processes over gloo, a few batches: runs, syncs metrics, only rank 0 writes logs."""
+    proc = run_cli("seqlab.train", f"experiment={task}", "trainer=ddp_cpu", "trainer.max_epochs=1",
+                   "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                   "trainer.max_time=null", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}/run",
+                   f"paths.root_dir={tmp_path}", timeout=420, env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["value"] is not None and result["best_checkpoint"]
+    # Only rank 0 logs: one validation, one val/loss point (the main process and the spawned
+    # rank 0 each open their own event file in the one run folder).
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    monitor = result["monitor"]
+    assert len(acc.Scalars(monitor)) == 1, acc.Scalars(monitor)
+    assert not (tmp_path / "outputs").exists()  # no stray run folders from the second process
+
+
+def test_gpu_on_a_machine_without_one_is_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    msg = one_line_error(run_cli("seqlab.train", "trainer=gpu", "trainer.fast_dev_run=true", f"paths.root_dir={tmp_path}"))
+    assert "gpu" in msg.lower()
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.yaml"))
+
+
+def test_more_devices_than_exist_is_one_line(tmp_path):
+    n = (os.cpu_count() or 1) + 1
+    msg = one_line_error(run_cli("seqlab.train", "trainer=ddp_cpu", f"trainer.devices={n}", "debug=fast_dev_run",
+                                 f"paths.root_dir={tmp_path}"))
+    assert "devices" in msg and str(n) in msg
+
+
+def test_zero_batch_size(tmp_path):
+    msg = one_line_error(run_cli("seqlab.train", "data.bs=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    assert "data.bs" in msg
+
+
+def test_failed_tool_keeps_the_callers_folder(tmp_path):
+    """eval/generate/chat run in the user's folder: an error there must not delete it."""
+    (tmp_path / "keep.txt").write_text("mine")
+    proc = run_cli("seqlab.generate", f"ckpt_path={tmp_path / 'missing.ckpt'}", cwd=tmp_path)
+    assert proc.returncode == 2 and (tmp_path / "keep.txt").read_text() == "mine"
