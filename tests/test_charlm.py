@@ -139,6 +139,13 @@ def test_generate_rejects_bad_options(small_text, tmp_path):
     assert "temperature" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "temperature=-1"))
     assert "length" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "length=-5"))
     assert "prompt" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt="))
+    # a truncated copy of a real checkpoint (a copy interrupted mid-way)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    assert "corrupt or truncated" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={cut}"))
+    # a char-LM checkpoint given to the dialogue chat
+    msg = one_line_error(run_cli("seqlab.chat", f"ckpt_path={ckpt}", stdin="hi\n"))
+    assert "charlm" in msg and "dialogue" in msg
     # characters outside the vocabulary are not an error: they read as <unk>
     proc = run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt='Ω✓ the'", "length=5")
     assert proc.returncode == 0 and len(proc.stdout[:-1]) == 5
