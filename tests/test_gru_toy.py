@@ -12,6 +12,17 @@ from seqlab.tasks.gru_toy.module import GRUToyModule
 from seqlab.train import build, train
 
 FAST = ["trainer.accelerator=cpu", "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These nets are tiny: on a busy 2-core machine a second intra-op thread only waits for a
+    core (a step gets ~10x slower), so each test runs on one and gives the setting back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 VOCAB = ["h", "a", "t", "M"]
 
 
@@ -160,8 +171,26 @@ def test_learns_math_and_generates_from_a_checkpoint(tmp_path):
     # TensorBoard: the hidden-state trajectory and output probabilities as an image, and the loss curve
     acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
     assert "examples/gru_toy" in acc.Tags()["images"] and len(acc.Scalars("train/loss_step")) > 3
-    proc = run_cli("seqlab.generate", f"ckpt_path={best}", "prompt=Ma", "length=10", "temperature=0")
+    proc = run_cli("seqlab.generate", f"ckpt_path={best}", "prompt=Ma", "length=10", "temperature=0",
+                   env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "MathMathMath\n"  # the prompt and its 10-character continuation, as the seed prints
-    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={best}", "prompt=Mx"))
+    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={best}", "prompt=Mx", env={"OMP_NUM_THREADS": "1"}))
     assert "prompt" in msg and "h a t M" in msg
+
+
+def test_optuna_search_names_real_keys():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from seqlab.cli import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=gru_toy", "hparams_search=gru_toy_optuna"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    params = cfg.hydra.sweeper.params
+    assert len(params) >= 4 and cfg.hydra.sweeper.direction == ("maximize" if cfg.model.monitor_mode == "max" else "minimize")
+    for key in params:  # each searched key is one the task's config really has
+        assert OmegaConf.select(cfg, key) is not None, key

@@ -1,30 +1,29 @@
 """Tao: a one-layer recurrent net over one-hot characters (seed 004). Pure torch.nn.
 
-cell="linear" is the seed's net: the hidden update is one `Linear(input + hidden -> hidden)`
-on the concatenation, followed by `activation` (the seed has none: "identity"), and the output
-is `Linear(hidden -> alphabet)` of the new hidden state. cell="gru" swaps in a fused nn.GRU.
+The hidden update is the seed's single `Linear(input + hidden -> hidden)` on the concatenation,
+followed by `activation`: "identity" is the seed's net (no nonlinearity), "tanh" (the default)
+and "relu" are the usual vanilla RNNs. activation="gru" replaces that update by a GRU cell
+(PyTorch's fused nn.GRU). The output is `Linear(hidden -> alphabet)` of the new hidden state.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS = ("linear", "gru")
 ACTIVATIONS = {"identity": lambda h: h, "tanh": torch.tanh, "relu": torch.relu}
+UPDATES = (*ACTIVATIONS, "gru")  # the values of `activation`
 
 
 class TaoRNN(nn.Module):
-    def __init__(self, alphabet_size: int, hidden_size: int = 101, cell: str = "linear", activation: str = "tanh"):
+    def __init__(self, alphabet_size: int, hidden_size: int = 101, activation: str = "tanh"):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
-        self.alphabet_size, self.hidden_size, self.cell, self.activation = alphabet_size, hidden_size, cell, activation
-        if cell == "linear":
-            self.xhh = nn.Linear(alphabet_size + hidden_size, hidden_size)
-        else:
+        if activation not in UPDATES:
+            raise ValueError(f"activation must be one of {UPDATES}, got {activation!r}")
+        self.alphabet_size, self.hidden_size, self.activation = alphabet_size, hidden_size, activation
+        if activation == "gru":
             self.rnn = nn.GRU(alphabet_size, hidden_size, batch_first=True)
+        else:
+            self.xhh = nn.Linear(alphabet_size + hidden_size, hidden_size)
         self.ho = nn.Linear(hidden_size, alphabet_size)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +33,7 @@ class TaoRNN(nn.Module):
         one_hot = F.one_hot(x, self.alphabet_size).float()
         if h is None:
             h = one_hot.new_zeros(x.size(0), self.hidden_size)
-        if self.cell == "gru":
+        if self.activation == "gru":
             hs, _ = self.rnn(one_hot, h.unsqueeze(0).contiguous())
         else:
             # xhh(cat(x, h)) = x W_x^T + b + h W_h^T: the input part for all steps at once,
