@@ -11,6 +11,9 @@ from seqlab.errors import SeqlabError
 TASKS = {
     "charlm": ("seqlab.tasks.charlm.module:CharLMModule", "seqlab.tasks.charlm.data:CharLMDataModule"),
     "subseq": ("seqlab.tasks.subseq.module:SubseqModule", "seqlab.tasks.subseq.data:SubseqDataModule"),
+    "arithmetic": ("seqlab.tasks.arithmetic.module:ArithmeticModule", "seqlab.tasks.arithmetic.data:ArithmeticDataModule"),
+    "gru_toy": ("seqlab.tasks.gru_toy.module:GRUToyModule", "seqlab.tasks.gru_toy.data:GRUToyDataModule"),
+    "dialogue": ("seqlab.tasks.dialogue.module:DialogueModule", "seqlab.tasks.dialogue.data:DialogueDataModule"),
 }
 
 
