@@ -45,6 +45,15 @@ def test_resume_continues_the_same_run(small_text, tmp_path):
     assert steps == [3, 7, 11]  # the three epochs' validations, one curve
 
 
+def test_last_checkpoint_follows_every_epoch(small_text, tmp_path):
+    """With lr=0 the validation loss never improves after epoch 0, so the best checkpoint stays;
+    last.ckpt must still be the latest epoch (what resume restarts from)."""
+    train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "model.lr=0", "model.dropout=0", "trainer.max_epochs=3",
+                    "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"], tmp_path))
+    assert _last(tmp_path)["epoch"] == 2
+    assert [p.name for p in (tmp_path / "checkpoints").glob("best-*.ckpt")] == ["best-epoch00.ckpt"]
+
+
 def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path):
     msg = one_line_error(run_cli("seqlab.train", f"resume={tmp_path}"))
     assert "not a seqlab run folder" in msg

@@ -57,6 +57,10 @@ def build(cfg: DictConfig):
 
 
 def train(cfg: DictConfig) -> tuple[dict, str | None]:
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = cfg.get("ckpt_path")
