@@ -100,6 +100,19 @@ def test_held_out_questions_never_drawn_for_training():
     assert torch.equal(first[0], next(iter(ds))[0])
 
 
+def test_digit_balanced_training_draws_keep_out_the_held_out_sets():
+    dm = ArithmeticDataModule(ops="+-", digits=2, balance_digits=True, train_size=20_000, batch_size=1000)
+    dm.setup("fit")
+    drawn = dm.tutor.draw(40_000, torch.Generator().manual_seed(1), dm.exclude)
+    assert not torch.isin(drawn, dm.exclude).any()
+    a, op, b = dm.tutor.questions(drawn)
+    assert 0.4 < float((a < 10).float().mean()) < 0.6 and 0.4 < float((b < 10).float().mean()) < 0.6
+    assert int(a.max()) == int(b.max()) == 99 and set(op.tolist()) == {0, 1}
+    # the held-out sets stay uniform over the space: mostly 2-digit operands
+    va, _, _ = dm.tutor.questions(dm.val_idx)
+    assert float((va < 10).float().mean()) < 0.2
+
+
 def test_seed_preset_asks_the_two_questions():
     dm = ArithmeticDataModule(fixed=["1+1=?", "1+2=?"], alphabet="printable", train_size=400, batch_size=1)
     dm.setup("fit")

@@ -15,7 +15,8 @@ Answers are exact integer arithmetic on int64 tensors (no `eval` of strings, whi
 used). Validation and test questions are fixed sets drawn once; training questions are drawn
 fresh every epoch and never from those sets, as long as the question space is at least twice
 the size of the held-out sets (otherwise, e.g. the seed's two questions, every set is the
-whole space).
+whole space). The held-out sets are uniform over the question space; `balance_digits` only
+changes how training questions are drawn (short operands as often as long ones).
 """
 
 import math
@@ -118,8 +119,8 @@ class Tutor:
     (each uniformly), or one of the `fixed` questions. A question is an index into the
     question space, so held-out sets and training draws can be kept apart cheaply."""
 
-    def __init__(self, ops: str = "+-", digits: int = 2, fixed: list[str] | None = None):
-        self.fixed = None
+    def __init__(self, ops: str = "+-", digits: int = 2, fixed: list[str] | None = None, balance_digits: bool = False):
+        self.fixed, self.balance_digits, self.digits = None, balance_digits, digits
         if fixed:
             parsed = [parse_question(q) for q in fixed]
             self.fixed = tuple(torch.tensor(v, dtype=torch.long) for v in
@@ -138,16 +139,29 @@ class Tutor:
         return (torch.div(idx % nn, self.n, rounding_mode="floor"), self.op_ids[torch.div(idx, nn, rounding_mode="floor")],
                 idx % self.n)
 
+    def _random(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        if not self.balance_digits or self.fixed is not None:
+            return torch.randint(self.size, (count,), generator=generator)
+        # Each operand's length uniform in 1..digits, then the number uniform among those of
+        # that length: uniformly drawn 2-digit operands are 1-digit only 10 % of the time, and
+        # questions like 7+2=? (their own shapes, not zero-padded) were the ones left wrong.
+        def operand():
+            length = torch.randint(1, self.digits + 1, (count,), generator=generator)
+            low = torch.where(length == 1, 0, 10 ** (length - 1))
+            return low + (torch.rand(count, generator=generator) * (10**length - low)).long()
+        op = torch.randint(len(self.op_ids), (count,), generator=generator)
+        return (op * self.n + operand()) * self.n + operand()
+
     def draw(self, count: int, generator: torch.Generator, exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """`count` question indices, uniformly, none of them in `exclude`."""
-        idx = torch.randint(self.size, (count,), generator=generator)
+        """`count` question indices (uniform, or digit-balanced: see `_random`), none in `exclude`."""
+        idx = self._random(count, generator)
         if exclude is None or not exclude.numel():
             return idx
         while True:
             bad = torch.isin(idx, exclude)
             if not bad.any():
                 return idx
-            idx[bad] = torch.randint(self.size, (int(bad.sum()),), generator=generator)
+            idx[bad] = self._random(int(bad.sum()), generator)
 
     def distinct(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """`count` different question indices, in random order."""
@@ -191,6 +205,7 @@ class ArithmeticDataModule(L.LightningDataModule):
         ops: str = "+-",
         digits: int = 2,
         fixed: list[str] | None = None,
+        balance_digits: bool = False,
         alphabet: str = "compact",
         train_size: int = 100_000,
         batch_size: int = 128,
@@ -222,7 +237,7 @@ class ArithmeticDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.alphabet = ALPHABETS[alphabet]
         self.stoi = {c: i for i, c in enumerate(self.alphabet)}
-        self.tutor = Tutor(ops, digits, fixed)
+        self.tutor = Tutor(ops, digits, fixed, bool(balance_digits))
 
     def model_kwargs(self) -> dict:
         return {"alphabet": list(self.alphabet), "max_answer_len": self.tutor.max_answer_len()}
