@@ -119,3 +119,13 @@ def test_resume_from_missing_checkpoint_in_train(tmp_path):
     msg = one_line_error(run_cli("seqlab.train", f"ckpt_path={tmp_path / 'x.ckpt'}", "debug=fast_dev_run",
                                  f"paths.root_dir={tmp_path}"))
     assert "checkpoint not found" in msg
+
+
+def test_csv_logger_run(small_text, tmp_path):
+    from seqlab.train import train
+
+    metrics, _ = train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "logger=csv", "trainer.max_epochs=1",
+                                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"], tmp_path))
+    rows = (tmp_path / "csv").rglob("metrics.csv")
+    text = "".join(p.read_text() for p in rows)
+    assert "val/loss" in text and f"{metrics['val/loss']:.4f}"[:5] in text

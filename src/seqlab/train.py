@@ -57,10 +57,19 @@ def build(cfg: DictConfig):
 
 
 def train(cfg: DictConfig) -> tuple[dict, str | None]:
-    if cfg.get("threads"):
-        import torch
+    """Fit, then test the best checkpoint; returns the metrics and the best checkpoint's path."""
+    import torch
 
+    threads = torch.get_num_threads()
+    if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads)  # (for callers that train several configs in one process)
+
+
+def _train(cfg: DictConfig) -> tuple[dict, str | None]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = cfg.get("ckpt_path")
@@ -72,7 +81,10 @@ def train(cfg: DictConfig) -> tuple[dict, str | None]:
     for lg in trainer.loggers:
         # Registers the run in TensorBoard's HPARAMS tab with the metrics it will get at the end
         # (NaN until then, never a made-up -1).
-        lg.log_hyperparams(hparams_of(cfg), {k: float("nan") for k in hp_keys})
+        if isinstance(lg, L.pytorch.loggers.TensorBoardLogger):
+            lg.log_hyperparams(hparams_of(cfg), {k: float("nan") for k in hp_keys})
+        else:  # e.g. CSVLogger takes no metrics here
+            lg.log_hyperparams(hparams_of(cfg))
 
     metrics = {}
     if cfg.get("train", True):
