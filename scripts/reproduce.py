@@ -33,14 +33,17 @@ class Experiment:
     better: str = "max"          # "max" | "min"
     max_minutes: float | None = None   # a wall-time bar on training
     no_slower_than: str | None = None  # … or: no more training time than this experiment
+    seeds: tuple[int, ...] = ()  # several runs (seed=…): the mean is judged, the range shown
 
 
 EXPERIMENTS = {
     "charlm_seed": Experiment("charlm", "val/loss", "val loss 1.5440 nats/char after 8 epochs", 1.544, "min"),
     "charlm": Experiment("charlm", "best/val/loss", "val loss 1.5440 nats/char after 8 epochs", 1.35, "min",
                          max_minutes=15),
+    # One run of the tutorial's setting swings by ±1 point from seed to seed (the last epochs'
+    # validation accuracy moves 1-2 points at a fixed LR): judged on the mean of three seeds.
     "subseq_seed": Experiment("subseq", "test/exact_acc", "\"nearly never makes an error\" (its code here: 98.5 % exact)",
-                              0.985),
+                              0.985, seeds=(42, 1, 2)),
     "subseq": Experiment("subseq", "test/exact_acc", "\"nearly never makes an error\" (its code here: 98.5 % exact)",
                          0.995, no_slower_than="subseq_seed"),
     "dialogue_seed": Experiment("dialogue", "test/exact_acc", "training loss ~0.005–0.05; no reply accuracy given",
@@ -109,14 +112,17 @@ def main() -> None:
     fit_minutes = {}
     for name in names:
         e = EXPERIMENTS[name]
-        r = run(name, a.quick, a.overrides)
-        value = r.get(e.metric)
+        runs = [run(name, a.quick, [*a.overrides, *([f"seed={seed}"] if seed is not None else [])])
+                for seed in (e.seeds or (None,))]
+        values = [r.get(e.metric) for r in runs]
         bar = f"{'≤' if e.better == 'min' else '≥'} {e.bar:g}"
-        if value is None:
-            rows.append(f"| {e.task} | {name} | {e.metric} | {e.seed_number} | {bar} | {r.get('error', 'missing')} | | no |")
+        if any(v is None for v in values):
+            error = next(r.get("error", "missing") for r, v in zip(runs, values) if v is None)
+            rows.append(f"| {e.task} | {name} | {e.metric} | {e.seed_number} | {bar} | {error} | | no |")
             print(rows[-1], flush=True)
             continue
-        minutes = r.get("time/fit_s", r["wall"]) / 60
+        value = sum(values) / len(values)
+        minutes = sum(r.get("time/fit_s", r["wall"]) for r in runs) / len(runs) / 60
         fit_minutes[name] = minutes
         ok = value <= e.bar if e.better == "min" else value >= e.bar
         if e.max_minutes is not None:
@@ -126,7 +132,11 @@ def main() -> None:
             bar += f" in ≤ {e.no_slower_than}'s time"
             if e.no_slower_than in fit_minutes:
                 ok = ok and minutes <= fit_minutes[e.no_slower_than]
-        rows.append(f"| {e.task} | {name} | {e.metric} | {e.seed_number} | {bar} | {value:.4f} | {minutes:.1f} min "
+        ours = f"{value:.4f}"
+        if len(values) > 1:
+            seeds = ", ".join(f"{s}: {v:.4f}" for s, v in zip(e.seeds, values))
+            ours += f" (mean of seeds {seeds})"
+        rows.append(f"| {e.task} | {name} | {e.metric} | {e.seed_number} | {bar} | {ours} | {minutes:.1f} min "
                     f"| {'yes' if ok else 'no'} |")
         print(rows[-1], flush=True)
     command = "python scripts/reproduce.py" + "".join(f" {x}" for x in sys.argv[1:])

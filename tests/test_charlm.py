@@ -134,7 +134,8 @@ def test_train_resume_generate_eval(small_text, tmp_path):
 
 
 def test_generate_rejects_bad_options(small_text, tmp_path):
-    train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "debug=fast_dev_run"], tmp_path))
+    train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                    "trainer.limit_val_batches=1"], tmp_path))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert "temperature" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "temperature=-1"))
     assert "length" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "length=-5"))

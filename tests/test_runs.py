@@ -64,7 +64,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(small_text, tmp_path):
     alone: the same final validation loss (tolerance 1e-4 nats: the same batches in the same
     order, the carried hidden state and the RNG restored; only float summation order may differ)."""
     common = [f"data.path={small_text}", *TINY_CHARLM, "data.random_bptt=true", "trainer.max_epochs=2",
-              "trainer.limit_val_batches=4", "callbacks.step_checkpoint.every_n_train_steps=5", "seed=3",
+              "trainer.limit_train_batches=25", "trainer.limit_val_batches=4", "callbacks.step_checkpoint.every_n_train_steps=5", "seed=3",
               f"paths.root_dir={tmp_path}"]
     alone = tmp_path / "alone"
     proc = run_cli("seqlab.train", *common, f"hydra.run.dir={alone}")
@@ -117,6 +117,7 @@ def test_cpu_ddp_trains_each_task(task, tmp_path):
     """Two processes over gloo, a few batches: runs, syncs metrics, only rank 0 writes logs."""
     proc = run_cli("seqlab.train", f"experiment={task}", "trainer=ddp_cpu", "trainer.max_epochs=1",
                    "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                   "trainer.check_val_every_n_epoch=1",
                    "trainer.max_time=null", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}/run",
                    f"paths.root_dir={tmp_path}", timeout=420, env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
