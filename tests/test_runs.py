@@ -59,6 +59,7 @@ def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path):
     assert "not a seqlab run folder" in msg
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_an_uninterrupted_run(small_text, tmp_path):
     """SIGKILL mid-epoch after the first step checkpoint, resume, and compare with a run left
     alone: the same final validation loss (tolerance 1e-4 nats: the same batches in the same
