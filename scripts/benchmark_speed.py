@@ -151,7 +151,7 @@ def main():
     ap.add_argument("--bptt", type=int, default=32)
     ap.add_argument("--n-hidden", type=int, default=512)
     ap.add_argument("--cell", default="gru")
-    ap.add_argument("--sub-bs", type=int, default=128, help="subseq batch size")
+    ap.add_argument("--sub-bs", type=int, default=64, help="subseq batch size (the subseq recipe's)")
     ap.add_argument("--cells", nargs="*", default=["gru", "grucell"], help="cells to compare in the plain loop")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(model) in the plain loop")
     args = ap.parse_args()
