@@ -31,26 +31,36 @@ class SeqlabModule(L.LightningModule):
         # HPARAMS tab itself, with the real final metrics (the vocabulary would be noise there).
         super().save_hyperparameters(*args, logger=logger, frame=__import__("inspect").currentframe().f_back, **kwargs)
 
+    # ---- resuming mid-epoch ------------------------------------------------------------
+    # Lightning restores weights, optimizer, loops and callbacks, but not the random state nor a
+    # task's own running state (e.g. the char-LM's carried hidden state). Both are saved with
+    # every checkpoint and put back at the first training step of the resumed run: after the
+    # sanity check and the data loaders (which draw from the same generator) have started.
+
+    def train_state(self) -> dict:
+        """A task's running training state to resume from (plain values and tensors)."""
+        return {}
+
+    def load_train_state(self, state: dict) -> None:
+        """Put back what `train_state` saved; called at the resumed run's first training step."""
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["seqlab_task"] = self.task
-        # The random state (dropout masks, teacher forcing draws) as it was at this step, so a
-        # resumed run draws what the uninterrupted run would have drawn (Lightning does not keep it).
-        rng = {"step": self.trainer.global_step if self._trainer else -1, "torch": torch.get_rng_state()}
+        resume = {"step": self.trainer.global_step if self._trainer else -1, "torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["seqlab_rng"] = rng
+            resume["cuda_rng"] = torch.cuda.get_rng_state_all()
+        checkpoint["seqlab_resume"] = resume | (self.train_state() if self._trainer else {})
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._resume_rng = checkpoint.get("seqlab_rng")
+        self._resume = checkpoint.get("seqlab_resume")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        # Restored at the first training step of a resumed run, after the sanity check and the
-        # data loaders (which draw from the same generator) have started.
-        saved, self._resume_rng = getattr(self, "_resume_rng", None), None
+        saved, self._resume = getattr(self, "_resume", None), None
         if saved is not None and saved["step"] == self.trainer.global_step:
-            torch.set_rng_state(saved["torch"])
-            if "cuda" in saved and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(saved["cuda"])
+            torch.set_rng_state(saved["torch_rng"])
+            if "cuda_rng" in saved and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(saved["cuda_rng"])
+            self.load_train_state(saved)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -61,8 +61,6 @@ class CharLMModule(SeqlabModule):
     def _step(self, batch, stage: str):
         x, y = batch
         h = self.hidden.get(stage)
-        if stage == "train" and h is None:
-            h = self._take_resumed_hidden()
         if h is not None and hidden_batch_size(h) != x.size(0):
             h = None  # another number of streams (e.g. a smaller last batch): start afresh
         logp, h = self.model(x, h)
@@ -80,24 +78,18 @@ class CharLMModule(SeqlabModule):
     def on_test_epoch_start(self):
         self.hidden.pop("test", None)
 
-    # A checkpoint written mid-epoch (callbacks.step_checkpoint) carries the training state, so
+    # A checkpoint written mid-epoch (callbacks.step_checkpoint) carries the hidden state, so
     # that a resumed run goes on from it with the next window (see data.ResumableLoader).
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
+    def train_state(self) -> dict:
         done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if "train" in self.hidden and 0 < done < self.trainer.num_training_batches:
-            checkpoint["charlm_train_hidden"] = {"step": self.trainer.global_step, "hidden": self.hidden["train"]}
+            return {"hidden": self.hidden["train"]}
+        return {}
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self._resume_hidden = checkpoint.get("charlm_train_hidden")
-
-    def _take_resumed_hidden(self):
-        saved, self._resume_hidden = getattr(self, "_resume_hidden", None), None
-        if saved is not None and saved["step"] == self.global_step:
-            h = saved["hidden"]
-            return tuple(t.to(self.device) for t in h) if isinstance(h, (tuple, list)) else h.to(self.device)
-        return None
+    def load_train_state(self, state: dict) -> None:
+        if "hidden" in state:
+            h = state["hidden"]
+            self.hidden["train"] = tuple(t.to(self.device) for t in h) if isinstance(h, (tuple, list)) else h.to(self.device)
 
     def training_step(self, batch, batch_idx):
         loss, _ = self._step(batch, "train")
