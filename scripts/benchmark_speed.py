@@ -79,7 +79,7 @@ def plain_loop(module, batches, warmup, clip, loss_fn=charlm_loss):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
-    return time.perf_counter() - start, 0.0
+    return time.perf_counter() - start
 
 
 class StepClock(L.Callback):
@@ -121,7 +121,7 @@ def compare(task, args):
     plain, light, ratios, gaps = [], [], [], []
     for rep in range(args.reps):  # alternate, so drifts of a noisy machine hit both alike
         module.load_state_dict(init)
-        t_plain, _ = plain_loop(module, batches, args.warmup, 1.0, loss_fn)
+        t_plain = plain_loop(module, batches, args.warmup, 1.0, loss_fn)
         module.load_state_dict(init)
         t_light, gap = lightning_loop(module, batches, args.warmup, 1.0)
         plain.append(units / t_plain)
@@ -164,12 +164,12 @@ def main():
     steps = max(3, args.steps // 4)
     for cell in args.cells:
         m, b, tok = charlm_setup(argparse.Namespace(**{**vars(args), "cell": cell, "steps": steps}))
-        t, _ = plain_loop(m, b, args.warmup, 1.0)
+        t = plain_loop(m, b, args.warmup, 1.0)
         print(f"{cell:>8s}: {tok / t:,.0f} chars/s")
     if args.compile:
         m, b, tok = charlm_setup(argparse.Namespace(**{**vars(args), "cell": "gru", "steps": steps}))
         m.model = torch.compile(m.model)
-        t, _ = plain_loop(m, b, args.warmup, 1.0)
+        t = plain_loop(m, b, args.warmup, 1.0)
         print(f"gru + torch.compile: {tok / t:,.0f} chars/s")
 
 

@@ -47,6 +47,15 @@ def make_cfg(overrides: list[str], output_dir: Path, config_name: str = "train")
     return cfg
 
 
+def compose_with_hydra(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The composed config with its `hydra` node (sweeper, launcher), as a run would see it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
 def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300, stdin: str | None = None,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m <module> args…` as a user would; outputs/ goes under `cwd`."""

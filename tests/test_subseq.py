@@ -226,26 +226,6 @@ def test_eval_entry_point(checkpoint):
     assert 0 <= float(scores["test/exact_acc"]) <= float(scores["test/token_acc"]) <= 1
 
 
-def test_optuna_search_space_names_real_keys(tmp_path):
-    cfg = make_cfg(["experiment=subseq", "hparams_search=subseq_optuna"], tmp_path)
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from seqlab.cli import CONF_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        full = compose(config_name="train", overrides=["experiment=subseq", "hparams_search=subseq_optuna"],
-                       return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    sweeper = full.hydra.sweeper
-    # it maximises what seqlab.train returns for this task: the best val/exact_acc
-    assert sweeper.direction == "maximize" and cfg.model.monitor == "val/exact_acc" and cfg.model.monitor_mode == "max"
-    for key in sweeper.params:
-        group, name = key.split(".", 1)
-        assert name in cfg[group], key  # a typo would make every trial fail
-
-
 def test_predict_from_checkpoint(checkpoint):
     from seqlab.checkpoint import load_module
 
