@@ -223,3 +223,9 @@ def _clean_run_dir(cfg: DictConfig) -> None:
             or any(out.rglob("*.ckpt")) or cfg.get("keep_failed_run_dir", False)):
         return
     shutil.rmtree(out, ignore_errors=True)
+    # and the folders made for it alone (outputs/<name>/runs/), up to outputs/
+    top = Path(cfg.paths.outputs_dir).resolve()
+    for parent in out.parents:
+        if parent == top or top not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
