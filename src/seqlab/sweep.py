@@ -1,5 +1,6 @@
-"""Sweep summary: a table of every job's overrides and its monitored metric, rewritten as each
-job ends (so a sweep that stops early still leaves one) and at the end of the sweep.
+"""Sweep summary: a table of every job's overrides, its monitored metric and its status (with a
+failed job's one-line reason), rewritten as each job ends (so a sweep that stops early still
+leaves one) and at the end of the sweep.
 
 Registered as a Hydra callback in conf/hydra/default.yaml; works with any sweeper and launcher
 because it reads what each job left on disk (`.hydra/overrides.yaml`, `result.json`).
@@ -24,9 +25,12 @@ def collect(sweep_dir: Path) -> list[dict]:
         result_file = job_dir / "result.json"
         if result_file.is_file():
             result = json.loads(result_file.read_text())
-            status = "ok" if result.get("value") is not None else "no metric"
+            if result.get("error"):
+                status = f"failed: {result['error']}"
+            else:
+                status = "ok" if result.get("value") is not None else "no metric"
         else:
-            result, status = {}, "failed or running"
+            result, status = {}, "running (or killed)"
         rows.append({
             "job": job_dir.name,
             "overrides": " ".join(overrides),
@@ -57,21 +61,33 @@ def write_summary(sweep_dir: Path) -> list[dict]:
     md = ["| job | overrides | " + (rows[0]["monitor"] or "metric") + " | status |", "|---|---|---|---|"]
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
-        md.append(f"| {r['job']} | `{r['overrides']}` | {value} | {r['status']} |")
+        md.append(f"| {r['job']} | `{r['overrides']}` | {value} | {r['status'].replace('|', '/')} |")
     tmp = sweep_dir / f".summary.md.{os.getpid()}"
     tmp.write_text("\n".join(md) + "\n")
     os.replace(tmp, sweep_dir / "summary.md")
     return rows
 
 
+def print_summary(sweep_dir: Path) -> None:
+    rows = write_summary(sweep_dir)
+    if rows:
+        print(f"sweep summary ({len(rows)} jobs): {sweep_dir / 'summary.md'}")
+        print((sweep_dir / "summary.md").read_text(), flush=True)
+
+
+current_sweep: Path | None = None  # for the entry point, to print the summary when a sweep fails
+
+
 class SweepSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global current_sweep
+        current_sweep = Path(config.hydra.sweep.dir)
+
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if config.hydra.mode is not None and str(config.hydra.mode) == "RunMode.MULTIRUN":
             write_summary(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        rows = write_summary(sweep_dir)
-        if rows:
-            print(f"sweep summary ({len(rows)} jobs): {sweep_dir / 'summary.md'}")
-            print((sweep_dir / "summary.md").read_text())
+        global current_sweep
+        print_summary(Path(config.hydra.sweep.dir))
+        current_sweep = None

@@ -22,12 +22,14 @@ changes how training questions are drawn (short operands as often as long ones).
 import math
 import re
 import string
+from typing import Annotated, Literal
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError
+from seqlab.validation import PositiveInt, Range
 
 OPS = "+-*"
 END = "\x00"  # the sensei's filler before the answer, and the end of an answer
@@ -199,48 +201,30 @@ class TrainQuestions(IterableDataset):
             yield render(*self.tutor.questions(chunk), self.stoi)
 
 
-class ArithmeticDataModule(L.LightningDataModule):
-    def __init__(
-        self,
-        ops: str = "+-",
-        digits: int = 2,
-        fixed: list[str] | None = None,
-        balance_digits: bool = False,
-        alphabet: str = "compact",
-        train_size: int = 100_000,
-        batch_size: int = 128,
-        val_size: int = 1000,
-        test_size: int = 1000,
-        eval_batch_size: int = 1000,
-        seed: int = 0,
-    ):
+class ArithmeticDataModule(SeqlabDataModule):
+    def __init__(self, ops: str, digits: Annotated[int, Range(1, MAX_DIGITS)], fixed: list[str] | None,
+                 balance_digits: bool, alphabet: Literal["compact", "printable"], train_size: PositiveInt,
+                 batch_size: PositiveInt, val_size: PositiveInt, test_size: PositiveInt, eval_batch_size: PositiveInt,
+                 seed: int):
         super().__init__()
-        if alphabet not in ALPHABETS:
-            raise SeqlabError(f"data.alphabet={alphabet!r} is not one of {', '.join(ALPHABETS)}")
         if fixed:
-            if isinstance(fixed, str) or not all(isinstance(q, str) for q in fixed):
-                raise SeqlabError(f"data.fixed must be a list of questions, got {fixed!r}; pass e.g. data.fixed='[\"1+1=?\",\"1+2=?\"]'")
             for q in fixed:
                 try:
                     parse_question(q)
                 except SeqlabError:
                     raise SeqlabError(f"data.fixed has a malformed question {q!r}; each must be {FORMAT_HINT}") from None
-        else:
-            if not isinstance(ops, str) or not ops or any(o not in OPS for o in ops) or len(set(ops)) != len(ops):
-                raise SeqlabError(f"data.ops must be distinct characters from '{OPS}', got {ops!r}; pass e.g. data.ops='+-*'")
-            if not isinstance(digits, int) or not 1 <= digits <= MAX_DIGITS:
-                raise SeqlabError(f"data.digits must be an integer from 1 to {MAX_DIGITS}, got {digits!r}; pass e.g. data.digits=2")
-        for key, value in (("train_size", train_size), ("batch_size", batch_size), ("val_size", val_size),
-                           ("test_size", test_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise SeqlabError(f"data.{key} must be a positive integer, got {value!r}")
-        self.save_hyperparameters()
+        elif not ops or any(o not in OPS for o in ops) or len(set(ops)) != len(ops):
+            raise SeqlabError(f"data.ops must be distinct characters from '{OPS}', got {ops!r}; pass e.g. data.ops='+-*'")
         self.alphabet = ALPHABETS[alphabet]
         self.stoi = {c: i for i, c in enumerate(self.alphabet)}
-        self.tutor = Tutor(ops, digits, fixed, bool(balance_digits))
+        self.tutor = Tutor(ops, digits, fixed, balance_digits)
 
     def model_kwargs(self) -> dict:
-        return {"alphabet": list(self.alphabet), "max_answer_len": self.tutor.max_answer_len()}
+        """The alphabet, the longest answer, and what questions the net will be asked (the model
+        warns about questions from outside it)."""
+        hp = self.hparams
+        return {"alphabet": list(self.alphabet), "max_answer_len": self.tutor.max_answer_len(),
+                "questions": {"ops": hp.ops, "digits": hp.digits} if not hp.fixed else {"fixed": list(hp.fixed)}}
 
     def setup(self, stage: str | None = None) -> None:
         hp, tutor = self.hparams, self.tutor
@@ -251,7 +235,7 @@ class ArithmeticDataModule(L.LightningDataModule):
             self.val_idx, self.test_idx = idx[: hp.val_size], idx[hp.val_size:]
             self.exclude = idx
         else:
-            # Too few questions to hold any out (e.g. the seed's two): every set is all of them.
+            # Too few questions to hold any out (e.g. the tutorial's two): every set is all of them.
             self.val_idx = self.test_idx = torch.arange(tutor.size)
             self.exclude = None
 
@@ -261,13 +245,23 @@ class ArithmeticDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        ds = TrainQuestions(self.tutor, self.stoi, hp.train_size, hp.batch_size, hp.seed, self.exclude, epoch_fn, rank)
-        return DataLoader(ds, batch_size=None)
+        return self.resumable(TrainQuestions(self.tutor, self.stoi, hp.train_size, hp.batch_size, hp.seed, self.exclude,
+                                             self.epoch, self.rank_and_world()[0]))
 
     def val_dataloader(self) -> DataLoader:
         return self._fixed(self.val_idx)
 
     def test_dataloader(self) -> DataLoader:
         return self._fixed(self.test_idx)
+
+
+def out_of_range(question: str, questions: dict) -> str | None:
+    """Why a well-formed question lies outside what the net was trained on, or None."""
+    a, op, b = parse_question(question)
+    if "fixed" in questions:
+        return None if question.strip() in questions["fixed"] else f"it was trained on {', '.join(questions['fixed'])} only"
+    if op not in questions["ops"]:
+        return f"it was trained on {' and '.join(questions['ops'])} only"
+    if max(a, b) >= 10 ** questions["digits"]:
+        return f"it was trained on operands of up to {questions['digits']} digits"
+    return None

@@ -35,23 +35,23 @@ class UnrolledRNN(nn.Module):
 
 
 class CharRNN(nn.Module):
-    def __init__(self, vocab_size: int, cell: str = "gru", n_fac: int = 42, n_hidden: int = 256,
+    def __init__(self, vocab_size: int, cell: str = "gru", emb_dim: int = 42, hidden_size: int = 256,
                  n_layers: int = 1, dropout: float = 0.0):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-        self.cell, self.n_layers, self.n_hidden = cell, n_layers, n_hidden
-        self.embedding = nn.Embedding(vocab_size, n_fac)
+        self.cell, self.n_layers, self.hidden_size = cell, n_layers, hidden_size
+        self.embedding = nn.Embedding(vocab_size, emb_dim)
         rnn_dropout = dropout if n_layers > 1 else 0.0
         if cell in FUSED:
-            self.rnn = FUSED[cell](n_fac, n_hidden, n_layers, batch_first=True, dropout=rnn_dropout)
+            self.rnn = FUSED[cell](emb_dim, hidden_size, n_layers, batch_first=True, dropout=rnn_dropout)
         else:
-            self.rnn = UnrolledRNN(cell, n_fac, n_hidden, n_layers, rnn_dropout)
+            self.rnn = UnrolledRNN(cell, emb_dim, hidden_size, n_layers, rnn_dropout)
         self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(n_hidden, vocab_size)
+        self.out = nn.Linear(hidden_size, vocab_size)
 
     def init_hidden(self, batch_size: int, device=None):
-        h = torch.zeros(self.n_layers, batch_size, self.n_hidden, device=device)
+        h = torch.zeros(self.n_layers, batch_size, self.hidden_size, device=device)
         return (h, h.clone()) if self.cell == "lstm" else h
 
     def forward(self, x: torch.Tensor, hidden=None):
@@ -62,15 +62,6 @@ class CharRNN(nn.Module):
         return torch.log_softmax(self.out(self.drop(out)), dim=-1), hidden
 
 
-def detach_hidden(h):
-    """Keep the state, drop its history: truncated backprop through time ("repackage")."""
-    return tuple(x.detach() for x in h) if isinstance(h, tuple) else h.detach()
-
-
-def hidden_batch_size(h) -> int:
-    return (h[0] if isinstance(h, tuple) else h).size(1)
-
-
 @torch.no_grad()
 def generate(model: CharRNN, prompt_ids: torch.Tensor, length: int, temperature: float,
              generator: torch.Generator | None = None, suppress: int | None = None) -> list[int]:
@@ -78,7 +69,6 @@ def generate(model: CharRNN, prompt_ids: torch.Tensor, length: int, temperature:
     `suppress` (e.g. the <unk> index) is never picked."""
     from seqlab.sampling import next_token
 
-    model.eval()
     logp, h = model(prompt_ids.view(1, -1))
     out = []
     for _ in range(length):
@@ -86,6 +76,6 @@ def generate(model: CharRNN, prompt_ids: torch.Tensor, length: int, temperature:
         if suppress is not None:
             logits = logits.index_fill(-1, torch.tensor([suppress], device=logits.device), float("-inf"))
         tok = next_token(logits, temperature, generator)
-        out.append(int(tok))
+        out.append(tok)
         logp, h = model(tok.view(1, 1), h)
-    return out
+    return torch.cat(out).tolist() if out else []  # read back once, not once per character

@@ -11,20 +11,21 @@ data gives for its prompt (its references), so a reply counts as right when it m
 """
 
 import re
+from typing import Literal
 
-import lightning as L
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
+from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError
+from seqlab.validation import PositiveInt, Rate
 from seqlab.textfiles import read_json_records, resolve
 from seqlab.vocab import Vocab
 
 SPECIALS = ("<unk>", "<pad>", "<sos>", "<eos>")
 UNK, PAD, SOS, EOS = range(4)
 NO_MATCH = -1  # a reference word outside the output vocabulary: no reply can match it
-CORPORA = ("pairs", "chatterbot")
 EVAL_BS = 64
 
 # The tutorial's cleaning: these characters become spaces, runs of ! , ? collapse to one.
@@ -159,33 +160,15 @@ def split_by_prompt(pairs: list, val_frac: float, test_frac: float, seed: int):
     return parts
 
 
-class DialogueDataModule(L.LightningDataModule):
-    def __init__(
-        self,
-        corpus: str = "pairs",
-        path: str | None = None,
-        language: str = "english",
-        val_frac: float = 0.0,
-        test_frac: float = 0.0,
-        min_freq: int = 1,
-        max_tokens: int | None = None,
-        bs: int = 2,
-        seed: int = 0,
-    ):
+class DialogueDataModule(SeqlabDataModule):
+    def __init__(self, corpus: Literal["pairs", "chatterbot"], path: str | None, language: str, val_frac: Rate,
+                 test_frac: Rate, min_freq: PositiveInt, max_tokens: PositiveInt | None, batch_size: PositiveInt,
+                 seed: int):
         super().__init__()
-        if corpus not in CORPORA:
-            raise SeqlabError(f"data.corpus={corpus!r} is not one of {', '.join(CORPORA)}")
         if corpus == "chatterbot" and path:
             raise SeqlabError("data.path is for a pairs file; with data.corpus=chatterbot leave it null (or use data=dialogue)")
-        if bs is None or int(bs) < 1:
-            raise SeqlabError(f"data.bs must be a positive integer, got {bs}; pass e.g. data.bs=32")
-        if min_freq is None or int(min_freq) < 1:
-            raise SeqlabError(f"data.min_freq must be >= 1, got {min_freq}")
-        if max_tokens is not None and int(max_tokens) < 1:
-            raise SeqlabError(f"data.max_tokens must be >= 1 or null (no limit), got {max_tokens}")
-        if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
-            raise SeqlabError(f"data.val_frac and data.test_frac must be in [0, 1) with a sum below 1, got {val_frac} and {test_frac}")
-        self.save_hyperparameters()
+        if val_frac + test_frac >= 1:
+            raise SeqlabError(f"data.val_frac + data.test_frac must be below 1, got {val_frac} + {test_frac}")
         self.splits = None
         self.src_vocab: Vocab | None = None
         self.tgt_vocab: Vocab | None = None
@@ -210,9 +193,9 @@ class DialogueDataModule(L.LightningDataModule):
             self.src_vocab = Vocab.build((t for a, _ in train for t in a), hp.min_freq, SPECIALS)
             self.tgt_vocab = Vocab.build((t for _, b in train for t in b), hp.min_freq, SPECIALS)
 
-    def use_vocabs(self, src_itos: list[str], tgt_itos: list[str]) -> None:
+    def use_model(self, module) -> None:
         """Encode with a trained model's vocabularies (evaluating a checkpoint on other data)."""
-        self.src_vocab, self.tgt_vocab = Vocab(src_itos), Vocab(tgt_itos)
+        self.src_vocab, self.tgt_vocab = module.src_vocab, module.tgt_vocab
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -228,11 +211,11 @@ class DialogueDataModule(L.LightningDataModule):
         return DataLoader(data, batch_size=bs, shuffle=shuffle, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(0, True, self.hparams.bs)
+        return self._loader(0, True, self.hparams.batch_size)
 
     # Evaluation decodes every reply: bigger batches mean fewer decoding loops (same results).
     def val_dataloader(self) -> DataLoader:
-        return self._loader(1, False, max(self.hparams.bs, EVAL_BS))
+        return self._loader(1, False, max(self.hparams.batch_size, EVAL_BS))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(2, False, max(self.hparams.bs, EVAL_BS))
+        return self._loader(2, False, max(self.hparams.batch_size, EVAL_BS))

@@ -59,15 +59,15 @@ class Embed(nn.Module):
 
 class DialogueTransformer(nn.Module):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, emb_dim: int = 32, n_layers: int = 3,
-                 heads: int = 8, dropout: float = 0.01, ff_dim: int = 2048, pad: int = 1):
+                 n_heads: int = 8, dropout: float = 0.01, ff_dim: int = 2048, pad: int = 1):
         super().__init__()
-        if emb_dim % heads:
-            raise ValueError(f"emb_dim ({emb_dim}) must be a multiple of heads ({heads})")
+        if emb_dim % n_heads:
+            raise ValueError(f"emb_dim ({emb_dim}) must be a multiple of n_heads ({n_heads})")
         self.pad = pad
         self.src_embed = Embed(src_vocab_size, emb_dim, dropout)
         self.tgt_embed = Embed(tgt_vocab_size, emb_dim, dropout)
-        enc = nn.TransformerEncoderLayer(emb_dim, heads, ff_dim, dropout, batch_first=True, norm_first=True)
-        dec = nn.TransformerDecoderLayer(emb_dim, heads, ff_dim, dropout, batch_first=True, norm_first=True)
+        enc = nn.TransformerEncoderLayer(emb_dim, n_heads, ff_dim, dropout, batch_first=True, norm_first=True)
+        dec = nn.TransformerDecoderLayer(emb_dim, n_heads, ff_dim, dropout, batch_first=True, norm_first=True)
         # (nested tensors only speed up post-norm encoders; off to keep PyTorch quiet)
         self.encoder = nn.TransformerEncoder(enc, n_layers, norm=nn.LayerNorm(emb_dim), enable_nested_tensor=False)
         self.decoder = nn.TransformerDecoder(dec, n_layers, norm=nn.LayerNorm(emb_dim))

@@ -8,13 +8,17 @@ run, and epoch e of a resumed run sees the same examples as in the first run.
 """
 
 import math
+import re
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError
+from seqlab.validation import NonNegativeInt, PositiveInt
+
+FORMAT = ("seq_len", "max_start", "min_len", "digit_low", "digit_high")  # what an example looks like
 
 # Stream ids mixed into the seed: training epochs never share a seed with the held-out sets.
 TRAIN, VAL, TEST = 0, 1, 2
@@ -65,45 +69,26 @@ class FreshExamples(IterableDataset):
             yield x[start : start + self.batch_size], y[start : start + self.batch_size]
 
 
-class SubseqDataModule(L.LightningDataModule):
+class SubseqDataModule(SeqlabDataModule):
     """Fresh training examples every epoch (from `seed` and the epoch number); fixed validation
     and test sets from their own seeds, so runs with different seeds are scored on the same sets."""
 
-    def __init__(
-        self,
-        seq_len: int = 10,
-        max_start: int = 5,
-        min_len: int = 2,
-        digit_low: int = 1,
-        digit_high: int = 9,
-        train_size: int = 4096,
-        val_size: int = 2000,
-        test_size: int = 2000,
-        batch_size: int = 32,
-        eval_batch_size: int = 500,
-        seed: int = 0,
-        val_seed: int = 1,
-        test_seed: int = 2,
-    ):
+    def __init__(self, seq_len: PositiveInt, max_start: NonNegativeInt, min_len: PositiveInt, digit_low: PositiveInt,
+                 digit_high: PositiveInt, train_size: PositiveInt, val_size: PositiveInt, test_size: PositiveInt,
+                 batch_size: PositiveInt, eval_batch_size: PositiveInt, seed: int | None, val_seed: int, test_seed: int):
         super().__init__()
-        for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size),
-                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value is None or int(value) < 1:
-                raise SeqlabError(f"data.{name} must be a positive integer, got {value}; pass e.g. data.{name}=32")
-        if not 1 <= digit_low <= digit_high:
-            raise SeqlabError(f"digits must satisfy 1 <= data.digit_low <= data.digit_high (0 is the padding), "
-                              f"got {digit_low}..{digit_high}; pass e.g. data.digit_low=1 data.digit_high=9")
-        if min_len < 1 or max_start < 0 or max_start + min_len > seq_len - 2:
-            raise SeqlabError(f"need data.min_len >= 1, data.max_start >= 0 and max_start + min_len <= seq_len - 2 "
-                              f"(every slice must fit), got seq_len={seq_len} max_start={max_start} min_len={min_len}; "
+        if not digit_low <= digit_high:
+            raise SeqlabError(f"need data.digit_low <= data.digit_high (0 is the padding), got {digit_low}..{digit_high}; "
+                              f"pass e.g. data.digit_low=1 data.digit_high=9")
+        if max_start + min_len > seq_len - 2:
+            raise SeqlabError(f"need data.max_start + data.min_len <= data.seq_len - 2 (every slice must fit), got "
+                              f"seq_len={seq_len} max_start={max_start} min_len={min_len}; "
                               f"pass e.g. data.seq_len=10 data.max_start=5 data.min_len=2")
-        self.save_hyperparameters()
         # seed=null: a random training stream (not repeatable, as asked); the held-out sets stay fixed.
         self.train_seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
 
     def format(self) -> dict:
-        hp = self.hparams
-        return {k: hp[k] for k in ("seq_len", "max_start", "min_len", "digit_low", "digit_high")}
+        return {k: self.hparams[k] for k in FORMAT}
 
     def model_kwargs(self) -> dict:
         """The example format: the model sizes its vocabulary and output from it, and
@@ -115,18 +100,43 @@ class SubseqDataModule(L.LightningDataModule):
         self.val_set = make_examples(hp.val_size, stream_seed(hp.val_seed, VAL), **self.format())
         self.test_set = make_examples(hp.test_size, stream_seed(hp.test_seed, TEST), **self.format())
 
-    def _epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
-
     def train_dataloader(self) -> DataLoader:
         # Under DDP each rank draws its own examples (the rank is part of the seed).
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        ds = FreshExamples(self.hparams.train_size, self.hparams.batch_size, self.train_seed, self.format(),
-                           self._epoch, rank)
-        return DataLoader(ds, batch_size=None)
+        hp = self.hparams
+        return self.resumable(FreshExamples(hp.train_size, hp.batch_size, self.train_seed, self.format(), self.epoch,
+                                            self.rank_and_world()[0]))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(*self.val_set), batch_size=self.hparams.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(*self.test_set), batch_size=self.hparams.eval_batch_size)
+
+
+def format_help(fmt: dict) -> str:
+    body = fmt["seq_len"] - 2
+    return (f"{fmt['seq_len']} numbers 'idx len x0 … x{body - 1}' with idx in 0..{fmt['max_start']}, "
+            f"len in {fmt['min_len']}..{body}-idx, digits x in {fmt['digit_low']}..{fmt['digit_high']}, "
+            f"e.g. prompt=\"2 3 1 8 2 5 8 6 4 5\"")
+
+
+def parse_prompt(prompt, fmt: dict) -> torch.Tensor:
+    """'2 3 1 8 2 5 8 6 4 5' (or '2,3,1,…' or '2318258645') -> a (1, seq_len) tensor, checked
+    against the example format `fmt`."""
+    text = str(prompt).strip()
+    parts = re.split(r"[\s,]+", text) if text else []
+    if len(parts) == 1 and len(parts[0]) == fmt["seq_len"]:
+        parts = list(parts[0])  # the compact form: one digit per number
+    if len(parts) != fmt["seq_len"] or not all(p.isdigit() for p in parts):
+        raise SeqlabError(f"prompt {text!r} is not {format_help(fmt)}")
+    idx, length, *digits = (int(p) for p in parts)
+    problem = None
+    if idx > fmt["max_start"]:
+        problem = f"idx={idx} is above {fmt['max_start']}"
+    elif not fmt["min_len"] <= length <= fmt["seq_len"] - 2 - idx:
+        problem = f"len={length} is outside {fmt['min_len']}..{fmt['seq_len'] - 2 - idx} for idx={idx}"
+    elif not all(fmt["digit_low"] <= d <= fmt["digit_high"] for d in digits):
+        problem = f"a digit is outside {fmt['digit_low']}..{fmt['digit_high']}"
+    if problem:
+        raise SeqlabError(f"prompt {text!r}: {problem}; the prompt is {format_help(fmt)}")
+    return torch.tensor([[idx, length, *digits]])

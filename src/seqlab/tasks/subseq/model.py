@@ -8,10 +8,10 @@ from torch import nn
 
 
 class Encoder(nn.Module):
-    def __init__(self, vocab_size: int, emb_dim: int, hidden: int, n_layers: int, dropout: float):
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_size: int, n_layers: int, dropout: float):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, emb_dim)
-        self.rnn = nn.GRU(emb_dim, hidden, n_layers, dropout=dropout if n_layers > 1 else 0.0, batch_first=True)
+        self.rnn = nn.GRU(emb_dim, hidden_size, n_layers, dropout=dropout if n_layers > 1 else 0.0, batch_first=True)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
@@ -21,11 +21,11 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, vocab_size: int, emb_dim: int, hidden: int, n_layers: int, dropout: float):
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_size: int, n_layers: int, dropout: float):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, emb_dim)
-        self.rnn = nn.GRU(emb_dim, hidden, n_layers, dropout=dropout if n_layers > 1 else 0.0, batch_first=True)
-        self.out = nn.Linear(hidden, vocab_size)
+        self.rnn = nn.GRU(emb_dim, hidden_size, n_layers, dropout=dropout if n_layers > 1 else 0.0, batch_first=True)
+        self.out = nn.Linear(hidden_size, vocab_size)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,12 +38,12 @@ class Seq2Seq(nn.Module):
     """Encoder and decoder of equal size; the decoder starts from the encoder's final state and a
     zero token, and then reads back either its own best guess or (teacher forcing) the target."""
 
-    def __init__(self, in_vocab: int, out_vocab: int, out_len: int, emb_dim: int = 128, hidden: int = 256,
+    def __init__(self, in_vocab: int, out_vocab: int, out_len: int, emb_dim: int = 128, hidden_size: int = 256,
                  n_layers: int = 3, dropout: float = 0.5, init_range: float = 0.08):
         super().__init__()
         self.out_len = out_len
-        self.encoder = Encoder(in_vocab, emb_dim, hidden, n_layers, dropout)
-        self.decoder = Decoder(out_vocab, emb_dim, hidden, n_layers, dropout)
+        self.encoder = Encoder(in_vocab, emb_dim, hidden_size, n_layers, dropout)
+        self.decoder = Decoder(out_vocab, emb_dim, hidden_size, n_layers, dropout)
         if init_range:
             for p in self.parameters():
                 nn.init.uniform_(p, -init_range, init_range)
