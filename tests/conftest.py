@@ -10,12 +10,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from seqlab.cli import CONF_DIR
+from seqlab.validation import check_node, locate
 
 ROOT = Path(__file__).resolve().parents[1]
+CONF = Path(CONF_DIR)
+TASKS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 # A small, fast char-LM: a few hundred lines of real text, a small model.
 TINY_CHARLM = [
-    "data.bs=4", "data.bptt=16", "model.n_hidden=32", "model.n_fac=8",
+    "data.batch_size=4", "data.bptt=16", "model.hidden_size=32", "model.emb_dim=8",
     "trainer.accelerator=cpu", "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false",
 ]
 
@@ -45,6 +48,35 @@ def make_cfg(overrides: list[str], output_dir: Path, config_name: str = "train")
         del cfg["hydra"]
     GlobalHydra.instance().clear()
     return cfg
+
+
+def config_node(experiment: str, group: str, overrides: list[str] = ()) -> dict:
+    """The `data` or `model` node of an experiment as plain values, as seqlab-train gets it."""
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}", *overrides])
+    GlobalHydra.instance().clear()
+    return OmegaConf.to_container(cfg[group], resolve=True)
+
+
+def make_data(experiment: str, **changes):
+    """The experiment's data module with some settings changed, checked as seqlab-train checks them."""
+    node = config_node(experiment, "data")
+    cls = locate("data", node)
+    args = {k: v for k, v in node.items() if k != "_target_"} | changes
+    check_node("data", cls, changes, "the data")
+    return cls(**args)
+
+
+def make_model(experiment: str, provided: dict, **changes):
+    """The experiment's module (with what the data provides, e.g. the vocabulary), some settings changed."""
+    node = config_node(experiment, "model")
+    cls = locate("model", node)
+    args = {k: v for k, v in node.items() if k != "_target_"} | changes
+    check_node("model", cls, changes, "the model", provided=set(provided) | set(args))
+    return cls(**args, **provided)
 
 
 def compose_with_hydra(overrides: list[str], config_name: str = "train") -> DictConfig:

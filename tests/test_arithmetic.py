@@ -6,12 +6,11 @@ import random
 import lightning as L
 import pytest
 import torch
-from conftest import make_cfg, run_cli
+from conftest import make_cfg, make_data, make_model, run_cli
 
 from seqlab.checkpoint import load_module
 from seqlab.errors import SeqlabError
-from seqlab.tasks.arithmetic.data import (ALPHABETS, END, IGNORE, ArithmeticDataModule, Tutor, parse_question, render,
-                                          sensei)
+from seqlab.tasks.arithmetic.data import ALPHABETS, END, IGNORE, Tutor, parse_question, render, sensei
 from seqlab.tasks.arithmetic.model import ACTIVATIONS, UPDATES, TaoRNN, answer
 from seqlab.train import build, train
 
@@ -81,7 +80,7 @@ def test_malformed_question_is_a_user_error(bad):
 
 
 def test_held_out_questions_never_drawn_for_training():
-    dm = ArithmeticDataModule(ops="+-", digits=2, train_size=20_000, batch_size=1000, val_size=1000, test_size=1000)
+    dm = make_data("arithmetic", balance_digits=False, train_size=20_000, batch_size=1000)
     dm.setup("fit")
     assert len(dm.val_idx) == len(dm.test_idx) == 1000
     assert not torch.isin(dm.val_idx, dm.test_idx).any()
@@ -101,7 +100,7 @@ def test_held_out_questions_never_drawn_for_training():
 
 
 def test_digit_balanced_training_draws_keep_out_the_held_out_sets():
-    dm = ArithmeticDataModule(ops="+-", digits=2, balance_digits=True, train_size=20_000, batch_size=1000)
+    dm = make_data("arithmetic", balance_digits=True, train_size=20_000, batch_size=1000)
     dm.setup("fit")
     drawn = dm.tutor.draw(40_000, torch.Generator().manual_seed(1), dm.exclude)
     assert not torch.isin(drawn, dm.exclude).any()
@@ -113,8 +112,8 @@ def test_digit_balanced_training_draws_keep_out_the_held_out_sets():
     assert float((va < 10).float().mean()) < 0.2
 
 
-def test_seed_preset_asks_the_two_questions():
-    dm = ArithmeticDataModule(fixed=["1+1=?", "1+2=?"], alphabet="printable", train_size=400, batch_size=1)
+def test_tutorial_preset_asks_the_two_questions():
+    dm = make_data("arithmetic_tutorial", train_size=400)
     dm.setup("fit")
     assert len(dm.alphabet) == 101 and dm.model_kwargs()["max_answer_len"] == 1
     alphabet = dm.alphabet
@@ -129,7 +128,7 @@ def test_seed_preset_asks_the_two_questions():
                                         ({"batch_size": 0}, "data.batch_size")])
 def test_bad_data_settings_name_the_key(kwargs, key):
     with pytest.raises(SeqlabError, match=key.replace(".", r"\.")):
-        ArithmeticDataModule(**kwargs)
+        make_data("arithmetic", **kwargs)
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
@@ -197,7 +196,7 @@ def test_answers_feed_the_nets_own_characters_back(activation):
 
 def test_gradient_accumulation_steps_every_5_questions(tmp_path):
     """The seed preset: one question per batch, an optimizer step after every 5th."""
-    cfg = make_cfg(["experiment=arithmetic_seed", *FAST, "data.train_size=23", "trainer.max_epochs=1",
+    cfg = make_cfg(["experiment=arithmetic_tutorial", *FAST, "data.train_size=23", "trainer.max_epochs=1",
                     "trainer.limit_val_batches=0", "test=false", "logger=none", "callbacks=none",
                     "trainer.enable_checkpointing=false"], tmp_path)
     datamodule, model, trainer = build(cfg)
@@ -223,7 +222,7 @@ def test_gradient_accumulation_steps_every_5_questions(tmp_path):
     assert [i for i, c in enumerate(count.changed) if c] == [4, 9, 14, 19, 22]  # the weights change only then
 
 
-@pytest.mark.parametrize("experiment", ["arithmetic", "arithmetic_seed"])
+@pytest.mark.parametrize("experiment", ["arithmetic", "arithmetic_tutorial"])
 def test_fast_dev_run(experiment, tmp_path):
     metrics, _ = train(make_cfg([f"experiment={experiment}", "debug=fast_dev_run", *FAST], tmp_path))
     for stage in ("val", "test"):
@@ -237,8 +236,8 @@ def test_learns_the_seeds_questions_and_samples_from_a_checkpoint(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     metrics, best = train(make_cfg([
-        "experiment=arithmetic_seed", *FAST, "data.alphabet=compact", "data.train_size=128", "data.batch_size=4",
-        "model.activation=tanh", "model.hidden_size=32", "model.lr=0.02", "trainer.accumulate_grad_batches=1",
+        "experiment=arithmetic_tutorial", *FAST, "data.alphabet=compact", "data.train_size=128", "data.batch_size=4",
+        "model.activation=tanh", "model.hidden_size=32", "model.optimizer.lr=0.02", "trainer.accumulate_grad_batches=1",
         "trainer.max_epochs=6", "trainer.check_val_every_n_epoch=3"], tmp_path))
     assert metrics["test/exact_acc"] == 1.0 and metrics["test/char_acc"] == 1.0
     acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
@@ -258,9 +257,8 @@ def test_learns_the_seeds_questions_and_samples_from_a_checkpoint(tmp_path):
 
 def test_temperature_sampling_is_repeatable_and_varies(tmp_path):
     torch.manual_seed(0)
-    from seqlab.tasks.arithmetic.module import ArithmeticModule
-
-    m = ArithmeticModule(alphabet=list(COMPACT), max_answer_len=3, hidden_size=16)
+    m = make_model("arithmetic", {"alphabet": list(COMPACT), "max_answer_len": 3,
+                                  "questions": {"ops": "+-", "digits": 2}}, hidden_size=16)
     hot = [m.respond("12+7=?", temperature=5.0, seed=s, max_len=6) for s in range(12)]
     assert hot[0] == m.respond("12+7=?", temperature=5.0, seed=0, max_len=6)
     assert len(set(hot)) > 3  # a hot, untrained net says all sorts of things

@@ -4,11 +4,10 @@ import re
 
 import pytest
 import torch
-from conftest import TINY_CHARLM, make_cfg, one_line_error, run_cli
+from conftest import TINY_CHARLM, make_cfg, make_data, make_model, one_line_error, run_cli
 
-from seqlab.tasks.charlm.data import CharLMDataModule, CharStreams, batchify, bptt_windows
+from seqlab.tasks.charlm.data import CharStreams, batchify, bptt_windows, split_text
 from seqlab.tasks.charlm.model import CharRNN
-from seqlab.tasks.charlm.module import CharLMModule
 from seqlab.train import train
 
 
@@ -39,7 +38,7 @@ def test_row_j_of_batch_i_plus_1_continues_row_j_of_batch_i():
 
 
 def test_datamodule_split_vocab_and_batches(small_text):
-    dm = CharLMDataModule(path=str(small_text), bs=4, bptt=10, min_freq=3)
+    dm = make_data("charlm_tutorial", path=str(small_text), batch_size=4, bptt=10, min_freq=3)
     dm.setup("fit")
     text = small_text.read_text(encoding="utf-8").lower()
     lines = text.split("\n")
@@ -53,7 +52,7 @@ def test_datamodule_split_vocab_and_batches(small_text):
 
 
 def _module(**kw):
-    return CharLMModule(vocab=["<unk>", *"abcdefgh"], n_fac=4, n_hidden=8, **kw)
+    return make_model("charlm", {"vocab": ["<unk>", *"abcdefgh"]}, emb_dim=4, hidden_size=8, dropout=0.0, **kw)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "rnncell", "grucell"])
@@ -63,27 +62,27 @@ def test_hidden_state_is_carried_detached_and_reset(cell):
     x = torch.randint(0, 9, (3, 12))
     batches = [(x[:, :6], x[:, 1:7]), (x[:, 6:11], x[:, 7:12])]
     m.on_train_epoch_start()
-    for i, b in enumerate(batches):
-        loss = m.training_step(b, i) if False else m._step(b, "train")[0]
-        assert loss.requires_grad
-    h = m.hidden["train"]
+    for b in batches:
+        assert m.training_loss(b).requires_grad
+    h = m.carried_state("train", 3)
     flat = h if isinstance(h, torch.Tensor) else h[0]
     assert not flat.requires_grad  # detached: the next batch does not backprop into this one
     # carried: two stateful batches end where one pass over the whole sequence ends
     _, h_full = m.model(x[:, :11])
     torch.testing.assert_close(h, h_full)
     m.on_train_epoch_start()
-    assert "train" not in m.hidden  # reset at each epoch start
-    m._step(batches[0], "val")
-    assert "val" in m.hidden and "train" not in m.hidden  # validation keeps its own state
-    m._step((x[:2, :6], x[:2, 1:7]), "val")  # fewer streams: a fresh state of the right size
-    assert (m.hidden["val"] if isinstance(m.hidden["val"], torch.Tensor) else m.hidden["val"][0]).size(1) == 2
+    assert m.carried_state("train", 3) is None  # reset at each epoch start
+    m.evaluate(batches[0], 0, "val")
+    assert m.carried_state("val", 3) is not None and m.carried_state("train", 3) is None  # its own state
+    m.evaluate((x[:2, :6], x[:2, 1:7]), 1, "val")  # fewer streams: a fresh state of the right size
+    h = m.carried_state("val", 2)
+    assert (h if isinstance(h, torch.Tensor) else h[0]).size(1) == 2
 
 
 def test_unrolled_cells_match_fused_layers():
     torch.manual_seed(0)
     for fused, unrolled in (("rnn", "rnncell"), ("gru", "grucell")):
-        a, b = CharRNN(9, fused, 4, 8), CharRNN(9, unrolled, 4, 8)
+        a, b = CharRNN(9, fused, 4, 8, 1, 0.0), CharRNN(9, unrolled, 4, 8, 1, 0.0)
         b.embedding.load_state_dict(a.embedding.state_dict())
         b.out.load_state_dict(a.out.state_dict())
         cell = b.rnn.cells[0]
@@ -93,7 +92,7 @@ def test_unrolled_cells_match_fused_layers():
         torch.testing.assert_close(a(x)[0], b(x)[0])
 
 
-@pytest.mark.parametrize("experiment", ["charlm", "charlm_seed"])
+@pytest.mark.parametrize("experiment", ["charlm", "charlm_tutorial"])
 def test_fast_dev_run(experiment, small_text, tmp_path):
     cfg = make_cfg([f"experiment={experiment}", f"data.path={small_text}", "debug=fast_dev_run"], tmp_path)
     metrics, _ = train(cfg)
@@ -137,16 +136,25 @@ def test_generate_rejects_bad_options(small_text, tmp_path):
     train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                     "trainer.limit_val_batches=1"], tmp_path))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    assert "temperature" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "temperature=-1"))
-    assert "length" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "length=-5"))
+    assert "temperature" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "temperature=-1"))
+    assert "length" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "length=-5"))
     assert "prompt" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt="))
     # a truncated copy of a real checkpoint (a copy interrupted mid-way)
     cut = tmp_path / "cut.ckpt"
     cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    assert "corrupt or truncated" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={cut}"))
+    assert "corrupt or truncated" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={cut}", "prompt=the"))
     # a char-LM checkpoint given to the dialogue chat
     msg = one_line_error(run_cli("seqlab.chat", f"ckpt_path={ckpt}", stdin="hi\n"))
     assert "charlm" in msg and "dialogue" in msg
     # characters outside the vocabulary are not an error: they read as <unk>
     proc = run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt='Ω✓ the'", "length=5")
     assert proc.returncode == 0 and len(proc.stdout[:-1]) == 5
+
+
+def test_split_by_lines_or_by_characters_for_a_single_line():
+    text = "\n".join(f"line {i}" for i in range(10))
+    train_part, val_part = split_text(text, 0.8)
+    assert train_part.count("\n") == 8 and val_part == "line 8\nline 9"  # ceil(0.8 * 10) lines train
+    one_line = "x" * 1000  # a corpus without line breaks: nothing to split by lines
+    train_part, val_part = split_text(one_line, 0.8)
+    assert len(train_part) == 800 and len(val_part) == 200

@@ -7,17 +7,17 @@ import math
 
 import pytest
 import torch
-from conftest import make_cfg, one_line_error, run_cli
+from conftest import make_cfg, make_data, make_model, one_line_error, run_cli
 
 from seqlab.decoding import beam_search, greedy_search
 from seqlab.errors import SeqlabError
-from seqlab.tasks.dialogue.data import EOS, PAD, SOS, DialogueDataModule, collate, detokenize, tokenize
+from seqlab.tasks.dialogue.data import EOS, PAD, SOS, collate, detokenize, tokenize
 from seqlab.tasks.dialogue.model import DialogueTransformer, causal_mask, make_masks
-from seqlab.tasks.dialogue.module import DialogueModule, exact_match
+from seqlab.tasks.dialogue.module import exact_match
 from seqlab.train import train
 
 HAVE_CHATTERBOT = importlib.util.find_spec("chatterbot_corpus") is not None
-TINY = ["model.emb_dim=16", "model.heads=2", "model.n_layers=1", "model.ff_dim=32", "trainer.accelerator=cpu",
+TINY = ["model.emb_dim=16", "model.n_heads=2", "model.n_layers=1", "model.ff_dim=32", "trainer.accelerator=cpu",
         "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models: one thread is faster on a busy 2-core machine
 
@@ -41,7 +41,7 @@ def test_tokenize_lowercases_and_splits_punctuation():
 
 
 def test_bundled_pairs_vocabularies_and_batches():
-    dm = DialogueDataModule(bs=4)
+    dm = make_data("dialogue_tutorial", batch_size=4)
     dm.setup("fit")
     train, val, test = dm.splits
     assert len(train) == 32 and val is train and test is train  # memorisation: evaluated on the training pairs
@@ -85,7 +85,7 @@ def test_malformed_pairs_file(tmp_path, content, expected):
     path = tmp_path / "pairs.json"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(SeqlabError) as e:
-        DialogueDataModule(path=str(path)).setup()
+        make_data("dialogue_tutorial", path=str(path)).setup()
     assert expected in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
 
 
@@ -102,7 +102,7 @@ def test_user_pairs_as_a_json_list_with_held_out_prompts(tmp_path):
     pairs += [{"listen": "question 0", "reply": "another answer"}]
     path = tmp_path / "pairs.json"
     path.write_text(json.dumps(pairs), encoding="utf-8")
-    dm = DialogueDataModule(path=str(path), val_frac=0.2, test_frac=0.2, seed=1)
+    dm = make_data("dialogue_tutorial", path=str(path), val_frac=0.2, test_frac=0.2, seed=1)
     dm.setup()
     prompts = [{tuple(a) for a, _ in part} for part in dm.splits]
     assert not (prompts[0] & prompts[1]) and not (prompts[0] & prompts[2])  # held-out prompts never trained on
@@ -130,7 +130,7 @@ def test_masks_shapes_and_contents():
 
 def test_padding_and_future_tokens_do_not_change_the_output():
     torch.manual_seed(0)
-    model = DialogueTransformer(12, 10, emb_dim=16, n_layers=2, heads=4, dropout=0.0, ff_dim=32, pad=PAD).eval()
+    model = DialogueTransformer(12, 10, emb_dim=16, n_layers=2, n_heads=4, dropout=0.0, ff_dim=32, pad=PAD).eval()
     src = torch.tensor([[5, 6, 7, 8], [9, 4, PAD, PAD]])
     tgt = torch.tensor([[SOS, 4, 5, 6], [SOS, 7, 8, PAD]])
     with torch.no_grad():
@@ -234,8 +234,8 @@ def test_length_penalty_prefers_the_longer_reply_when_asked():
 
 def test_beam_width_one_is_greedy_on_the_transformer():
     torch.manual_seed(0)
-    dm = DialogueDataModule()
-    module = DialogueModule(**dm.model_kwargs(), emb_dim=16, heads=2, n_layers=1, ff_dim=32)
+    dm = make_data("dialogue_tutorial")
+    module = make_model("dialogue_tutorial", dm.model_kwargs(), emb_dim=16, n_heads=2, n_layers=1, ff_dim=32)
     dm.setup()
     module.eval()
     src = next(iter(dm.val_dataloader()))["src"]
@@ -249,7 +249,7 @@ def test_beam_width_one_is_greedy_on_the_transformer():
 
 # ---- training, checkpoints, chat ---------------------------------------------------------------
 
-@pytest.mark.parametrize("experiment", ["dialogue", "dialogue_seed"])
+@pytest.mark.parametrize("experiment", ["dialogue", "dialogue_tutorial"])
 def test_fast_dev_run(experiment, tmp_path):
     metrics, _ = train(make_cfg([f"experiment={experiment}", "debug=fast_dev_run"], tmp_path))
     for stage in ("val", "test"):
@@ -290,21 +290,24 @@ def test_train_then_chat_through_a_pipe(tmp_path):
 
 def test_chat_refuses_another_tasks_checkpoint(tmp_path):
     other = tmp_path / "charlm.ckpt"
-    torch.save({"seqlab_task": "charlm", "state_dict": {}}, other)
+    torch.save({"seqlab": {"task": "charlm", "module": "seqlab.tasks.charlm.module.CharLMModule"}, "state_dict": {}}, other)
     msg = one_line_error(run_cli("seqlab.chat", f"ckpt_path={other}", stdin="hi\n", env=ONE_THREAD))
     assert "'charlm' checkpoint" in msg and "dialogue" in msg
 
 
 def test_respond_and_log_examples():
     torch.manual_seed(0)
-    dm = DialogueDataModule()
-    module = DialogueModule(**dm.model_kwargs(), emb_dim=16, heads=2, n_layers=1, ff_dim=32, n_examples=3)
+    dm = make_data("dialogue_tutorial")
+    module = make_model("dialogue_tutorial", dm.model_kwargs(), emb_dim=16, n_heads=2, n_layers=1, ff_dim=32,
+                        n_examples=3)
     dm.setup()
     with pytest.raises(SeqlabError, match="has no words"):
-        module.respond("   ")
+        module.answer("   ")
     with pytest.raises(SeqlabError, match="beam_width"):
-        module.respond("hi", beam_width=0)
-    assert isinstance(module.respond("a sentence of words never seen"), str)  # unknown words: <unk>, no error
+        module.answer("hi", beam_width=0)
+    with pytest.raises(SeqlabError, match="takes no option 'length'"):
+        module.answer("hi", length=3)
+    assert isinstance(module.answer("a sentence of words never seen"), str)  # unknown words: <unk>, no error
     module.eval()
     module.validation_step(next(iter(dm.val_dataloader())), 0)
 
@@ -315,7 +318,7 @@ def test_respond_and_log_examples():
         def add_text(self, tag, text, step):
             self.text[tag] = text
 
-        def add_figure(self, tag, fig, step):
+        def add_figure(self, tag, fig, step, close=True):
             self.figures[tag] = fig
 
     w = Writer()
@@ -332,7 +335,7 @@ def test_optuna_search_space_never_splits_emb_dim_unevenly():
     # it maximises the best val/exact_acc, in 20 epochs a trial (on 32 pairs most settings reach 100 % given time)
     assert cfg.model.monitor == "val/exact_acc" and cfg.trainer.max_epochs == 20
     params = cfg.hydra.sweeper.params
-    emb, heads = (params[f"model.{k}"] for k in ("emb_dim", "heads"))
+    emb, heads = (params[f"model.{k}"] for k in ("emb_dim", "n_heads"))
     choices = [[int(x) for x in c[len("choice("):-1].split(",")] for c in (emb, heads)]
     assert all(e % h == 0 for e in choices[0] for h in choices[1])  # no trial fails on emb_dim % heads
 
@@ -344,7 +347,7 @@ def test_chatterbot_corpus_pairs_and_held_out_split():
     from seqlab.tasks.dialogue.data import read_chatterbot
 
     assert len(read_chatterbot()) == 2306
-    dm = DialogueDataModule(corpus="chatterbot", val_frac=0.1, test_frac=0.1, max_tokens=40)
+    dm = make_data("dialogue_chatterbot")
     dm.setup()
     train_prompts = {tuple(a) for a, _ in dm.splits[0]}
     assert all(tuple(a) not in train_prompts for part in dm.splits[1:] for a, _ in part)

@@ -5,13 +5,13 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from conftest import ROOT, TINY_CHARLM, make_cfg, one_line_error, run_cli
+from conftest import CONF, TINY_CHARLM, make_cfg, one_line_error, run_cli
 
 from seqlab.train import build
 
-EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
-TRAINERS = sorted(p.stem for p in (ROOT / "conf" / "trainer").glob("*.yaml"))
-LOGGERS = sorted(p.stem for p in (ROOT / "conf" / "logger").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+TRAINERS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
+LOGGERS = sorted(p.stem for p in (CONF / "logger").glob("*.yaml"))
 # Experiments whose data is read from an optional package: skipped where it is not installed.
 NEEDS_PACKAGE = {"dialogue_chatterbot": "chatterbot_corpus"}
 
@@ -45,7 +45,7 @@ def test_logger_configs_instantiate(logger, tmp_path):
     assert len(loggers) == {"none": 0, "many": 2}.get(logger, 1)
 
 
-@pytest.mark.parametrize("debug", sorted(p.stem for p in (ROOT / "conf" / "debug").glob("*.yaml")))
+@pytest.mark.parametrize("debug", sorted(p.stem for p in (CONF / "debug").glob("*.yaml")))
 def test_debug_presets_compose(debug, tmp_path):
     cfg = make_cfg([f"debug={debug}"], tmp_path)
     t = cfg.trainer
@@ -61,18 +61,18 @@ def test_every_model_knob_is_overridable(tmp_path):
 # ---- errors a user meets, as the user meets them -------------------------------------------------------
 
 def test_unknown_config_key_names_the_fix():
-    msg = one_line_error(run_cli("seqlab.train", "model.n_hiden=10"))
-    assert "model.n_hiden" in msg and "model.n_hidden" in msg
+    msg = one_line_error(run_cli("seqlab.train", "model.hiden_size=10"))
+    assert "model.hiden_size" in msg and "model.hidden_size" in msg
 
 
 def test_unknown_experiment_lists_the_options():
     msg = one_line_error(run_cli("seqlab.train", "experiment=charml"))
-    assert "charml" in msg and "charlm_seed" in msg
+    assert "charml" in msg and "charlm_tutorial" in msg
 
 
 def test_wrong_type_value():
-    msg = one_line_error(run_cli("seqlab.train", "data.bs=abc"))
-    assert "data.bs" in msg and "integer" in msg
+    msg = one_line_error(run_cli("seqlab.train", "data.batch_size=abc"))
+    assert "data.batch_size" in msg and "integer" in msg
 
 
 def test_missing_data_file_leaves_no_run_dir(tmp_path):

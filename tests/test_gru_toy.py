@@ -3,12 +3,10 @@ state carried over an epoch, sampling that feeds back, training and generating f
 
 import pytest
 import torch
-from conftest import make_cfg, one_line_error, run_cli
+from conftest import make_cfg, make_data, make_model, one_line_error, run_cli
 
 from seqlab.errors import SeqlabError
-from seqlab.tasks.gru_toy.data import GRUToyDataModule
 from seqlab.tasks.gru_toy.model import MatrixGRU, generate
-from seqlab.tasks.gru_toy.module import GRUToyModule
 from seqlab.train import build, train
 
 FAST = ["trainer.accelerator=cpu", "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false"]
@@ -33,7 +31,7 @@ def test_explicit_cell_computes_what_nn_grucell_computes(vocab, hidden):
     with torch.no_grad():
         for p in ref.parameters():
             p.normal_()  # all biases non-zero, so b_hn really sits inside the reset gate
-    mine = MatrixGRU(vocab, hidden).from_grucell(ref)
+    mine = MatrixGRU(vocab, hidden, "randn").from_grucell(ref)
     x, h = torch.randn(5, vocab), torch.randn(5, hidden)
     torch.testing.assert_close(mine.cell(x, h), ref(x, h), atol=1e-6, rtol=0)
     # over a sequence of one-hot characters too, against nn.GRU with the same weights
@@ -55,7 +53,7 @@ def test_explicit_cell_computes_what_nn_grucell_computes(vocab, hidden):
 
 
 def test_parameters_are_the_seeds_matrices():
-    m = MatrixGRU(4, 2)
+    m = MatrixGRU(4, 2, "randn")
     shapes = {n: tuple(p.shape) for n, p in m.named_parameters()}
     assert shapes == {"Wz": (4, 2), "Wr": (4, 2), "Wh": (4, 2), "Uz": (2, 2), "Ur": (2, 2), "Uh": (2, 2), "bz": (2,),
                       "br": (2,), "bh": (2,), "bhn": (2,), "Wy": (2, 4), "by": (4,)}
@@ -67,10 +65,10 @@ def _text(batch, vocab=VOCAB):
 
 
 def test_seed_batches():
-    dm = GRUToyDataModule()
+    dm = make_data("gru_toy_tutorial")
     assert [(_text(x), _text(y)) for x, y in dm.batches] == [
         (["Mat", "hMa"], ["ath", "Mat"]), (["thM", "ath"], ["hMa", "thM"]), (["Mat", "hMa"], ["ath", "Mat"])]
-    streams = GRUToyDataModule(layout="streams").batches
+    streams = make_data("gru_toy_tutorial", layout="streams").batches
     # streams: the 19 input characters cut into two 9-character streams, "MathMathM" and "athMathMa"
     assert [(_text(x), _text(y)) for x, y in streams] == [
         (["Mat", "ath"], ["ath", "thM"]), (["hMa", "Mat"], ["Mat", "ath"]), (["thM", "hMa"], ["hMa", "Mat"])]
@@ -80,39 +78,38 @@ def test_seed_batches():
 
 @pytest.mark.parametrize("kwargs,key", [({"text": "Mathx"}, "data.text"), ({"vocab": ["h", "h"]}, "data.vocab"),
                                         ({"layout": "rows"}, "data.layout"), ({"batch_size": 9}, "data.text"),
-                                        ({"seq_length": 0}, "data.seq_length")])
+                                        ({"seq_len": 0}, "data.seq_len")])
 def test_bad_data_settings_name_the_key(kwargs, key):
     with pytest.raises(SeqlabError, match=key.replace(".", r"\.")):
-        GRUToyDataModule(**kwargs)
+        make_data("gru_toy_tutorial", **kwargs)
 
 
 def test_hidden_state_is_carried_over_the_batches_of_an_epoch():
     torch.manual_seed(0)
-    m = GRUToyModule(vocab=VOCAB, hidden_size=3)
-    batches = GRUToyDataModule(layout="streams").batches
+    m = make_model("gru_toy_tutorial", {"vocab": VOCAB}, hidden_size=3)
+    batches = make_data("gru_toy_tutorial", layout="streams").batches
     m.on_train_epoch_start()
     for b in batches:
-        loss, _, _ = m._step(b, "train")
-        assert loss.requires_grad
-    h = m.hidden["train"]
+        assert m.training_loss(b).requires_grad
+    h = m.carried_state("train", 2)
     assert not h.requires_grad  # detached: truncated backprop through time
     _, hs = m.model(torch.cat([x for x, _ in batches], 1))  # one pass over the whole streams
     torch.testing.assert_close(h, hs[:, -1])
-    # with the seed's cut the state is carried too, though the rows do not continue each other
-    seed = GRUToyDataModule(layout="seed").batches
+    # with the tutorial's cut the state is carried too, though the rows do not continue each other
+    cut = make_data("gru_toy_tutorial", layout="tutorial").batches
     m.on_train_epoch_start()
-    assert "train" not in m.hidden
-    m._step(seed[0], "train")
-    h0 = m.hidden["train"]
-    _, logits, _ = m._step(seed[1], "train")
-    torch.testing.assert_close(logits, m.model(seed[1][0], h0)[0])
-    assert not torch.allclose(logits, m.model(seed[1][0])[0])
+    assert m.carried_state("train", 2) is None
+    m.training_loss(cut[0])
+    h0 = m.carried_state("train", 2)
+    logits = m._logits(cut[1], "train")
+    torch.testing.assert_close(logits, m.model(cut[1][0], h0)[0])
+    assert not torch.allclose(logits, m.model(cut[1][0])[0])
 
 
 def _cycle_model() -> MatrixGRU:
     """A hand-set GRU that predicts the next character of "Math" from the character it just read:
     update gate shut (z≈0, so h' = n), n = tanh(3·one_hot), Wy maps each character to its successor."""
-    m = MatrixGRU(4, 4)
+    m = MatrixGRU(4, 4, "randn")
     nxt = {3: 1, 1: 2, 2: 0, 0: 3}  # M->a, a->t, t->h, h->M (ids of h a t M)
     with torch.no_grad():
         for p in m.parameters():
@@ -138,7 +135,7 @@ def test_sampling_feeds_each_character_back():
     assert "".join(seed_out) == "t" * 10
     # a random net: reading the prompt and then its own characters, it picks exactly those characters
     torch.manual_seed(3)
-    r = MatrixGRU(4, 8).eval()
+    r = MatrixGRU(4, 8, "randn").eval()
     out = generate(r, prompt, 12, temperature=0)
     logits, _ = r(torch.cat([prompt, torch.tensor(out[:-1])])[None])
     assert logits[0, 1:].argmax(-1).tolist() == out
@@ -149,14 +146,15 @@ def test_sampling_feeds_each_character_back():
     assert len(set(hot)) == 4  # near-uniform at a high temperature, where greedy never leaves the cycle
 
 
-def test_seed_setting_uses_plain_sgd(tmp_path):
-    _, model, _ = build(make_cfg(["experiment=gru_toy_seed", *FAST], tmp_path))
+def test_tutorial_setting_uses_plain_sgd(tmp_path):
+    _, model, _ = build(make_cfg(["experiment=gru_toy_tutorial", *FAST], tmp_path))
     opt = model.configure_optimizers()
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["lr"] == 0.01 and opt.defaults["momentum"] == 0
+    assert not opt.defaults["nesterov"] and opt.defaults["weight_decay"] == 0
     assert model.model.hidden_size == 2
 
 
-@pytest.mark.parametrize("experiment", ["gru_toy", "gru_toy_seed"])
+@pytest.mark.parametrize("experiment", ["gru_toy", "gru_toy_tutorial"])
 def test_fast_dev_run(experiment, tmp_path):
     metrics, _ = train(make_cfg([f"experiment={experiment}", "debug=fast_dev_run", *FAST], tmp_path))
     assert 0 < metrics["test/loss"] < 5 and metrics["test/continuation_ok"] in (0.0, 1.0)

@@ -10,10 +10,10 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, TINY_CHARLM, make_cfg, one_line_error, run_cli
+from conftest import ROOT, TASKS, TINY_CHARLM, make_cfg, one_line_error, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seqlab.tasks import TASKS
+
 from seqlab.train import train
 
 
@@ -46,9 +46,9 @@ def test_resume_continues_the_same_run(small_text, tmp_path):
 
 
 def test_last_checkpoint_follows_every_epoch(small_text, tmp_path):
-    """With lr=0 the validation loss never improves after epoch 0, so the best checkpoint stays;
-    last.ckpt must still be the latest epoch (what resume restarts from)."""
-    train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "model.lr=0", "model.dropout=0", "trainer.max_epochs=3",
+    """The best checkpoint is set to follow the highest validation loss, so it stays at epoch 0
+    while the loss falls; last.ckpt must still be the latest epoch (what resume restarts from)."""
+    train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "callbacks.model_checkpoint.mode=max", "trainer.max_epochs=3",
                     "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"], tmp_path))
     assert _last(tmp_path)["epoch"] == 2
     assert [p.name for p in (tmp_path / "checkpoints").glob("best-*.ckpt")] == ["best-epoch00.ckpt"]
@@ -95,10 +95,10 @@ def test_kill_and_resume_matches_an_uninterrupted_run(small_text, tmp_path):
 
 
 def test_non_finite_loss_stops_with_the_step(small_text, tmp_path):
-    proc = run_cli("seqlab.train", f"data.path={small_text}", *TINY_CHARLM, "model.lr=inf", "trainer.max_epochs=1",
+    proc = run_cli("seqlab.train", f"data.path={small_text}", *TINY_CHARLM, "model/optimizer=sgd", "model.optimizer.lr=1e38", "trainer.max_epochs=1",
                    "trainer.gradient_clip_val=null", f"paths.root_dir={tmp_path}")
     msg = one_line_error(proc)
-    assert "training loss is" in msg and "at step" in msg and "model.lr" in msg
+    assert "training loss is not finite" in msg and "at step" in msg and "model.optimizer.lr" in msg
     assert not any((tmp_path / "outputs").rglob("*.yaml")), "a failed run without a checkpoint left files behind"
 
 
@@ -149,8 +149,8 @@ def test_more_devices_than_exist_is_one_line(tmp_path):
 
 
 def test_zero_batch_size(tmp_path):
-    msg = one_line_error(run_cli("seqlab.train", "data.bs=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
-    assert "data.bs" in msg
+    msg = one_line_error(run_cli("seqlab.train", "data.batch_size=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    assert "data.batch_size" in msg
 
 
 def test_failed_tool_keeps_the_callers_folder(tmp_path):

@@ -4,17 +4,22 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_cfg, one_line_error, run_cli
+from conftest import make_cfg, make_data, make_model, one_line_error, run_cli
 
 from seqlab.errors import SeqlabError
-from seqlab.tasks.subseq.data import TEST, TRAIN, VAL, FreshExamples, SubseqDataModule, make_examples, stream_seed
+from seqlab.tasks.subseq.data import TEST, TRAIN, VAL, FreshExamples, make_examples, stream_seed
 from seqlab.tasks.subseq.model import Seq2Seq
-from seqlab.tasks.subseq.module import SubseqModule
 from seqlab.train import train
+
+FORMAT = {"seq_len": 10, "max_start": 5, "min_len": 2, "digit_low": 1, "digit_high": 9}
+
+
+def _module(**kw):
+    return make_model("subseq_tutorial", FORMAT, hidden_size=16, emb_dim=8, **kw)
 
 # A small, fast model and short runs.
 TINY_SUBSEQ = [
-    "model.emb_dim=16", "model.hidden=32", "model.n_layers=2", "data.val_size=64", "data.test_size=64",
+    "model.emb_dim=16", "model.hidden_size=32", "model.n_layers=2", "data.val_size=64", "data.test_size=64",
     "trainer.accelerator=cpu", "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false",
 ]
 
@@ -46,7 +51,7 @@ def test_generator_takes_the_format_from_config():
 
 
 def _datamodule(**kw):
-    dm = SubseqDataModule(**kw)
+    dm = make_data("subseq_tutorial", **kw)
     dm.setup("fit")
     return dm
 
@@ -91,12 +96,12 @@ def test_training_stream_is_fresh_per_epoch_and_repeatable():
                                       ({"batch_size": 0}, "batch_size"), ({"min_len": 0}, "min_len")])
 def test_bad_data_config(kw, word):
     with pytest.raises(SeqlabError, match=word):
-        SubseqDataModule(**kw)
+        make_data("subseq_tutorial", **kw)
 
 
 def test_forced_runs_in_one_call_equal_step_by_step_decoding():
     torch.manual_seed(0)
-    m = Seq2Seq(10, 10, 8, emb_dim=8, hidden=16, n_layers=2, dropout=0.5).eval()
+    m = Seq2Seq(10, 10, 8, emb_dim=8, hidden_size=16, n_layers=2, dropout=0.5, init_range=0.08).eval()
     x, y = make_examples(16, 0)
     h = m.encoder(x)
 
@@ -118,7 +123,7 @@ def test_forced_runs_in_one_call_equal_step_by_step_decoding():
 
 
 def test_uniform_init_and_teacher_forcing_schedule():
-    m = SubseqModule(hidden=16, emb_dim=8, teacher_forcing=1.0, teacher_forcing_end=0.0)
+    m = _module(teacher_forcing=1.0, teacher_forcing_end=0.0)
     assert all(p.abs().max() <= 0.08 for p in m.parameters())
     assert m.teacher_forcing_ratio() == 1.0  # no trainer yet: the start value
     # with a trainer: linear from the start value (first epoch) to the end value (last epoch)
@@ -129,46 +134,45 @@ def test_uniform_init_and_teacher_forcing_schedule():
         trainer.fit_loop.epoch_progress.current.completed = epoch
         ratios.append(m.teacher_forcing_ratio())
     assert ratios == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
-    constant = SubseqModule(hidden=16, emb_dim=8, teacher_forcing=0.3)
+    constant = _module(teacher_forcing=0.3)
     constant.trainer = trainer
     assert constant.teacher_forcing_ratio() == 0.3  # no end value: no schedule
     with pytest.raises(SeqlabError, match="teacher_forcing"):
-        SubseqModule(teacher_forcing=1.5)
+        _module(teacher_forcing=1.5)
 
 
 def test_teacher_forcing_in_training_only():
     torch.manual_seed(0)
     x, y = make_examples(64, 0)
-    m = SubseqModule(hidden=16, emb_dim=8, dropout=0.0, teacher_forcing=1.0)
-    m.log = lambda *a, **k: None  # no trainer to log to
+    m = _module(dropout=0.0, teacher_forcing=1.0)
     # ratio 1: every step after the first reads the target
-    torch.testing.assert_close(m.training_step((x, y), 0), F.cross_entropy(m.model(x, y, [True] * 7).flatten(0, 1), y.flatten()))
+    torch.testing.assert_close(m.training_loss((x, y)), F.cross_entropy(m.model(x, y, [True] * 7).flatten(0, 1), y.flatten()))
     m.hparams.teacher_forcing = 0.0  # ratio 0: the model reads its own guesses
-    torch.testing.assert_close(m.training_step((x, y), 0), F.cross_entropy(m.model(x).flatten(0, 1), y.flatten()))
+    torch.testing.assert_close(m.training_loss((x, y)), F.cross_entropy(m.model(x).flatten(0, 1), y.flatten()))
     # validation decodes without the target: a scrambled target changes the scores, not the predictions
     m.hparams.teacher_forcing = 1.0
     m.eval()
-    pred = m._eval_step((x, y), "val")
-    assert torch.equal(pred, m._eval_step((x, torch.randint(0, 10, y.shape)), "val"))
+    pred = m.evaluate((x, y), 0, "val")
+    assert torch.equal(pred, m.evaluate((x, torch.randint(0, 10, y.shape)), 1, "val"))
     assert torch.equal(pred, m.model.predict(x))
 
 
 def test_token_and_exact_accuracy():
     """Exact accuracy counts whole sequences, token accuracy single outputs (the padding included)."""
-    m = SubseqModule(hidden=16, emb_dim=8)
+    m = _module()
     x, y = make_examples(10, 0)
     pred = y.clone()
     pred[:4, 0] = 0  # 4 sequences with one wrong token each (the first token is never padding)
     m.model.forward = lambda src, target=None, force=None: F.one_hot(pred, 10).float()
-    assert torch.equal(m._eval_step((x, y), "test"), pred)
-    assert m.exact_acc["test"].compute() == pytest.approx(0.6)
-    assert m.token_acc["test"].compute() == pytest.approx(1 - 4 / 80)
+    assert torch.equal(m.evaluate((x, y), 0, "test"), pred)
+    assert m.metrics["test"]["exact_acc"].compute() == pytest.approx(0.6)
+    assert m.metrics["test"]["token_acc"].compute() == pytest.approx(1 - 4 / 80)
 
 
 def test_log_examples_writes_a_table():
-    m = SubseqModule(hidden=16, emb_dim=8, n_examples=5)
+    m = _module(n_examples=5)
     x, y = make_examples(100, 0)
-    m.validation_step((x, y), 0)
+    m.evaluate((x, y), 0, "val")
 
     class Writer:
         def add_text(self, tag, text, step):
@@ -181,7 +185,7 @@ def test_log_examples_writes_a_table():
     assert " ".join(map(str, y[0].tolist())) in w.text or "✗" in w.text
 
 
-@pytest.mark.parametrize("experiment", ["subseq", "subseq_seed"])
+@pytest.mark.parametrize("experiment", ["subseq", "subseq_tutorial"])
 def test_fast_dev_run(experiment, tmp_path):
     cfg = make_cfg([f"experiment={experiment}", "debug=fast_dev_run", "trainer.enable_progress_bar=false"], tmp_path)
     metrics, _ = train(cfg)

@@ -6,11 +6,11 @@ import json
 import sqlite3
 
 import pytest
-from conftest import ROOT, TINY_CHARLM, compose_with_hydra, make_cfg, run_cli
+from conftest import CONF, TASKS, TINY_CHARLM, compose_with_hydra, make_cfg, run_cli
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seqlab.tasks import TASKS
+
 from seqlab.train import train
 
 FEW_BATCHES = ["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
@@ -33,24 +33,24 @@ def _events(run_dir) -> EventAccumulator:
 def test_grid_sweep_leaves_named_jobs_and_a_summary(small_text, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("seqlab.train", "-m", f"data.path={small_text}", *TINY_CHARLM, *FEW_BATCHES,
-                   "model.lr=0.001,0.003", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}")
+                   "model.optimizer.lr=0.001,0.003", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     # named by job number and overrides, so the two jobs are told apart at a glance
     assert len(jobs) == 2 and jobs[0].startswith("0_") and jobs[1].startswith("1_")
-    assert "model.lr=0.001" in jobs[0] and "model.lr=0.003" in jobs[1] and "data.path" not in jobs[0]
+    assert "model.optimizer.lr=0.001" in jobs[0] and "model.optimizer.lr=0.003" in jobs[1] and "data.path" not in jobs[0]
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert [r["job"] for r in rows] == jobs and all(r["status"] == "ok" for r in rows)
     for r in rows:  # the summary's value is the job's own result
         result = json.loads((sweep / r["job"] / "result.json").read_text())
         assert float(r["value"]) == pytest.approx(result["value"]) and 0 < result["value"] < 10
-    assert "model.lr=0.003" in (sweep / "summary.md").read_text()
+    assert "model.optimizer.lr=0.003" in (sweep / "summary.md").read_text()
 
 
 def test_optuna_sweep_records_trials_and_continues_the_study(small_text, tmp_path):
     sweep, db = tmp_path / "sweep", tmp_path / "study.db"
     args = ["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=sqlite:///{db}",
-            f"data.path={small_text}", *TINY_CHARLM, *FEW_BATCHES, "model.n_hidden=32", "data.bptt=16",
+            f"data.path={small_text}", *TINY_CHARLM, *FEW_BATCHES, "model.hidden_size=32", "data.bptt=16",
             f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}"]
     proc = run_cli("seqlab.train", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -72,7 +72,7 @@ def test_hparams_tab_holds_the_real_final_metric(small_text, tmp_path):
 
     start = plugin_data_pb2.HParamsPluginData.FromString(acc.PluginTagToContent("hparams")["_hparams_/session_start_info"])
     hparams = start.session_start_info.hparams
-    assert hparams["model/n_hidden"].number_value == 32 and hparams["experiment"].string_value == "charlm"
+    assert hparams["model/hidden_size"].number_value == 32 and hparams["experiment"].string_value == "charlm"
     # registered as NaN when the run starts (never a made-up -1), the real value at the end:
     # the HPARAMS tab shows the last one
     best = acc.Scalars("hp/best_loss")
@@ -107,7 +107,7 @@ def test_each_task_draws_its_summaries(task, tmp_path):
     assert not acc.Tags()["images"] and not _has_text(acc)
 
 
-@pytest.mark.parametrize("search", sorted(p.stem for p in (ROOT / "conf" / "hparams_search").glob("*.yaml")))
+@pytest.mark.parametrize("search", sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")))
 def test_optuna_search_space_names_real_keys(search):
     """Each task's search optimises what seqlab.train returns for that task, over keys its
     config really has (a typo would make every trial fail), with resumable storage."""
@@ -116,8 +116,12 @@ def test_optuna_search_space_names_real_keys(search):
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == ("maximize" if cfg.model.monitor_mode == "max" else "minimize")
     assert len(sweeper.params) >= 4 and sweeper.storage.startswith("sqlite:///") and sweeper.sampler.seed is not None
-    for key in sweeper.params:
-        assert OmegaConf.select(cfg, key) is not None, key
+    for key, space in sweeper.params.items():
+        if "/" in key:  # a config group's options, e.g. model/optimizer: choice(sgd, adam)
+            options = {p.stem for p in (CONF / key).glob("*.yaml")}
+            assert set(space[len("choice("):-1].replace(" ", "").split(",")) <= options, key
+        else:
+            assert OmegaConf.select(cfg, key) is not None, key
 
 
 def test_slurm_launcher_config_composes():

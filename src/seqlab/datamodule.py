@@ -2,7 +2,13 @@
 `model_kwargs()`, the trainer's epoch and rank, and training loaders that resume mid-epoch."""
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, IterableDataset
+
+
+def tensor_batches(tensors, batch_size: int) -> DataLoader:
+    """Fixed batches cut from whole tensors (a held-out set): slices, no per-example collating."""
+    return DataLoader(list(zip(*(t.split(batch_size) for t in tensors))), batch_size=None)
 
 
 class ResumableLoader(DataLoader):
@@ -51,6 +57,11 @@ class SeqlabDataModule(L.LightningDataModule):
         data with the model's own vocabulary. Nothing to do for most tasks."""
 
     # ---- where the trainer is ----------------------------------------------------------
+    def device(self) -> torch.device:
+        """Where the model trains. The tasks' data are small: they are made or moved there once
+        (an epoch at a time), so that no training step waits for a copy from the host."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
     def epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 

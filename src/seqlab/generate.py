@@ -33,9 +33,9 @@ def quote_prompt(args: list[str]) -> list[str]:
 
 @entry_point("generate", rewrite=quote_prompt)
 def main(cfg: DictConfig) -> str:
+    module, _ = load_module(cfg.ckpt_path, device=cfg.device)
     if cfg.prompt is None:
         raise SeqlabError("no prompt given; pass prompt=…, e.g. prompt='the will to power'")
-    module, _ = load_module(cfg.ckpt_path, device=cfg.device)
     options = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_OPTIONS and v is not None}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeqlabWarning)

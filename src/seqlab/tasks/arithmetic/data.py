@@ -1,20 +1,20 @@
-"""Grade-school arithmetic from a tutor and a sensei (seed 004, "Tao").
+"""Grade-school arithmetic from a tutor and a sensei (the arithmetic tutorial, "Tao").
 
-The tutor draws questions `<a><op><b>=?`; the sensei answers them. The format is the seed's:
+The tutor draws questions `<a><op><b>=?`; the sensei answers them. The format is the tutorial's:
 the sensei's target has one `\\x00` for every position of the question up to and including
 `=`, then the answer's characters. The net reads one character per step and says one
 character per step, so it says `\\x00` while it reads the question and the answer's first
 character when it reads `?` — the `?` is the cue to start answering. Each further answer
-character is said when the previous one is read back in, and a closing `\\x00` (the seed's
+character is said when the previous one is read back in, and a closing `\\x00` (the tutorial's
 generator also went on with `\\x00` after the answer) ends the answer:
 
     input   1 2 + 7 = ? 1 9
     target  ␀ ␀ ␀ ␀ ␀ 1 9 ␀         (sensei("12+7=?") = "␀␀␀␀␀19", then the closing ␀)
 
-Answers are exact integer arithmetic on int64 tensors (no `eval` of strings, which the seed
+Answers are exact integer arithmetic on int64 tensors (no `eval` of strings, which the tutorial
 used). Validation and test questions are fixed sets drawn once; training questions are drawn
 fresh every epoch and never from those sets, as long as the question space is at least twice
-the size of the held-out sets (otherwise, e.g. the seed's two questions, every set is the
+the size of the held-out sets (otherwise, e.g. the tutorial's two questions, every set is the
 whole space). The held-out sets are uniform over the question space; `balance_digits` only
 changes how training questions are drawn (short operands as often as long ones).
 """
@@ -37,7 +37,7 @@ IGNORE = -100  # target of padding positions (F.nll_loss's ignore_index)
 ALPHABETS = {
     # what questions and answers use: 16 characters
     "compact": END + "0123456789" + OPS + "=?",
-    # the seed's Char2Vec: 101 characters, \x00 and Python's printable ones
+    # the tutorial's Char2Vec: 101 characters, \x00 and Python's printable ones
     "printable": END + string.printable,
 }
 QUESTION = re.compile(r"^(\d+)([+*-])(\d+)=\?$")
@@ -57,7 +57,7 @@ def solve_one(a: int, op: str, b: int) -> int:
 
 
 def sensei(question: str) -> str:
-    """The seed's sensei, without eval: `\\x00` up to and including `=`, then the answer."""
+    """The tutorial's sensei, without eval: `\\x00` up to and including `=`, then the answer."""
     a, op, b = parse_question(question)
     return END * (question.index("=") + 1) + str(solve_one(a, op, b))
 
@@ -186,9 +186,9 @@ class TrainQuestions(IterableDataset):
     """`count` fresh questions per epoch in batches; the draw is fixed by (seed, epoch, rank)."""
 
     def __init__(self, tutor: Tutor, stoi: dict, count: int, batch_size: int, seed: int, exclude: torch.Tensor,
-                 epoch_fn=None, rank: int = 0):
+                 epoch_fn=None, rank: int = 0, device="cpu"):
         self.tutor, self.stoi, self.count, self.batch_size = tutor, stoi, count, batch_size
-        self.seed, self.exclude, self.rank = seed, exclude, rank
+        self.seed, self.exclude, self.rank, self.device = seed, exclude, rank, device
         self.epoch_fn = epoch_fn or (lambda: 0)
 
     def __len__(self) -> int:
@@ -196,9 +196,13 @@ class TrainQuestions(IterableDataset):
 
     def __iter__(self):
         g = torch.Generator().manual_seed(hash((self.seed, self.epoch_fn(), self.rank)) % 2**62)
-        idx = self.tutor.draw(self.count, g, self.exclude)
-        for chunk in idx.split(self.batch_size):
-            yield render(*self.tutor.questions(chunk), self.stoi)
+        x, y, q_len = render(*self.tutor.questions(self.tutor.draw(self.count, g, self.exclude)), self.stoi)
+        # each batch as wide as its own longest question + answer, as if rendered alone
+        widths = [int(w.max()) for w in (y != IGNORE).sum(1).split(self.batch_size)]
+        x, y, q_len = (t.to(self.device) for t in (x, y, q_len))  # one copy an epoch
+        for i, width in enumerate(widths):
+            rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            yield x[rows, :width], y[rows, :width], q_len[rows]
 
 
 class ArithmeticDataModule(SeqlabDataModule):
@@ -238,21 +242,22 @@ class ArithmeticDataModule(SeqlabDataModule):
             # Too few questions to hold any out (e.g. the tutorial's two): every set is all of them.
             self.val_idx = self.test_idx = torch.arange(tutor.size)
             self.exclude = None
+        self.val_batches, self.test_batches = self._fixed(self.val_idx), self._fixed(self.test_idx)
 
-    def _fixed(self, idx: torch.Tensor) -> DataLoader:
-        batches = [render(*self.tutor.questions(chunk), self.stoi) for chunk in idx.split(self.hparams.eval_batch_size)]
-        return DataLoader(batches, batch_size=None)
+    def _fixed(self, idx: torch.Tensor) -> list:
+        return [tuple(t.to(self.device()) for t in render(*self.tutor.questions(chunk), self.stoi))
+                for chunk in idx.split(self.hparams.eval_batch_size)]
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         return self.resumable(TrainQuestions(self.tutor, self.stoi, hp.train_size, hp.batch_size, hp.seed, self.exclude,
-                                             self.epoch, self.rank_and_world()[0]))
+                                             self.epoch, self.rank_and_world()[0], self.device()))
 
     def val_dataloader(self) -> DataLoader:
-        return self._fixed(self.val_idx)
+        return DataLoader(self.val_batches, batch_size=None)
 
     def test_dataloader(self) -> DataLoader:
-        return self._fixed(self.test_idx)
+        return DataLoader(self.test_batches, batch_size=None)
 
 
 def out_of_range(question: str, questions: dict) -> str | None:

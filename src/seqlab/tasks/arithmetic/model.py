@@ -1,7 +1,7 @@
-"""Tao: a one-layer recurrent net over one-hot characters (seed 004). Pure torch.nn.
+"""Tao: a one-layer recurrent net over one-hot characters (the arithmetic tutorial). Pure torch.nn.
 
-The hidden update is the seed's single `Linear(input + hidden -> hidden)` on the concatenation,
-followed by `activation`: "identity" is the seed's net (no nonlinearity), "tanh" (the default)
+The hidden update is the tutorial's single `Linear(input + hidden -> hidden)` on the concatenation,
+followed by `activation`: "identity" is the tutorial's net (no nonlinearity), "tanh"
 and "relu" are the usual vanilla RNNs. activation="gru" replaces that update by a GRU cell
 (PyTorch's fused nn.GRU). The output is `Linear(hidden -> alphabet)` of the new hidden state.
 """
@@ -15,7 +15,7 @@ UPDATES = (*ACTIVATIONS, "gru")  # the values of `activation`
 
 
 class TaoRNN(nn.Module):
-    def __init__(self, alphabet_size: int, hidden_size: int = 101, activation: str = "tanh"):
+    def __init__(self, alphabet_size: int, hidden_size: int, activation: str):
         super().__init__()
         if activation not in UPDATES:
             raise ValueError(f"activation must be one of {UPDATES}, got {activation!r}")
@@ -27,7 +27,7 @@ class TaoRNN(nn.Module):
         self.ho = nn.Linear(hidden_size, alphabet_size)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (batch, time) character ids; h: (batch, hidden) start state, zero if None (the seed
+        """x: (batch, time) character ids; h: (batch, hidden) start state, zero if None (the tutorial
         resets it for every question). Returns logits (batch, time, alphabet) and the hidden
         state after each step (batch, time, hidden)."""
         one_hot = F.one_hot(x, self.alphabet_size).float()

@@ -116,8 +116,9 @@ class CharLMDataModule(SeqlabDataModule):
                 raise SeqlabError(f"the {name} text has {len(part)} characters, too few for {bs} streams on "
                                   f"{world} device(s); use a longer file or a smaller data.batch_size")
         # Each rank reads its own `batch_size` streams of the text: no duplicated data under DDP.
-        self.train_streams, self.val_streams = (batchify(self.vocab.encode(part), bs * world)[rank * bs : (rank + 1) * bs]
-                                                for part in self._texts)
+        self.train_streams, self.val_streams = (
+            batchify(self.vocab.encode(part), bs * world)[rank * bs : (rank + 1) * bs].to(self.device())
+            for part in self._texts)
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

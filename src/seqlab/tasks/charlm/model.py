@@ -12,10 +12,10 @@ CELLS = tuple(FUSED) + tuple(UNROLLED)
 
 
 class UnrolledRNN(nn.Module):
-    """The seed's teaching version: a Python loop over time with `nn.RNNCell`/`nn.GRUCell`.
+    """The tutorial's teaching version: a Python loop over time with `nn.RNNCell`/`nn.GRUCell`.
     Same interface as the fused layers with `batch_first=True`; much slower."""
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float):
         super().__init__()
         cls = UNROLLED[cell]
         self.cells = nn.ModuleList(cls(input_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers))
@@ -35,8 +35,7 @@ class UnrolledRNN(nn.Module):
 
 
 class CharRNN(nn.Module):
-    def __init__(self, vocab_size: int, cell: str = "gru", emb_dim: int = 42, hidden_size: int = 256,
-                 n_layers: int = 1, dropout: float = 0.0):
+    def __init__(self, vocab_size: int, cell: str, emb_dim: int, hidden_size: int, n_layers: int, dropout: float):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")

@@ -9,6 +9,7 @@ clipping, accumulation and schedulers work as usual.
 import math
 from typing import Annotated, Literal
 
+import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
@@ -20,6 +21,10 @@ from seqlab.validation import Dropout, NonNegativeInt, PositiveInt, Range, Tempe
 from seqlab.vocab import Vocab
 
 MAX_LENGTH = 100_000  # characters one generate call may ask for
+
+
+def nats_to_bits(x):
+    return x / math.log(2)
 
 
 class Transformed(MeanMetric):
@@ -43,8 +48,7 @@ class CharLMModule(SeqlabModule):
         self.vocab = Vocab(vocab)
         self.model = CharRNN(len(vocab), cell, emb_dim, hidden_size, n_layers, dropout)
         # Token-weighted means over a whole pass (nats/char), and what they mean in other units.
-        self.init_metrics({"loss": MeanMetric(), "ppl": Transformed(lambda x: x.exp()),
-                           "bpc": Transformed(lambda x: x / math.log(2))})
+        self.init_metrics({"loss": MeanMetric(), "ppl": Transformed(torch.exp), "bpc": Transformed(nats_to_bits)})
 
     def _loss(self, batch, stage: str):
         x, y = batch

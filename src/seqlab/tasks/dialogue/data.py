@@ -92,29 +92,23 @@ def read_chatterbot(language: str = "english") -> list[tuple[str, str]]:
 
 
 class PairData(torch.utils.data.Dataset):
-    """Token lists of one split; each example points at its prompt's references."""
+    """One split, encoded once; each example points at its prompt's references."""
 
-    def __init__(self, examples: list[tuple[list[str], list[str]]]):
-        self.examples = examples
+    def __init__(self, examples: list[tuple[list[str], list[str]]], src_vocab: Vocab, tgt_vocab: Vocab):
         replies: dict[tuple, list[list[str]]] = {}
         for src, tgt in examples:
             group = replies.setdefault(tuple(src), [])
             if tgt not in group:
                 group.append(tgt)
-        self.refs = [replies[tuple(src)] for src, _ in examples]
-        self.src_vocab = self.tgt_vocab = None
+        refs = {k: ([_encode_ref(tgt_vocab, r) for r in v], [" ".join(r) for r in v]) for k, v in replies.items()}
+        self.items = [{"src": src_vocab.encode(src), "tgt": tgt_vocab.encode(["<sos>", *tgt, "<eos>"]),
+                       "refs": refs[tuple(src)][0], "ref_text": refs[tuple(src)][1]} for src, tgt in examples]
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.items)
 
     def __getitem__(self, i: int):
-        src, tgt = self.examples[i]
-        return {
-            "src": self.src_vocab.encode(src),
-            "tgt": self.tgt_vocab.encode(["<sos>", *tgt, "<eos>"]),
-            "refs": [_encode_ref(self.tgt_vocab, r) for r in self.refs[i]],
-            "ref_text": [" ".join(r) for r in self.refs[i]],
-        }
+        return self.items[i]
 
 
 def _encode_ref(vocab: Vocab, tokens: list[str]) -> torch.Tensor:
@@ -206,9 +200,9 @@ class DialogueDataModule(SeqlabDataModule):
         return {"src_vocab": list(self.src_vocab.itos), "tgt_vocab": list(self.tgt_vocab.itos)}
 
     def _loader(self, part: int, shuffle: bool, bs: int) -> DataLoader:
-        data = PairData(self.splits[part])
-        data.src_vocab, data.tgt_vocab = self.src_vocab, self.tgt_vocab
-        return DataLoader(data, batch_size=bs, shuffle=shuffle, collate_fn=collate)
+        data = PairData(self.splits[part], self.src_vocab, self.tgt_vocab)
+        # (pinned batches copy to a GPU without making the step wait)
+        return DataLoader(data, batch_size=bs, shuffle=shuffle, collate_fn=collate, pin_memory=self.device().type == "cuda")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(0, True, self.hparams.batch_size)

@@ -58,8 +58,8 @@ class Embed(nn.Module):
 
 
 class DialogueTransformer(nn.Module):
-    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, emb_dim: int = 32, n_layers: int = 3,
-                 n_heads: int = 8, dropout: float = 0.01, ff_dim: int = 2048, pad: int = 1):
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, emb_dim: int, n_layers: int, n_heads: int,
+                 dropout: float, ff_dim: int, pad: int):
         super().__init__()
         if emb_dim % n_heads:
             raise ValueError(f"emb_dim ({emb_dim}) must be a multiple of n_heads ({n_heads})")

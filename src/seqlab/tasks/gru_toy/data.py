@@ -1,4 +1,4 @@
-"""A tiny text ("MathMathMathMathMath") cut into batches of one-hot-able character ids (seed 001).
+"""A tiny text ("MathMathMathMathMath") cut into batches of one-hot-able character ids (the GRU tutorial).
 
 layout="tutorial" is the tutorial's cut: the text (less its last character, which is only a
 target) is split into `seq_len`-long samples, and batch i holds samples i*batch_size …
@@ -61,7 +61,8 @@ class GRUToyDataModule(SeqlabDataModule):
         return {"vocab": list(self.vocab)}
 
     def _loader(self) -> DataLoader:
-        return DataLoader(self.batches, batch_size=None, shuffle=False)  # in order: the state is carried
+        batches = [(x.to(self.device()), y.to(self.device())) for x, y in self.batches]
+        return DataLoader(batches, batch_size=None, shuffle=False)  # in order: the state is carried
 
     def train_dataloader(self) -> DataLoader:
         return self._loader()

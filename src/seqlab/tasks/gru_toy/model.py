@@ -1,9 +1,9 @@
-"""A GRU written with its matrices (seed 001), on one-hot characters. Pure torch.nn.
+"""A GRU written with its matrices (the GRU tutorial), on one-hot characters. Pure torch.nn.
 
-The seed's parameters, with the seed's shapes (inputs multiply from the left, x @ W):
+The tutorial's parameters, with the tutorial's shapes (inputs multiply from the left, x @ W):
 Wz, Wr, Wh (vocab, hidden); Uz, Ur, Uh (hidden, hidden); bz, br, bh (hidden); Wy (hidden,
 vocab), by (vocab); plus bhn (hidden), the hidden-side bias of the candidate state, which the
-seed does not have and PyTorch does (zero at the start).
+tutorial does not have and PyTorch does (zero at the start).
 """
 
 import math
@@ -25,17 +25,17 @@ class MatrixGRU(nn.Module):
         n  = tanh(x Wh + bh + r ⊙ (h Uh + bhn))  candidate: the reset gate scales h Uh + bhn
         h' = z ⊙ h + (1 − z) ⊙ n
 
-    The seed writes the candidate as tanh(x Wh + (r ⊙ h) Uh + bh), i.e. it resets h before
+    The tutorial writes the candidate as tanh(x Wh + (r ⊙ h) Uh + bh), i.e. it resets h before
     the matrix product; that is the GRU paper's other variant and differs from nn.GRUCell
     whenever r is not all ones. With nn.GRUCell's weights (rows r, z, n of weight_ih /
     weight_hh, transposed): bz = b_iz + b_hz, br = b_ir + b_hr, bh = b_in, bhn = b_hn
     (see `from_grucell`).
 
-    init="randn" is the seed's: matrices N(0, 1), biases zero. init="uniform" is PyTorch's:
+    init="randn" is the tutorial's: matrices N(0, 1), biases zero. init="uniform" is PyTorch's:
     everything U(-1/√hidden, 1/√hidden) (bhn starts at zero in both).
     """
 
-    def __init__(self, vocab_size: int, hidden_size: int = 2, init: str = "randn"):
+    def __init__(self, vocab_size: int, hidden_size: int, init: str):
         super().__init__()
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
@@ -52,7 +52,7 @@ class MatrixGRU(nn.Module):
         self.reset_parameters(init)
 
     @torch.no_grad()
-    def reset_parameters(self, init: str = "randn") -> None:
+    def reset_parameters(self, init: str) -> None:
         for name, w in self.named_parameters():
             if init == "randn":
                 w.normal_() if w.dim() == 2 else w.zero_()
@@ -97,7 +97,7 @@ class MatrixGRU(nn.Module):
 def generate(model: MatrixGRU, prompt_ids: torch.Tensor, length: int, temperature: float = 0.0,
              generator: torch.Generator | None = None) -> list[int]:
     """Read the prompt from a zero state, then `length` times pick a character and feed it
-    back in (the seed's sampler kept feeding the prompt instead)."""
+    back in (the tutorial's sampler kept feeding the prompt instead)."""
     from seqlab.sampling import next_token
 
     logits, hs = model(prompt_ids.view(1, -1))

@@ -12,9 +12,9 @@ import re
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset
 
-from seqlab.datamodule import SeqlabDataModule
+from seqlab.datamodule import SeqlabDataModule, tensor_batches
 from seqlab.errors import SeqlabError
 from seqlab.validation import NonNegativeInt, PositiveInt
 
@@ -32,7 +32,7 @@ def stream_seed(seed: int, stream: int, epoch: int = 0, rank: int = 0) -> int:
 
 def make_examples(n: int, seed: int, seq_len: int = 10, max_start: int = 5, min_len: int = 2,
                   digit_low: int = 1, digit_high: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` examples as the seed draws them, but all at once.
+    """`n` examples as the tutorial draws them, but all at once.
 
     X (n, seq_len): idx uniform in [0, max_start], len uniform in [min_len, seq_len-2-idx],
     then seq_len-2 digits uniform in [digit_low, digit_high].
@@ -56,15 +56,16 @@ class FreshExamples(IterableDataset):
     """`size` new examples per epoch, yielded as (x, y) batches; the epoch number (from the
     trainer, through `epoch_fn`) picks the seed, so a resumed run draws what the first run drew."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, fmt: dict, epoch_fn=None, rank: int = 0):
+    def __init__(self, size: int, batch_size: int, seed: int, fmt: dict, epoch_fn=None, rank: int = 0, device="cpu"):
         self.size, self.batch_size, self.seed, self.fmt, self.rank = size, batch_size, seed, fmt, rank
-        self.epoch_fn = epoch_fn or (lambda: 0)
+        self.epoch_fn, self.device = epoch_fn or (lambda: 0), device
 
     def __len__(self) -> int:
         return math.ceil(self.size / self.batch_size)
 
     def __iter__(self):
         x, y = make_examples(self.size, stream_seed(self.seed, TRAIN, self.epoch_fn(), self.rank), **self.fmt)
+        x, y = x.to(self.device), y.to(self.device)  # one copy an epoch
         for start in range(0, self.size, self.batch_size):
             yield x[start : start + self.batch_size], y[start : start + self.batch_size]
 
@@ -96,21 +97,21 @@ class SubseqDataModule(SeqlabDataModule):
         return self.format()
 
     def setup(self, stage: str | None = None) -> None:
-        hp = self.hparams
-        self.val_set = make_examples(hp.val_size, stream_seed(hp.val_seed, VAL), **self.format())
-        self.test_set = make_examples(hp.test_size, stream_seed(hp.test_seed, TEST), **self.format())
+        hp, device = self.hparams, self.device()
+        self.val_set = [t.to(device) for t in make_examples(hp.val_size, stream_seed(hp.val_seed, VAL), **self.format())]
+        self.test_set = [t.to(device) for t in make_examples(hp.test_size, stream_seed(hp.test_seed, TEST), **self.format())]
 
     def train_dataloader(self) -> DataLoader:
         # Under DDP each rank draws its own examples (the rank is part of the seed).
         hp = self.hparams
         return self.resumable(FreshExamples(hp.train_size, hp.batch_size, self.train_seed, self.format(), self.epoch,
-                                            self.rank_and_world()[0]))
+                                            self.rank_and_world()[0], self.device()))
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(*self.val_set), batch_size=self.hparams.eval_batch_size)
+        return tensor_batches(self.val_set, self.hparams.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(*self.test_set), batch_size=self.hparams.eval_batch_size)
+        return tensor_batches(self.test_set, self.hparams.eval_batch_size)
 
 
 def format_help(fmt: dict) -> str:

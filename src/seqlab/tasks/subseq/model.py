@@ -1,4 +1,4 @@
-"""GRU encoder–decoder of the subsequence seed. Pure torch.nn: usable without Lightning.
+"""GRU encoder–decoder of the subsequence tutorial. Pure torch.nn: usable without Lightning.
 
 Batch-first tensors throughout: src (batch, src_len), target (batch, out_len).
 """
@@ -38,8 +38,8 @@ class Seq2Seq(nn.Module):
     """Encoder and decoder of equal size; the decoder starts from the encoder's final state and a
     zero token, and then reads back either its own best guess or (teacher forcing) the target."""
 
-    def __init__(self, in_vocab: int, out_vocab: int, out_len: int, emb_dim: int = 128, hidden_size: int = 256,
-                 n_layers: int = 3, dropout: float = 0.5, init_range: float = 0.08):
+    def __init__(self, in_vocab: int, out_vocab: int, out_len: int, emb_dim: int, hidden_size: int, n_layers: int,
+                 dropout: float, init_range: float):
         super().__init__()
         self.out_len = out_len
         self.encoder = Encoder(in_vocab, emb_dim, hidden_size, n_layers, dropout)
@@ -53,7 +53,7 @@ class Seq2Seq(nn.Module):
         """Logits (batch, out_len, vocab).
 
         `force[t]` says whether step t+1 reads the target's token t (teacher forcing) or the
-        model's own arg-max at step t; None (or no target) decodes greedily. As in the seed, one
+        model's own arg-max at step t; None (or no target) decodes greedily. As in the tutorial, one
         coin per step decides for the whole batch. Steps whose inputs are known beforehand
         (a forced run) go through the GRU in one fused call — the same computation, fewer calls.
         """

@@ -1,0 +1,147 @@
+"""Callbacks every task uses. None of them reads a value back from the device during a
+training step: on a GPU that would stall the queue of kernels once per step."""
+
+import signal
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from seqlab.errors import Interrupted, SeqlabError
+from seqlab.module import evaluating
+from seqlab.validation import NonNegativeInt, PositiveInt
+
+
+class LogExamples(L.Callback):
+    """After each `every_n_epochs`-th validation, the module's `log_examples(writer)` draws what
+    a person would rather look at than read (generated text, tables, pictures) into TensorBoard.
+    Rank 0 only; skipped during the sanity check. Its cost is logged as `time/log_examples_s`."""
+
+    def __init__(self, every_n_epochs: NonNegativeInt):
+        self.every_n_epochs = every_n_epochs
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.every_n_epochs < 1 or trainer.current_epoch % self.every_n_epochs:
+            return
+        writer = pl_module.tensorboard()
+        if writer is None:
+            return
+        start = time.perf_counter()
+        with evaluating(pl_module):
+            pl_module.log_examples(writer)
+        writer.add_scalar("time/log_examples_s", time.perf_counter() - start, trainer.global_step)
+
+
+class StopOnNonFinite(L.Callback):
+    """Stops the run with a one-line message naming the step when the training loss is NaN or
+    infinite. Each step only adds to a flag on the device; the flag is read every
+    `every_n_steps` steps and at each epoch end, before any checkpoint is written, so
+    `last.ckpt` is always a good state."""
+
+    def __init__(self, every_n_steps: PositiveInt):
+        self.every_n_steps = every_n_steps
+        self.first_bad = None  # on the device: the first step with a non-finite loss, or -1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        if self.first_bad is None:
+            self.first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+        step = trainer.global_step
+        bad = ~torch.isfinite(loss.detach()).all() & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, step, self.first_bad)  # no sync: stays on the device
+        if step % self.every_n_steps == 0:
+            self.check(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.check(trainer)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.check(trainer)  # (checkpoints are written after validation)
+
+    def check(self, trainer) -> None:
+        if self.first_bad is None or int(self.first_bad) < 0:
+            return
+        step, self.first_bad = int(self.first_bad), None
+        ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+        raise SeqlabError(f"training loss is not finite (NaN or inf) at step {step} (epoch {trainer.current_epoch}); "
+                          f"last good checkpoint: {ckpt}; lower model.optimizer.lr or set trainer.gradient_clip_val")
+
+
+class StepCheckpoint(L.Callback):
+    """Also writes `last.ckpt` every `every_n_train_steps` training steps (null: off), so a
+    killed long epoch loses at most that many steps. Epoch-end checkpoints stay with
+    ModelCheckpoint; this one uses the Trainer's (atomic) checkpoint writer."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: PositiveInt | None):
+        self.dirpath = dirpath
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = self.every_n_train_steps
+        if n and trainer.global_step % n == 0 and not trainer.sanity_checking and not trainer.fast_dev_run:
+            for cb in trainer.callbacks:  # never save a diverged state
+                if isinstance(cb, StopOnNonFinite):
+                    cb.check(trainer)
+            trainer.save_checkpoint(f"{self.dirpath}/last.ckpt")
+
+
+class GracefulStop(L.Callback):
+    """SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end training at the next step boundary
+    with `last.ckpt` written, then the run exits 130 / 143 with one line naming the command that
+    continues it. A signal during validation lets the validation finish first (it ends the epoch
+    whose checkpoint is then written); a second signal stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, dirpath: str, resume_hint: str):
+        self.dirpath, self.resume_hint = Path(dirpath), resume_hint
+        self.received: int | None = None
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:  # the second one: stop now (finished checkpoints are intact)
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def install(self) -> None:
+        for s in self.SIGNALS:
+            self.previous.setdefault(s, signal.getsignal(s))
+            signal.signal(s, self._handle)
+
+    def uninstall(self) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+
+    # Lightning puts its own SIGTERM handler in place when fit starts; this one replaces it.
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.install()
+
+    def _stop(self, trainer, save: bool) -> None:
+        name = signal.Signals(self.received).name
+        last = self.dirpath / "last.ckpt"
+        if save:
+            trainer.save_checkpoint(last)
+        saved = last.is_file()
+        where = (f"last.ckpt holds step {trainer.global_step}" if save else "last.ckpt holds the last finished epoch") \
+            if saved else "no checkpoint was written yet"
+        code = 128 + self.received
+        self.received = None
+        hint = f"continue with: {self.resume_hint}" if saved else "nothing to resume; start it again"
+        raise Interrupted(f"stopped by {name} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+                          f"{where}; {hint}", code, saved)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.received is not None:
+            self._stop(trainer, save=not trainer.fast_dev_run)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.received is not None:
+            self._stop(trainer, save=not trainer.fast_dev_run)
+
+    def on_test_batch_end(self, trainer, *args) -> None:
+        if self.received is not None:  # training is over: its checkpoints are written
+            self._stop(trainer, save=False)

@@ -1,0 +1,128 @@
+"""Checkpoints: opening one for eval/generate/chat (it names its classes and carries
+everything else), checking one against a run before training from it, and writing them
+atomically."""
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import hydra
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from seqlab.errors import SeqlabError
+from seqlab.validation import check_node
+
+# Hyperparameters that do not shape the network: a checkpoint may differ from the run in them.
+NOT_ARCHITECTURE = ("optimizer", "scheduler", "monitor", "monitor_mode")
+
+
+def read_checkpoint(path: str | None) -> dict:
+    if not path:
+        raise SeqlabError("no checkpoint given; pass ckpt_path=<path to a .ckpt file> (runs keep them in outputs/*/runs/*/checkpoints)")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise SeqlabError(f"checkpoint not found: {p}; pass ckpt_path=<path to a .ckpt file>")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise SeqlabError(f"cannot read checkpoint {p} (corrupt or truncated: {reason}); use another .ckpt, e.g. last.ckpt") from None
+    if not isinstance(ckpt, dict) or "seqlab" not in ckpt:
+        old = isinstance(ckpt, dict) and "seqlab_task" in ckpt
+        raise SeqlabError(f"{p} is not a checkpoint of this seqlab version ("
+                          f"{'written before its config keys were renamed' if old else 'no task recorded in it'}); "
+                          f"pass a .ckpt written by seqlab-train")
+    return ckpt
+
+
+def task_classes(ckpt: dict, path) -> tuple[type, type | None]:
+    """The LightningModule and LightningDataModule classes a checkpoint was written by."""
+    from seqlab.datamodule import SeqlabDataModule
+    from seqlab.module import SeqlabModule
+
+    names = ckpt["seqlab"]
+    try:
+        module_cls = hydra.utils.get_class(names["module"])
+        data_cls = hydra.utils.get_class(names["datamodule"]) if names.get("datamodule") else None
+    except Exception:
+        raise SeqlabError(f"{path} was written by {names.get('module')}, which cannot be imported here; "
+                          f"install the package that defines it") from None
+    if not issubclass(module_cls, SeqlabModule) or (data_cls and not issubclass(data_cls, SeqlabDataModule)):
+        raise SeqlabError(f"{path} names classes that are not seqlab task classes; pass a .ckpt written by seqlab-train")
+    return module_cls, data_cls
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto`: a CUDA GPU if there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise SeqlabError(f"device={device!r} is not one of auto, cpu, cuda; pass e.g. device=cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SeqlabError(f"device={device} but this machine has no usable CUDA GPU; pass device=cpu (or device=auto)")
+    return torch.device(device)
+
+
+def load_module(path: str, expect_task: str | None = None, device: str = "cpu"):
+    """The module saved in `path` (vocabulary and hyperparameters included), in eval mode on
+    `device`, wherever it was trained."""
+    ckpt = read_checkpoint(path)
+    task = ckpt["seqlab"]["task"]
+    if expect_task is not None and task != expect_task:
+        raise SeqlabError(f"{path} is a {task!r} checkpoint, but this command needs a {expect_task!r} one; pass a {expect_task} checkpoint")
+    module_cls, _ = task_classes(ckpt, path)
+    module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return module.to(pick_device(device)).eval(), ckpt
+
+
+def load_datamodule(ckpt: dict, path, overrides: dict | None = None):
+    """The task's data module with the hyperparameters it was trained with, and `overrides`
+    (data.<key>=… on the command line), each checked against what that data module takes."""
+    _, data_cls = task_classes(ckpt, path)
+    if data_cls is None:
+        raise SeqlabError(f"{path} records no data module; evaluate a checkpoint written by seqlab-train")
+    overrides = dict(overrides or {})
+    check_node("data", data_cls, overrides, f"the {ckpt['seqlab']['task']} data")
+    return data_cls(**(dict(ckpt.get("datamodule_hyper_parameters", {})) | overrides))
+
+
+def check_against_run(path: str, model) -> None:
+    """Training from a checkpoint: it must be the same task with the same network shapes, or
+    one line says what differs (before a run folder fills up)."""
+    ckpt = read_checkpoint(path)
+    if ckpt["seqlab"]["task"] != model.task:
+        raise SeqlabError(f"ckpt_path={path} is a {ckpt['seqlab']['task']!r} checkpoint, but this run trains "
+                          f"{model.task!r}; pass a {model.task} checkpoint, or experiment={ckpt['seqlab']['task']}")
+    saved, ours = ckpt.get("state_dict", {}), model.state_dict()
+    clash = [k for k in saved.keys() | ours.keys() if k not in saved or k not in ours or saved[k].shape != ours[k].shape]
+    if clash:
+        hp = ckpt.get("hyper_parameters", {})
+        differ = [f"model.{k} ({hp[k]!r} there, {v!r} here)" for k, v in model.hparams.items()
+                  if k in hp and k not in NOT_ARCHITECTURE and hp[k] != v and not isinstance(v, list)]
+        what = ", ".join(differ) if differ else f"the shape of {sorted(clash)[0]}"
+        raise SeqlabError(f"ckpt_path={path} has another network than this run: {what}; "
+                          f"use the checkpoint's settings or another checkpoint")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, flushes it to disk and
+    renames it over the target: a kill mid-save (or a full disk) leaves the previous checkpoint
+    intact, never a half-written one. (Lightning's own transaction stages the file in the system
+    temp folder, which is a non-atomic copy when that is another filesystem.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,177 @@
+"""What the entry points share: Hydra composes the config (once), and any user error — a typo
+in a key, a bad value, a missing file, a full disk — ends the command with one line and exit
+code 2, leaving no half-made run folder behind.
+
+    seqlab-train experiment=subseq model.optimizer.lr=3e-3
+    seqlab-train --config-dir my_configs experiment=my_experiment   # configs of your own beside ours
+"""
+
+import errno
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from seqlab import rundir  # noqa: F401  (registers the config resolvers)
+from seqlab.config_errors import explain
+from seqlab.errors import Interrupted, SeqlabError, exit_with
+
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+
+# OS errors that are the machine's state, not a bug: reported in one line.
+FAULTS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space", errno.EACCES: "check the permissions",
+          errno.EROFS: "write somewhere else", errno.ENOTDIR: "pick another folder", errno.EEXIST: "pick another folder"}
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one-line message of a user error, looking through the exceptions that Hydra and
+    Lightning wrap around it; None for anything else (a bug: keep the traceback)."""
+    from hydra.errors import HydraException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import OmegaConfBaseException
+
+    chain, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:  # our own message first, wherever it is in the chain
+        if isinstance(e, SeqlabError):
+            return str(e)
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in FAULTS:
+            where = f" {e.filename}" if e.filename else ""
+            return f"cannot write{where}: {e.strerror}; {FAULTS[e.errno]} (finished checkpoints are intact)"
+        if isinstance(e, (MisconfigurationException, HydraException, OmegaConfBaseException)):
+            text = str(e).strip()
+            return text.splitlines()[0] if text else type(e).__name__
+    return None
+
+
+def command_name(tool: str) -> str:
+    """How the user started this tool: `seqlab-train` or `python -m seqlab.train`."""
+    return f"seqlab-{tool}" if Path(sys.argv[0]).name.startswith("seqlab-") else f"python -m seqlab.{tool}"
+
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def _output_dir() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().runtime.output_dir
+    except ValueError:
+        return None
+
+
+def _config_dirs(args: list[str]) -> list[str]:
+    dirs = [CONF_DIR]
+    for i, a in enumerate(args):
+        if a in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(str(Path(args[i + 1]).resolve()))
+        elif a.startswith("--config-dir="):
+            dirs.append(str(Path(a.split("=", 1)[1]).resolve()))
+    return dirs
+
+
+def _parse_error(args: list[str]) -> str | None:
+    """The override Hydra could not parse, named, with how to quote it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for a in args:
+        if a.startswith("-"):
+            continue
+        try:
+            parser.parse_overrides([a])
+        except HydraException as e:
+            key, _, value = a.partition("=")
+            return (f"cannot parse {a!r} ({str(e).splitlines()[0]}); quote a value with spaces or symbols "
+                    f"for Hydra, e.g. '{key}=\"{value}\"'")
+    return None
+
+
+def entry_point(config_name: str, rewrite=None):
+    """Decorate `fn(cfg)` as a console entry point: `rewrite(args)` may adjust the command line
+    first (e.g. resume=), then Hydra composes the config and runs `fn`; user errors become one
+    line. In a sweep a failing job records its reason and raises, so the sweeper goes on."""
+
+    def wrap(fn):
+        import hydra
+
+        @functools.wraps(fn)
+        def task(cfg: DictConfig):
+            try:
+                return fn(cfg)
+            except Interrupted as e:
+                if not e.saved:
+                    rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"))
+                print(e.message, file=sys.stderr, flush=True)
+                raise SystemExit(e.code) from None
+            except Exception as e:
+                message = user_error(e)
+                if message is None:
+                    raise
+                if is_multirun():  # the sweep summary shows the reason
+                    out = _output_dir()
+                    if out:
+                        Path(out, "result.json").write_text(json.dumps({"error": message}))
+                    raise
+                rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"))
+                exit_with(message)
+
+        hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)
+
+        @functools.wraps(fn)
+        def main():
+            args = sys.argv[1:]
+            try:
+                args = rewrite(args) if rewrite else args
+            except SeqlabError as e:
+                exit_with(str(e))
+            sys.argv[1:] = args
+            # Errors reach the handler below instead of Hydra's multi-line report.
+            os.environ["HYDRA_FULL_ERROR"] = "1"
+            try:
+                return hydra_main()
+            except KeyboardInterrupt:
+                print("stopped by Ctrl-C", file=sys.stderr, flush=True)
+                raise SystemExit(130) from None
+            except Exception as e:
+                from hydra.errors import OverrideParseException
+
+                from seqlab import sweep
+
+                if sweep.current_sweep is not None:
+                    sweep.print_summary(sweep.current_sweep)
+                if isinstance(e, OverrideParseException):
+                    message = _parse_error(args)
+                else:
+                    message = explain(str(e), config_name, _config_dirs(args), args) if _is_hydra(e) else None
+                message = message or user_error(e)
+                if message is None:
+                    raise
+                exit_with(message)
+
+        main.task = task
+        return main
+
+    return wrap
+
+
+def _is_hydra(e: BaseException) -> bool:
+    from hydra.errors import HydraException
+
+    return isinstance(e, HydraException)

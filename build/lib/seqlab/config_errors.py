@@ -1,0 +1,70 @@
+"""Hydra's composition errors (a typo in a key or an option, an unparsable override) as one line
+that names the fix."""
+
+import difflib
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def group_options(group: str, config_dirs: list[str]) -> list[str]:
+    """The options of a config group, in the package's configs and the user's --config-dir."""
+    found = set()
+    for d in config_dirs:
+        folder = Path(d) / group
+        if folder.is_dir():
+            found |= {p.stem for p in folder.glob("*.yaml")}
+    return sorted(found)
+
+
+def _all_keys(cfg, prefix: str = "") -> list[str]:
+    keys = []
+    if isinstance(cfg, dict):
+        for k, v in cfg.items():
+            keys.append(f"{prefix}{k}")
+            keys.extend(_all_keys(v, f"{prefix}{k}."))
+    return keys
+
+
+def _known_keys(config_name: str, config_dirs: list[str], groups: list[str]) -> list[str]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        search = [f"hydra.searchpath=[{','.join('file://' + d for d in config_dirs[1:])}]"] if config_dirs[1:] else []
+        with initialize_config_dir(config_dir=config_dirs[0], version_base="1.3"):
+            return _all_keys(OmegaConf.to_container(compose(config_name=config_name, overrides=groups + search)))
+    except Exception:
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def explain(message: str, config_name: str, config_dirs: list[str], args: list[str]) -> str | None:
+    """One line for a Hydra composition error message, or None if it is not one."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if first.startswith("Could not override") or first.startswith("Could not append"):
+        key = first.split("'")[1]
+        groups = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))
+                  and group_options(a.split("=")[0].replace(".", "/"), config_dirs)]
+        close = difflib.get_close_matches(key, _known_keys(config_name, config_dirs, groups), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}=…?" if close else f"prefix it with + to add a new key (+{key}=…)"
+        return f"unknown config key {key!r}; {hint} (list the keys with --cfg job)"
+    if first.startswith("In '") or "Could not find '" in first or "Could not load '" in first:
+        # e.g. "In 'train': Could not find 'experiment/charml'": name the options of that group
+        quoted = [q for q in first.split("'")[1::2] if "/" in q]
+        if quoted:
+            group, _, option = quoted[-1].rpartition("/")
+            options = group_options(group, config_dirs)
+            close = difflib.get_close_matches(option, options, n=1)
+            hint = f"did you mean {group}={close[0]}? " if close else ""
+            return f"no config {option!r} in group {group!r}; {hint}options: {', '.join(options) or '(none)'}"
+    if "mismatched input" in first or "extraneous input" in first or "no viable alternative" in first \
+            or "token recognition error" in first or first.startswith("Error parsing override"):
+        bad = next((line.split("'", 1)[1].rsplit("'", 1)[0] for line in lines if line.startswith("Error parsing override")), "")
+        where = f" in {bad!r}" if bad else ""
+        return (f"cannot parse the command line{where}: {first}; write overrides as key=value and quote values "
+                f"with spaces or symbols, e.g. 'key=\"a value=?\"'")
+    return None

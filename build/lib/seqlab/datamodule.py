@@ -1,0 +1,70 @@
+"""What every task's data module shares: plain-valued hyperparameters (saved in checkpoints),
+`model_kwargs()`, the trainer's epoch and rank, and training loaders that resume mid-epoch."""
+
+import lightning as L
+from torch.utils.data import DataLoader, IterableDataset
+
+
+class ResumableLoader(DataLoader):
+    """A loader Lightning checkpoints (`state_dict`/`load_state_dict`): it records how many
+    batches of the current epoch were consumed, so a run resumed mid-epoch goes on with the next
+    batch instead of reading the epoch again from its start. For datasets that yield whole
+    batches, drawn the same way for the same epoch (see the tasks' data.py)."""
+
+    def __init__(self, dataset: IterableDataset, consumed_fn):
+        super().__init__(dataset, batch_size=None)
+        self.consumed_fn = consumed_fn
+        self.skip = 0
+
+    def __iter__(self):
+        it = super().__iter__()
+        skip, self.skip = self.skip, 0
+        for _ in range(skip):  # cheap: batches are cut from tensors, not loaded
+            next(it, None)
+        return it
+
+    def state_dict(self) -> dict:
+        return {"consumed": int(self.consumed_fn())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skip = int(state.get("consumed", 0))
+
+
+class SeqlabDataModule(L.LightningDataModule):
+    """Base class of the task data modules.
+
+    A subclass's `__init__` takes plain values only (no defaults: the YAML config holds them),
+    calls `super().__init__()` first (which saves them as hyperparameters, so a checkpoint can
+    rebuild the data module), and implements `model_kwargs()`: what the model needs from the
+    data (a vocabulary, the example format), as plain values the model saves in turn.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.save_hyperparameters()  # the subclass's arguments
+
+    def model_kwargs(self) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} does not implement model_kwargs(); see seqlab.datamodule")
+
+    def use_model(self, module) -> None:
+        """Called with the trained module before evaluating a checkpoint, e.g. to encode other
+        data with the model's own vocabulary. Nothing to do for most tasks."""
+
+    # ---- where the trainer is ----------------------------------------------------------
+    def epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def rank_and_world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+
+    def _consumed(self) -> int:
+        """Batches of this epoch already trained on when a checkpoint is written: some, mid-epoch
+        (a step checkpoint, an interrupted run); 0 once the epoch is complete (the resumed run
+        starts the next one from its first batch)."""
+        if self.trainer is None:
+            return 0
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return done if done < self.trainer.num_training_batches else 0
+
+    def resumable(self, dataset: IterableDataset) -> ResumableLoader:
+        return ResumableLoader(dataset, self._consumed)

@@ -1,0 +1,35 @@
+"""Test metrics of a checkpoint, on the data it was trained with (or with data.<key>=… changed).
+
+    seqlab-eval ckpt_path=outputs/charlm/runs/<time>/checkpoints/last.ckpt [data.path=other.txt]
+"""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from seqlab.checkpoint import load_datamodule, load_module
+from seqlab.cli import entry_point
+from seqlab.validation import check_trainer
+
+
+def data_overrides(args: list[str]) -> list[str]:
+    """`data.<key>=…` changes a key of the checkpoint's own data settings, which eval.yaml
+    cannot list (they depend on the task): add-or-override them."""
+    return [f"++{a}" if a.startswith("data.") else a for a in args]
+
+
+@entry_point("eval", rewrite=data_overrides)
+def main(cfg: DictConfig) -> dict:
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    check_trainer(trainer_cfg)
+    module, ckpt = load_module(cfg.ckpt_path)
+    datamodule = load_datamodule(ckpt, cfg.ckpt_path, OmegaConf.to_container(cfg.data, resolve=True))
+    datamodule.use_model(module)
+    trainer = hydra.utils.instantiate(cfg.trainer, _convert_="all")
+    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    for k, v in sorted(results.items()):
+        print(f"{k}: {v:.4f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""What every task module shares: the task interface, the optimizer and LR schedule built from
+their config nodes, one metric collection per stage, the carried recurrent state, and what a
+checkpoint records beyond Lightning's own (the task's classes, the random state, the state to
+resume mid-epoch from).
+"""
+
+import inspect
+from contextlib import contextmanager
+from typing import Literal
+
+import hydra
+import lightning as L
+import torch
+from torchmetrics import Metric, MetricCollection
+
+from seqlab import recurrent
+from seqlab.errors import SeqlabError
+from seqlab.validation import LIGHTNING_SCHEDULER_KEYS, check_value
+
+@contextmanager
+def evaluating(module: torch.nn.Module):
+    """Eval mode and no gradients inside the block; the module's own mode again after it."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
+def class_path(obj) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class SeqlabModule(L.LightningModule):
+    """Base class of the task modules.
+
+    A task module is its model, its loss, its metrics and its answers; it implements:
+
+    - `training_loss(batch)`: the loss of one training batch (logged as train/loss);
+    - `evaluate(batch, batch_idx, stage)`: update `self.metrics[stage]` ("val" or "test"), the
+      collections `init_metrics` built (logged as val/<name>, test/<name> after each pass);
+    - `respond(prompt, **options)`: what `seqlab.generate`/`seqlab.chat` print; its keyword
+      options are annotated (seqlab.validation checks them) and documented in the docstring;
+    - `log_examples(writer)`: the TensorBoard text and pictures drawn after a validation pass.
+
+    Its `__init__` takes the task's own arguments (no defaults: the YAML config holds them) and
+    `**common` (optimizer, scheduler, monitor, monitor_mode), passed on to this one. Everything
+    is saved as plain values, so checkpoints load with torch's `weights_only=True`.
+    """
+
+    task: str = ""  # the task's name, written into checkpoints
+
+    def __init__(self, *, optimizer: dict, scheduler: dict, monitor: str, monitor_mode: Literal["min", "max"]):
+        super().__init__()
+        # Collects the subclass's arguments too. Not sent to the logger: seqlab.train logs the
+        # run's config to the HPARAMS tab itself (the vocabulary would be noise there).
+        self.save_hyperparameters(logger=False)
+        self._carried: dict[str, tuple] = {}  # stage -> (state, batch size)
+        self._resume: dict | None = None
+
+    # ---- the task interface ------------------------------------------------------------
+    def _missing(self, method: str):
+        return NotImplementedError(f"{type(self).__name__} (task {self.task!r}) does not implement {method}(); "
+                                   f"see seqlab.module.SeqlabModule")
+
+    def training_loss(self, batch) -> torch.Tensor:
+        raise self._missing("training_loss")
+
+    def evaluate(self, batch, batch_idx: int, stage: str) -> None:
+        raise self._missing("evaluate")
+
+    def respond(self, prompt: str, **options) -> str:
+        raise self._missing("respond")
+
+    def log_examples(self, writer) -> None:
+        raise self._missing("log_examples")
+
+    # ---- metrics ----------------------------------------------------------------------
+    def init_metrics(self, metrics: dict[str, Metric]) -> None:
+        """The task's evaluation metrics, one collection per stage (val/<name>, test/<name>).
+        torchmetrics syncs them across devices when they are computed."""
+        collection = MetricCollection(metrics, compute_groups=False)
+        self.metrics = torch.nn.ModuleDict({s: collection.clone(prefix=f"{s}/") for s in ("val", "test")})
+
+    def training_step(self, batch, batch_idx: int):
+        loss = self.training_loss(batch)
+        # Kept on the device: Lightning reads it back only every log_every_n_steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int):
+        self.evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx: int):
+        self.evaluate(batch, batch_idx, "test")
+
+    def _log_metrics(self, stage: str) -> None:
+        self.log_dict(self.metrics[stage].compute(), prog_bar=stage == "val")
+        self.metrics[stage].reset()
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self):
+        self._log_metrics("test")
+
+    # ---- optimizer and LR schedule ------------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = hydra.utils.instantiate(hp.optimizer, params=self.parameters())
+        if not hp.scheduler:  # model/scheduler=none
+            return optimizer
+        args = dict(hp.scheduler)
+        step = {k: args.pop(k) for k in LIGHTNING_SCHEDULER_KEYS if k in args}
+        scheduler_cls = hydra.utils.get_class(args.pop("_target_"))
+        if issubclass(scheduler_cls, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # It follows the run's monitor unless told otherwise (a tutorial follows train/loss);
+            # its direction is the monitor's, or "min" for another metric (a loss).
+            step["monitor"] = step.get("monitor") or hp.monitor
+            if args.get("mode") is None:
+                args["mode"] = hp.monitor_mode if step["monitor"] == hp.monitor else "min"
+        scheduler = scheduler_cls(optimizer, **args)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", **step}}
+
+    # ---- state carried from batch to batch (truncated backprop through time) -----------
+    def carried_state(self, stage: str, batch_size: int):
+        """The state the previous batch of this pass left, or None (the first batch, or a
+        batch with another number of rows, starts from a zero state)."""
+        state, size = self._carried.get(stage, (None, None))
+        return state if size == batch_size else None
+
+    def carry_state(self, stage: str, state, batch_size: int) -> None:
+        """Keep `state` for the next batch, detached: gradients stop at the batch boundary."""
+        self._carried[stage] = (recurrent.detach(state), batch_size)
+
+    # Each epoch and each evaluation pass starts from a zero state.
+    def on_train_epoch_start(self):
+        self._carried.pop("train", None)
+
+    def on_validation_epoch_start(self):
+        self._carried.pop("val", None)
+
+    def on_test_epoch_start(self):
+        self._carried.pop("test", None)
+
+    # ---- checkpoints and resuming mid-epoch ---------------------------------------------
+    # Lightning restores weights, optimizer, loops and callbacks; the data modules restore the
+    # data position. The random state and the carried state are saved here and put back at the
+    # resumed run's first training step (after the sanity check and the data loaders, which
+    # draw from the same generator, have started).
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer else None
+        checkpoint["seqlab"] = {"task": self.task, "module": class_path(self),
+                                "datamodule": class_path(datamodule) if datamodule is not None else None}
+        resume = {"step": trainer.global_step if trainer else -1, "torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            resume["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if trainer is not None and "train" in self._carried:
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if 0 < done < trainer.num_training_batches:
+                resume["carried"] = self._carried["train"]
+        checkpoint["seqlab_resume"] = resume
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resume = checkpoint.get("seqlab_resume")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        saved, self._resume = self._resume, None
+        if saved is not None and saved["step"] == self.trainer.global_step:
+            torch.set_rng_state(saved["torch_rng"])
+            if "cuda_rng" in saved and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(saved["cuda_rng"])
+            if "carried" in saved:
+                state, size = saved["carried"]
+                self._carried["train"] = (recurrent.to(state, self.device), size)
+
+    # ---- answering: seqlab.generate and seqlab.chat -------------------------------------
+    def respond_options(self) -> dict[str, inspect.Parameter]:
+        """The keyword options `respond` takes."""
+        params = inspect.signature(self.respond).parameters
+        return {k: p for k, p in params.items() if k != "prompt" and p.kind == p.KEYWORD_ONLY}
+
+    def answer(self, prompt: str, **options) -> str:
+        """`respond` with its options checked (name and value) and the model in eval mode."""
+        known = self.respond_options()
+        hints = inspect.get_annotations(type(self).respond, eval_str=True)
+        for name, value in options.items():
+            if name not in known:
+                takes = ", ".join(known) or "no options"
+                raise SeqlabError(f"a {self.task} model takes no option {name!r} (it takes: {takes}); drop {name}=…")
+            if value is not None:
+                check_value(name, value, hints.get(name), example=known[name].default)
+        with evaluating(self):
+            return self.respond(prompt, **{k: v for k, v in options.items() if v is not None})
+
+    def tensorboard(self):
+        """The TensorBoard SummaryWriter of this run, or None (no TensorBoard logger, or not rank 0)."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        if self._trainer is None or not self.trainer.is_global_zero:
+            return None
+        for logger in self.trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                return logger.experiment
+        return None

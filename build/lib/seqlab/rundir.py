@@ -1,0 +1,78 @@
+"""Run folders: each run gets a folder of its own, and a run that fails before it has written a
+checkpoint leaves nothing behind."""
+
+import errno
+import hashlib
+import itertools
+import re
+import shutil
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from seqlab.errors import SeqlabError
+
+_made: dict[str, str] = {}  # asked-for path -> the folder made for it (one run per process)
+
+
+def unique_dir(path: str) -> str:
+    """Make `path` now, exclusively; if it exists (another run started in the same second),
+    make `path_1`, `path_2`, … instead. Returns the folder made."""
+    if path in _made:
+        return _made[path]
+    base = Path(path)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count():
+            candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            _made[path] = str(candidate)
+            return str(candidate)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise SeqlabError(f"the run folder's path is too long for the file system ({len(path)} characters); "
+                              f"pass a shorter name= (or paths.root_dir=)") from None
+        shown = path if len(path) <= 120 else path[:60] + "…" + path[-40:]
+        raise SeqlabError(f"cannot create the run folder {shown} ({e.strerror or e}); "
+                          f"set paths.root_dir=<a writable folder>") from None
+    raise AssertionError("unreachable")
+
+
+def job_name(override_dirname: str, limit: int = 100) -> str:
+    """A sweep job's folder name from its overrides: floats shortened to 4 significant digits
+    (an Optuna draw like 0.23560757511413075 reads 0.2356), and a long list cut with a hash of
+    the whole, so a folder name never passes the file system's 255-byte limit."""
+    name = re.sub(r"(?<==)[-+]?\d*\.\d+(?:e[-+]?\d+)?(?=,|$)", lambda m: f"{float(m.group()):.4g}", override_dirname)
+    name = name.replace("/", "-")  # a config group choice (model/optimizer=sgd) is not a subfolder
+    if len(name) > limit:
+        name = name[:limit].rstrip(",") + "~" + hashlib.sha1(override_dirname.encode()).hexdigest()[:8]
+    return name
+
+
+def sweep_direction(monitor_mode: str) -> str:
+    return "maximize" if monitor_mode == "max" else "minimize"
+
+
+OmegaConf.register_new_resolver("seqlab.unique_dir", unique_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("seqlab.job_name", job_name, replace=True)
+OmegaConf.register_new_resolver("seqlab.direction", sweep_direction, replace=True)
+
+
+def clean_failed_run(output_dir: str | None, outputs_dir: str | None) -> None:
+    """Remove a run folder of train's own making that holds no checkpoint, and the folders made
+    for it alone (outputs/<name>/runs/), up to outputs/."""
+    if not output_dir:
+        return
+    out, cwd = Path(output_dir).resolve(), Path.cwd().resolve()
+    # eval, generate and chat run in the current folder, which is the user's, never ours to delete
+    if out == cwd or out in cwd.parents or not (out / ".hydra").is_dir() or any(out.rglob("*.ckpt")):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    top = Path(outputs_dir).resolve() if outputs_dir else None
+    for parent in out.parents:
+        if top is None or parent == top or top not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()

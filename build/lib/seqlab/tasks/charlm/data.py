@@ -1,0 +1,130 @@
+"""Nietzsche (or any UTF-8 text) as `batch_size` parallel character streams read in `bptt` windows.
+
+The text is cut into `batch_size` equal streams, one row each; a batch is the next window of
+every row (here 4 streams, bptt 3; x is the input, y the same window shifted by one):
+
+    text   a b c d e f g h i j k l m n o p q r s t u v w x y z . . .
+           └─ stream 0 ─────┘└─ stream 1 ─────┘└─ stream 2 ...
+
+             batch 0   batch 1   batch 2
+    row 0    a b c     d e f     g h ...       stream 0 read in order
+    row 1    i j k     l m n     o p ...       stream 1
+    row 2    q r s     t u v     w x ...
+    row 3    ...
+
+Row j of batch i+1 continues row j of batch i, so the hidden state the model ends batch i
+with is the right start state for batch i+1: the module carries it over (detached).
+"""
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from seqlab.datamodule import SeqlabDataModule
+from seqlab.errors import SeqlabError
+from seqlab.textfiles import read_text, resolve
+from seqlab.validation import Fraction, PositiveInt
+from seqlab.vocab import Vocab
+
+
+def batchify(ids: torch.Tensor, n_streams: int) -> torch.Tensor:
+    """Cut a 1-D token tensor into `n_streams` equal rows (the tail that does not fit is dropped)."""
+    stream_len = ids.numel() // n_streams
+    return ids[: stream_len * n_streams].view(n_streams, stream_len)
+
+
+def bptt_windows(stream_len: int, bptt: int, random_bptt: bool, seed: int) -> list[tuple[int, int]]:
+    """(start, length) of each window over streams of `stream_len` tokens.
+
+    With `random_bptt` the lengths vary as in fast.ai/torchtext — mostly around `bptt`,
+    sometimes around bptt/2, normal with sd 5, at least 5 — so the model does not always see
+    the same cut points; the `seed` fixes the draw (one per epoch). The draws are then scaled
+    to cover the stream exactly with as many windows as fixed-length reading gives, so every
+    epoch has the same number of batches (Lightning counts them once).
+    """
+    last = stream_len - 1  # the target needs one token more than the input
+    n = math.ceil(last / bptt)
+    if not random_bptt or n < 2:
+        return [(start, min(bptt, last - start)) for start in range(0, last, bptt)]
+    rng = np.random.default_rng(seed)
+    base = np.where(rng.random(n) < 0.95, bptt, bptt / 2)
+    raw = np.maximum(5, rng.normal(base, 5))
+    lengths = np.maximum(1, np.floor(raw * last / raw.sum())).astype(int)
+    lengths[: last - lengths.sum()] += 1  # hand out the rounding remainder
+    while lengths.sum() > last:  # (only when many windows were raised to 1)
+        lengths[lengths.argmax()] -= 1
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return [(int(a), int(b)) for a, b in zip(starts, lengths)]
+
+
+class CharStreams(IterableDataset):
+    """Yields (x, y) batches of shape (n_streams, window) in text order (see the diagram above)."""
+
+    def __init__(self, streams: torch.Tensor, bptt: int, random_bptt: bool = False, seed: int = 0, epoch_fn=None):
+        self.streams, self.bptt, self.random_bptt, self.seed = streams, bptt, random_bptt, seed
+        self.epoch_fn = epoch_fn or (lambda: 0)
+
+    def windows(self) -> list[tuple[int, int]]:
+        return bptt_windows(self.streams.size(1), self.bptt, self.random_bptt, self.seed + self.epoch_fn())
+
+    def __len__(self) -> int:
+        return len(self.windows())
+
+    def __iter__(self):
+        for start, length in self.windows():
+            yield self.streams[:, start : start + length], self.streams[:, start + 1 : start + 1 + length]
+
+
+def split_text(text: str, train_frac: float) -> tuple[str, str]:
+    """Ordered split by lines: the first `train_frac` of the lines (ceil) train, the rest
+    validation. A text of a single line (nothing to split by) is split by characters."""
+    lines = text.split("\n")
+    if len(lines) < 2:
+        cut = math.ceil(len(text) * train_frac)
+        return text[:cut], text[cut:]
+    n_train = math.ceil(len(lines) * train_frac)
+    return "\n".join(lines[:n_train]) + "\n", "\n".join(lines[n_train:])
+
+
+class CharLMDataModule(SeqlabDataModule):
+    """Characters (lower-cased with `lower`); the vocabulary from the training part (`min_freq`,
+    plus `<unk>`); validation text as above. As in the tutorial, the test set is the validation text."""
+
+    def __init__(self, path: str | None, lower: bool, train_frac: Fraction, min_freq: PositiveInt,
+                 batch_size: PositiveInt, bptt: PositiveInt, random_bptt: bool, seed: int):
+        super().__init__()
+        self.vocab: Vocab | None = None
+
+    def build_vocab(self) -> Vocab:
+        if self.vocab is None:
+            text = read_text(resolve(self.hparams.path, "nietzsche.txt"))
+            self._texts = split_text(text.lower() if self.hparams.lower else text, self.hparams.train_frac)
+            self.vocab = Vocab.build(self._texts[0], min_freq=self.hparams.min_freq, specials=("<unk>",))
+        return self.vocab
+
+    def model_kwargs(self) -> dict:
+        return {"vocab": list(self.build_vocab().itos)}
+
+    def setup(self, stage: str | None = None) -> None:
+        self.build_vocab()
+        rank, world = self.rank_and_world()
+        bs = self.hparams.batch_size
+        for name, part in zip(("training", "validation"), self._texts):
+            if len(part) < 2 * bs * world:
+                raise SeqlabError(f"the {name} text has {len(part)} characters, too few for {bs} streams on "
+                                  f"{world} device(s); use a longer file or a smaller data.batch_size")
+        # Each rank reads its own `batch_size` streams of the text: no duplicated data under DDP.
+        self.train_streams, self.val_streams = (batchify(self.vocab.encode(part), bs * world)[rank * bs : (rank + 1) * bs]
+                                                for part in self._texts)
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return self.resumable(CharStreams(self.train_streams, hp.bptt, hp.random_bptt, hp.seed, self.epoch))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(CharStreams(self.val_streams, self.hparams.bptt), batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

@@ -1,0 +1,83 @@
+"""Stateful character LM trained with truncated backprop through time.
+
+Lightning 2 has no built-in truncated BPTT, so the module does it: batches arrive in stream
+order (see data.py) and the hidden state one batch ends with, detached, starts the next
+(SeqlabModule.carry_state). Automatic optimization stays on, so the Trainer's gradient
+clipping, accumulation and schedulers work as usual.
+"""
+
+import math
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+
+from seqlab.errors import SeqlabError
+from seqlab.module import SeqlabModule
+from seqlab.sampling import make_generator
+from seqlab.tasks.charlm.model import CharRNN, generate
+from seqlab.validation import Dropout, NonNegativeInt, PositiveInt, Range, Temperature
+from seqlab.vocab import Vocab
+
+MAX_LENGTH = 100_000  # characters one generate call may ask for
+
+
+def nats_to_bits(x):
+    return x / math.log(2)
+
+
+class Transformed(MeanMetric):
+    """A weighted mean reported through `fn` (perplexity = exp(mean NLL), bits = NLL / ln 2)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def compute(self):
+        return self.fn(super().compute())
+
+
+class CharLMModule(SeqlabModule):
+    task = "charlm"
+
+    def __init__(self, vocab: list[str], cell: Literal["rnn", "gru", "lstm", "rnncell", "grucell"],
+                 emb_dim: PositiveInt, hidden_size: PositiveInt, n_layers: PositiveInt, dropout: Dropout,
+                 sample_prompt: str, sample_length: NonNegativeInt, sample_temperature: Temperature, **common):
+        super().__init__(**common)
+        self.vocab = Vocab(vocab)
+        self.model = CharRNN(len(vocab), cell, emb_dim, hidden_size, n_layers, dropout)
+        # Token-weighted means over a whole pass (nats/char), and what they mean in other units.
+        self.init_metrics({"loss": MeanMetric(), "ppl": Transformed(torch.exp), "bpc": Transformed(nats_to_bits)})
+
+    def _loss(self, batch, stage: str):
+        x, y = batch
+        logp, h = self.model(x, self.carried_state(stage, x.size(0)))
+        self.carry_state(stage, h, x.size(0))
+        return F.nll_loss(logp.reshape(-1, logp.size(-1)), y.reshape(-1))
+
+    def training_loss(self, batch):
+        return self._loss(batch, "train")
+
+    def evaluate(self, batch, batch_idx, stage):
+        self.metrics[stage].update(self._loss(batch, stage), batch[1].numel())
+
+    def respond(self, prompt: str, *, length: Annotated[int, Range(0, MAX_LENGTH)] = 200,
+                temperature: Temperature = 0.8, seed: int | None = None) -> str:
+        """The prompt's continuation: `length` characters sampled with `temperature` (0 = greedy)."""
+        if not prompt:
+            raise SeqlabError("the prompt is empty; pass e.g. prompt='the '")
+        lower = not any(c.isupper() for c in self.vocab.itos if len(c) == 1)  # a lower-cased corpus
+        ids = self.vocab.encode(prompt.lower() if lower else prompt)
+        if (ids == self.vocab.unk_index).all():
+            raise SeqlabError(f"no character of the prompt {prompt!r} is in this model's vocabulary "
+                              f"({''.join(c for c in self.vocab.itos if len(c) == 1)[:60]!r}…); use some of those")
+        out = generate(self.model, ids.to(self.device), length, temperature, make_generator(seed),
+                       suppress=self.vocab.unk_index)
+        return self.vocab.decode(out)
+
+    def log_examples(self, writer) -> None:
+        hp = self.hparams
+        text = self.respond(hp.sample_prompt, length=hp.sample_length, temperature=hp.sample_temperature,
+                            seed=self.current_epoch)
+        writer.add_text("samples/text", "    " + (hp.sample_prompt + text).replace("\n", "\n    "), self.global_step)

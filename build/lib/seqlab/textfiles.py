@@ -1,0 +1,51 @@
+"""Reading the corpora: the bundled files or a user's own, with clear errors."""
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from seqlab.errors import SeqlabError
+
+
+def bundled(name: str) -> Path:
+    """Path of a corpus shipped inside the package (src/seqlab/data)."""
+    return Path(str(resources.files("seqlab") / "data" / name))
+
+
+def resolve(path: str | None, default_name: str) -> Path:
+    return bundled(default_name) if path in (None, "") else Path(path).expanduser()
+
+
+def read_text(path: Path, what: str = "data.path") -> str:
+    if not path.exists():
+        raise SeqlabError(f"data file not found: {path}; set {what}=<an existing UTF-8 text file>")
+    if path.is_dir():
+        raise SeqlabError(f"data path is a folder, not a file: {path}; set {what}=<a UTF-8 text file>")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SeqlabError(
+            f"data file is not UTF-8 text: {path} (byte {e.start}); convert it, e.g. `iconv -t UTF-8`, or set {what}"
+        ) from None
+    if not text.strip():
+        raise SeqlabError(f"data file is empty: {path}; set {what}=<a non-empty text file>")
+    return text
+
+
+def read_json_records(path: Path, what: str = "data.path") -> list:
+    """A JSON list, or JSON Lines (one JSON value per line)."""
+    text = read_text(path, what)
+    try:
+        data = json.loads(text)
+        return data if isinstance(data, list) else [data]
+    except json.JSONDecodeError:
+        pass
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise SeqlabError(f"{path}: line {n} is not valid JSON ({e.msg}); expected a JSON list or JSON Lines") from None
+    return records

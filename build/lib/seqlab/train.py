@@ -1,0 +1,209 @@
+"""Train a task, then test its best checkpoint.
+
+    seqlab-train experiment=<name> key=value ...          (or: python -m seqlab.train …)
+    seqlab-train -m experiment=charlm model.optimizer.lr=1e-3,3e-3   # grid sweep
+
+Returns the monitored metric (e.g. val/loss) so Hydra sweepers can optimise it. The flow:
+check the config, build data -> model -> callbacks/loggers -> trainer, fit, test the best
+checkpoint, record the result.
+"""
+
+import json
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from seqlab.callbacks import GracefulStop
+from seqlab.checkpoint import check_against_run, read_checkpoint
+from seqlab.cli import command_name, entry_point
+from seqlab.errors import Interrupted
+from seqlab.resume import resume_args
+from seqlab.validation import check_config, check_node, locate
+
+
+def instantiate_list(cfg: DictConfig | None) -> list:
+    """Every entry of a config group that holds several objects (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(c, _convert_="all") for c in cfg.values() if c and "_target_" in c]
+
+
+def defaults_of(cfg: DictConfig):
+    """`example(key)`: the value a key has in the experiment without the command line's values
+    (for error messages: 'pass e.g. model.dropout=0.1'). Composed only when an error needs it."""
+    cache = {}
+
+    def example(key: str):
+        if "cfg" not in cache:
+            cache["cfg"] = OmegaConf.create({})
+            try:
+                from hydra import compose
+                from hydra.core.hydra_config import HydraConfig
+
+                from seqlab.cli import CONF_DIR
+                from seqlab.config_errors import group_options
+
+                groups = [o for o in HydraConfig.get().overrides.task
+                          if "=" in o and group_options(o.split("=")[0].lstrip("+~").replace(".", "/"), [CONF_DIR])]
+                cache["cfg"] = compose(config_name="train", overrides=groups)
+            except Exception:  # outside a Hydra run (tests): the annotations give an example
+                pass
+        return OmegaConf.select(cache["cfg"], key, default=None, throw_on_resolution_failure=False)
+
+    return example
+
+
+def build(cfg: DictConfig, plain: dict | None = None):
+    """Data module, model and trainer from the composed (and checked) config."""
+    plain = plain or OmegaConf.to_container(cfg, resolve=True)
+    data_node, model_node = dict(plain["data"]), dict(plain["model"])
+    datamodule = locate("data", data_node)(**{k: v for k, v in data_node.items() if k != "_target_"})
+    # The model gets what it needs from the data (e.g. the vocabulary) as plain values, which
+    # it saves in every checkpoint.
+    extra = datamodule.model_kwargs()
+    module_cls = locate("model", model_node)
+    args = {k: v for k, v in model_node.items() if k != "_target_"}
+    check_node("model", module_cls, args, f"the {module_cls.task} model", provided=extra)
+    model = module_cls(**args, **extra)
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        # trainer.enable_progress_bar=false alone switches the bar off (Lightning refuses both).
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=instantiate_list(cfg.get("logger")) or False, _convert_="all"
+    )
+    return datamodule, model, trainer
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)  # (for callers that train several configs in one process)
+
+
+def train(cfg: DictConfig) -> tuple[dict, str | None]:
+    """Fit, then test the best checkpoint; returns the metrics and the best checkpoint's path."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    check_config(plain, defaults_of(cfg))
+    with torch_threads(cfg.get("threads")):
+        return _train(cfg, plain)
+
+
+def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        read_checkpoint(ckpt_path)  # a missing or corrupt file fails now, before anything is built
+    datamodule, model, trainer = build(cfg, plain)
+    if ckpt_path:
+        check_against_run(ckpt_path, model)
+    out_dir = Path(cfg.paths.output_dir)
+    stop = GracefulStop(out_dir / "checkpoints", f"{command_name('train')} resume={out_dir}")
+    trainer.callbacks.append(stop)
+    monitor = cfg.model.monitor
+    hp_keys = hp_metric_keys(monitor)
+    for lg in trainer.loggers:
+        # Registers the run in TensorBoard's HPARAMS tab with the metrics it will get at the end
+        # (NaN until then, never a made-up -1).
+        if isinstance(lg, L.pytorch.loggers.TensorBoardLogger):
+            lg.log_hyperparams(hparams_of(cfg), {k: float("nan") for k in hp_keys})
+        else:  # e.g. CSVLogger takes no metrics here
+            lg.log_hyperparams(hparams_of(cfg))
+
+    metrics = {}
+    stop.install()
+    try:
+        if cfg.get("train", True):
+            start = time.perf_counter()
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            metrics["time/fit_s"] = time.perf_counter() - start
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if cfg.get("test", True):
+            # fast_dev_run and runs without a checkpoint callback test the current weights.
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+        if stop.received is not None:  # a signal after the last step: the run is complete, say so anyway
+            raise Interrupted(f"stopped by a signal after the run ended; its checkpoints are complete", 128 + stop.received, True)
+    finally:
+        stop.uninstall()
+    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if score is not None and math.isfinite(float(score)):
+        metrics[f"best/{monitor}"] = float(score)
+    final = {k: metrics[src] for k, src in zip(hp_keys, (f"best/{monitor}", monitor, "test/" + monitor.split("/", 1)[-1]))
+             if src in metrics}
+    for lg in trainer.loggers:
+        lg.log_metrics(final, step=trainer.global_step)
+        lg.save()
+    return metrics, best or None
+
+
+def hp_metric_keys(monitor: str) -> tuple[str, str, str]:
+    """HPARAMS-tab metrics: best and last monitored value, and its test counterpart."""
+    name = monitor.split("/", 1)[-1]
+    return f"hp/best_{name}", f"hp/{name}", f"hp/test_{name}"
+
+
+def hparams_of(cfg: DictConfig) -> dict:
+    """The run's hyperparameters as plain values: data, model, optimisation, seed."""
+    keep = {k: cfg.trainer.get(k) for k in ("max_epochs", "gradient_clip_val", "accumulate_grad_batches", "precision")}
+    return {
+        "experiment": cfg.get("name"),
+        "seed": cfg.get("seed"),
+        "data": {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"},
+        "model": {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"},
+        "trainer": keep,
+    }
+
+
+def report(cfg: DictConfig, out_dir: str, metrics: dict, best: str | None) -> None:
+    lines = [f"{k:>16s}: {v:.4f}" for k, v in sorted(metrics.items()) if "/" in k and not k.endswith("_step")]
+    print("\n".join(lines))
+    if best:
+        print(f"best checkpoint: {best}")
+    print(f"run directory:   {out_dir}")
+    print(f"TensorBoard:     tensorboard --logdir {Path(out_dir)}")
+    if cfg.model.monitor in metrics:
+        print(f"{cfg.model.monitor} = {metrics[cfg.model.monitor]:.4f}")
+
+
+def check_sweep_args(args: list[str]) -> list[str]:
+    """Mistakes in a sweep's own settings, caught before the sweeper starts."""
+    from seqlab.errors import SeqlabError
+
+    for a in args:
+        if a.startswith("hydra.sweeper.n_trials="):
+            value = a.split("=", 1)[1]
+            if not value.lstrip("-").isdigit() or int(value) < 1:
+                raise SeqlabError(f"hydra.sweeper.n_trials must be an integer >= 1, got {value}; pass e.g. hydra.sweeper.n_trials=20")
+    return resume_args(args)
+
+
+@entry_point("train", rewrite=check_sweep_args)
+def main(cfg: DictConfig) -> float | None:
+    metrics, best = train(cfg)
+    out_dir = cfg.paths.output_dir
+    report(cfg, out_dir, metrics, best)
+    monitor = cfg.model.monitor
+    value = metrics.get(f"best/{monitor}", metrics.get(monitor))
+    value = value if value is not None and math.isfinite(value) else None
+    # What a sweep summary reads back (seqlab.sweep.SweepSummary).
+    result = {"monitor": monitor, "value": value, "best_checkpoint": best, "metrics": metrics}
+    Path(out_dir, "result.json").write_text(json.dumps(result, indent=2))
+    return value
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The configs are the one source of every default, and every config names real arguments."""
+
+import inspect
+
+import pytest
+import torch
+from conftest import CONF, TASKS, config_node
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from seqlab.cli import CONF_DIR
+from seqlab.module import SeqlabModule
+from seqlab.validation import check_node, check_torch_node, locate, signature_of
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+NEEDS_PACKAGE = {"dialogue_chatterbot": "chatterbot_corpus"}
+
+
+def _signature_matches_config(node: dict, cls, provided=()) -> None:
+    params, _ = signature_of(cls)
+    args = {k: v for k, v in node.items() if k != "_target_"}
+    for name, p in params.items():
+        if p.default is not p.empty:
+            # a default in Python as well as in YAML is two sources that can drift
+            assert name not in args, f"{cls.__name__}.{name} has a default in its signature and in the config"
+        else:
+            assert name in args or name in provided, f"{cls.__name__}.{name} has no value in the config"
+    for key, value in args.items():
+        assert key in params, f"config key {key} is not an argument of {cls.__name__}"
+        assert value != "???", f"{key} is left unset in the config"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_each_experiment_names_real_arguments_with_valid_values(experiment):
+    if experiment in NEEDS_PACKAGE:
+        pytest.importorskip(NEEDS_PACKAGE[experiment])
+    data, model = config_node(experiment, "data"), config_node(experiment, "model")
+    data_cls, module_cls = locate("data", data), locate("model", model)
+    provided = data_cls(**{k: v for k, v in data.items() if k != "_target_"}).model_kwargs()
+    _signature_matches_config(data, data_cls)
+    _signature_matches_config(model, module_cls, provided)
+    check_node("data", data_cls, {k: v for k, v in data.items() if k != "_target_"}, "the data")
+    check_node("model", module_cls, {k: v for k, v in model.items() if k != "_target_"}, "the model", provided=provided)
+
+
+@pytest.mark.parametrize("group", ["model/optimizer", "model/scheduler"])
+def test_optimizer_and_scheduler_options_build_torch_objects(group):
+    sched = torch.optim.lr_scheduler
+    bases = (torch.optim.Optimizer,) if group.endswith("optimizer") else (sched.LRScheduler, sched.ReduceLROnPlateau)
+    options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    assert {"adam", "adamw", "sgd"} <= set(options) or {"plateau", "multistep", "cosine", "none"} <= set(options)
+    for option in options:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="train", overrides=["experiment=gru_toy_tutorial", f"{group}={option}"])
+        GlobalHydra.instance().clear()
+        node = OmegaConf.to_container(OmegaConf.select(cfg, group.replace("/", ".")), resolve=True)
+        if not node:
+            assert option == "none"
+            continue
+        check_torch_node(group.replace("/", "."), node, bases, "torch class",
+                         ("monitor", "interval", "frequency"))
+        # and the base class's configure_optimizers builds it
+        opt = {"_target_": "torch.optim.SGD", "lr": 0.1} if group.endswith("scheduler") else node
+        sched_node = node if group.endswith("scheduler") else {}
+        m = Tiny(optimizer=opt, scheduler=sched_node, monitor="val/loss", monitor_mode="min")
+        out = m.configure_optimizers()
+        optimizer = out["optimizer"] if isinstance(out, dict) else out
+        assert isinstance(optimizer, torch.optim.Optimizer)
+        if sched_node:
+            assert isinstance(out["lr_scheduler"]["scheduler"], bases)
+
+
+class Tiny(SeqlabModule):
+    task = "tiny"
+
+    def __init__(self, **common):
+        super().__init__(**common)
+        self.layer = torch.nn.Linear(3, 2)
+
+
+def test_callbacks_of_our_own_take_what_the_config_gives():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=False)
+    GlobalHydra.instance().clear()
+    callbacks = OmegaConf.to_container(cfg.callbacks, resolve=False)
+    ours = {name: node for name, node in callbacks.items() if node["_target_"].startswith("seqlab.")}
+    assert {"log_examples", "stop_on_non_finite", "step_checkpoint"} <= set(ours)
+    for name, node in ours.items():
+        _signature_matches_config(node, locate(name, node))
+
+
+def test_task_modules_are_small_and_declare_the_interface():
+    """A task module is its model, loss, metrics and answers: the lifecycle lives in the base class."""
+    from pathlib import Path
+
+    import seqlab
+
+    root = Path(seqlab.__file__).parent / "tasks"
+    total = sum(len(p.read_text().splitlines()) for p in root.glob("*/module.py"))
+    assert total <= 650, f"the task modules have {total} lines together"
+    for task in TASKS:
+        cls = locate("model", config_node(f"{task}_tutorial", "model"))
+        assert issubclass(cls, SeqlabModule) and cls.task == task
+        for method in ("training_loss", "evaluate", "respond", "log_examples"):
+            assert getattr(cls, method) is not getattr(SeqlabModule, method), f"{task} lacks {method}"
+        assert "configure_optimizers" not in vars(cls) and "on_validation_epoch_end" not in vars(cls)
+        for name, p in inspect.signature(cls.respond).parameters.items():
+            assert name in ("self", "prompt") or p.kind == p.KEYWORD_ONLY
+
+
+def test_a_task_without_the_interface_says_what_is_missing():
+    class Half(SeqlabModule):
+        task = "half"
+
+    m = Half(optimizer={"_target_": "torch.optim.SGD", "lr": 0.1}, scheduler={}, monitor="val/loss", monitor_mode="min")
+    with pytest.raises(NotImplementedError, match="does not implement respond"):
+        m.respond("hi")
