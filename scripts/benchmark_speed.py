@@ -1,176 +1,175 @@
-"""Training throughput: the Lightning module against a plain PyTorch loop over the same model,
-optimizer and batches, alternated in one process.
+"""Training throughput: Lightning, as `seqlab-train` runs it (the project's configured callbacks,
+TensorBoard logger and progress bar), against a plain PyTorch loop over the same model, loss
+code, optimizer, clipping and batches; the two alternated in one process.
 
-    python scripts/benchmark_speed.py                   # char-LM and subseq default recipes, 5 repetitions
-    python scripts/benchmark_speed.py --task charlm --reps 5 --steps 40 --warmup 5 --cells gru grucell
-    python scripts/benchmark_speed.py --compile          # also time torch.compile on the plain loop
+    python scripts/benchmark_speed.py                                  # char-LM and subseq, batch 64
+    python scripts/benchmark_speed.py --device cuda --batch-sizes 64 512 --profile
+    python scripts/benchmark_speed.py --task charlm --reps 7 --steps 40 --warmup 10
 
-Reports tokens/s for both, the Lightning/plain ratio (median, min, max over repetitions), the
-share of Lightning's step time spent between steps (data fetch + loop overhead), peak memory,
-and fused vs unrolled recurrent cells.
+Both loops time the same steps inside one epoch (epoch ends, validation and checkpoints are not
+per-step costs), synchronising the GPU before reading the clock. Reports tokens/s for both, the
+Lightning/plain ratio (median, min, max over repetitions), the time per step Lightning adds,
+and with --profile where Lightning's step time goes (its SimpleProfiler, one extra run).
 """
 
 import argparse
-import copy
-import resource
 import statistics
+import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
+import hydra
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
 
-from seqlab.tasks.charlm.data import CharLMDataModule
-from seqlab.tasks.charlm.module import CharLMModule
-from seqlab.tasks.subseq.data import SubseqDataModule
-from seqlab.tasks.subseq.module import SubseqModule
+from seqlab.callbacks import GracefulStop
+from seqlab.cli import CONF_DIR
+from seqlab.train import build
 
-
-def charlm_setup(args):
-    dm = CharLMDataModule(bs=args.bs, bptt=args.bptt)
-    dm.setup("fit")
-    loader = iter(dm.train_dataloader())
-    batches = [next(loader) for _ in range(args.warmup + args.steps)]
-    module = CharLMModule(dm.model_kwargs()["vocab"], cell=args.cell, n_hidden=args.n_hidden, lr=3e-3,
-                          scheduler="none")  # the plain loop has no scheduler either
-    tokens = sum(x.numel() for x, _ in batches[args.warmup:])
-    return module, batches, tokens
+# What one training example is, to count throughput.
+UNITS = {"charlm": "chars", "subseq": "examples"}
 
 
-def subseq_setup(args):
-    """The subseq default recipe's model and batch size; examples as the data module draws them."""
-    dm = SubseqDataModule(batch_size=args.sub_bs, train_size=args.sub_bs * (args.warmup + args.steps))
-    dm.setup("fit")
-    batches = list(dm.train_dataloader())
-    module = SubseqModule(**dm.model_kwargs(), teacher_forcing=0.5, lr=3e-3, scheduler="none")
-    examples = sum(x.size(0) for x, _ in batches[args.warmup:])
-    return module, batches, examples
+def config(task: str, batch_size: int, device: str, steps: int, out_dir: str, extra: list[str]):
+    overrides = [f"experiment={task}", f"data.batch_size={batch_size}", f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+                 "trainer.devices=1", f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.max_time=null",
+                 "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
+                 "test=false", *extra]
+    if task == "subseq":  # fresh examples: an epoch long enough for every measured step
+        overrides.append(f"data.train_size={batch_size * (steps + 1)}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.paths.output_dir = out_dir
+    return cfg
 
 
-def charlm_loss(model, batch, state):
-    x, y = batch
-    logp, h = model(x, state.get("h"))
-    state["h"] = h.detach() if isinstance(h, torch.Tensor) else tuple(t.detach() for t in h)
-    return torch.nn.functional.nll_loss(logp.reshape(-1, logp.size(-1)), y.reshape(-1))
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
-def subseq_loss(model, batch, state):
-    x, y = batch
-    force = (torch.rand(model.out_len - 1) < state["teacher_forcing"]).tolist()
-    logits = model(x, y, force)
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+class Clock(L.Callback):
+    """Wall time from the start of step `warmup` to the end of step `warmup + steps`."""
 
-
-TASKS = {"charlm": (charlm_setup, charlm_loss, "chars"), "subseq": (subseq_setup, subseq_loss, "examples")}
-
-
-def plain_loop(module, batches, warmup, clip, loss_fn=charlm_loss):
-    """What one would write by hand: same model, Adam, clipping (and, for the char-LM, the
-    stateful hidden state)."""
-    model = module.model
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=module.hparams.lr)
-    state = {"teacher_forcing": module.hparams.get("teacher_forcing", 0.0)}
-    for i, batch in enumerate(batches):
-        if i == warmup:
-            start = time.perf_counter()
-        loss = loss_fn(model, batch, state)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-    return time.perf_counter() - start
-
-
-class StepClock(L.Callback):
-    """Wall time of the measured steps, and the gaps between them (data fetch + loop overhead)."""
-
-    def __init__(self, warmup):
-        self.warmup, self.start, self.end, self.gap, self.last_end = warmup, None, None, 0.0, None
+    def __init__(self, warmup: int, steps: int, device: str):
+        self.warmup, self.steps, self.device = warmup, steps, device
+        self.start = self.end = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        now = time.perf_counter()
-        if batch_idx == self.warmup:
-            self.start = now
-        elif batch_idx > self.warmup:
-            self.gap += now - self.last_end
+        if trainer.global_step == self.warmup:
+            sync(self.device)
+            self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.last_end = self.end = time.perf_counter()
+        if trainer.global_step == self.warmup + self.steps:
+            sync(self.device)
+            self.end = time.perf_counter()
 
 
-def lightning_loop(module, batches, warmup, clip):
-    clock = StepClock(warmup)
-    trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, gradient_clip_val=clip,
-        callbacks=[clock],
-    )
-    if isinstance(getattr(module, "hidden", None), dict):
-        module.hidden = {}  # the char-LM starts from a zero state, as the plain loop does
-    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
-    total = clock.end - clock.start
-    return total, clock.gap / total
-
-
-def compare(task, args):
-    setup, loss_fn, unit = TASKS[task]
+def lightning_run(cfg, warmup: int, steps: int, device: str, profile: bool = False) -> float:
     L.seed_everything(0, verbose=False)
-    module, batches, units = setup(args)
-    init = copy.deepcopy(module.state_dict())
-    plain, light, ratios, gaps = [], [], [], []
-    for rep in range(args.reps):  # alternate, so drifts of a noisy machine hit both alike
-        module.load_state_dict(init)
-        t_plain = plain_loop(module, batches, args.warmup, 1.0, loss_fn)
-        module.load_state_dict(init)
-        t_light, gap = lightning_loop(module, batches, args.warmup, 1.0)
-        plain.append(units / t_plain)
-        light.append(units / t_light)
-        ratios.append(t_plain / t_light)
-        gaps.append(gap)
-        print(f"rep {rep}: plain {plain[-1]:,.0f} {unit}/s, lightning {light[-1]:,.0f} {unit}/s, ratio {ratios[-1]:.3f}",
-              flush=True)
-    what = (f"{args.cell}, hidden {args.n_hidden}, bs {args.bs}, bptt {args.bptt}" if task == "charlm"
-            else f"3-layer GRU enc-dec, batch {args.sub_bs}")
-    print(f"\n## {task}: {what}, {args.steps} steps after {args.warmup} warm-up, {args.reps} repetitions, "
-          f"{torch.get_num_threads()} threads")
-    print(f"plain loop:  {statistics.median(plain):,.0f} {unit}/s (median)")
-    print(f"lightning:   {statistics.median(light):,.0f} {unit}/s (median)")
-    print(f"ratio lightning/plain: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, max {max(ratios):.3f}")
-    print(f"time between steps (data fetch + loop overhead): {100 * statistics.median(gaps):.2f}% of step time")
-    print(f"peak RSS of the process so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n")
+    datamodule, model, trainer = build(cfg)
+    clock = Clock(warmup, steps, device)
+    trainer.callbacks.append(GracefulStop(Path(cfg.paths.output_dir) / "checkpoints", ""))  # as seqlab-train has it
+    trainer.callbacks.append(clock)
+    if profile:
+        trainer.profiler = L.pytorch.profilers.SimpleProfiler(dirpath=cfg.paths.output_dir, filename="profile")
+    trainer.fit(model, datamodule=datamodule)
+    if profile:
+        print(Path(cfg.paths.output_dir, "fit-profile.txt").read_text()[:6000])
+    return clock.end - clock.start
 
 
-def main():
+def plain_run(cfg, task: str, warmup: int, steps: int, device: str) -> tuple[float, int]:
+    """What one would write by hand around the same module: its loss code, the configured
+    optimizer and clipping, the same batches already on the device."""
+    L.seed_everything(0, verbose=False)
+    datamodule, model, _ = build(cfg)
+    datamodule.setup("fit")
+    loader = iter(datamodule.train_dataloader())
+    batches = [tuple(t.to(device) for t in next(loader)) for _ in range(warmup + steps + 1)]
+    model.to(device).train()
+    optimizer = hydra.utils.instantiate(cfg.model.optimizer, params=model.parameters())
+    clip = cfg.trainer.gradient_clip_val
+    model.on_train_epoch_start()
+    for i, batch in enumerate(batches[: warmup + steps]):
+        if i == warmup:
+            sync(device)
+            start = time.perf_counter()
+        loss = model.training_loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+    sync(device)
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(b[0].numel() if task == "charlm" else b[0].size(0) for b in batches[warmup: warmup + steps])
+
+
+def steps_in_an_epoch(cfg) -> int:
+    datamodule, _, _ = build(cfg)
+    datamodule.setup("fit")
+    return len(datamodule.train_dataloader())
+
+
+def compare(task: str, batch_size: int, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = config(task, batch_size, args.device, args.warmup + args.steps, tmp, args.overrides)
+        steps = min(args.steps, steps_in_an_epoch(probe) - args.warmup - 1)
+        cfg = config(task, batch_size, args.device, args.warmup + steps, tmp, args.overrides)
+        plain, light, ratios = [], [], []
+        for rep in range(args.reps):  # alternated, so drifts of a shared machine hit both alike
+            t_plain, units = plain_run(cfg, task, args.warmup, steps, args.device)
+            t_light = lightning_run(cfg, args.warmup, steps, args.device)
+            plain.append(t_plain)
+            light.append(t_light)
+            ratios.append(t_plain / t_light)
+            print(f"  rep {rep}: plain {units / t_plain:,.0f} {UNITS[task]}/s, lightning {units / t_light:,.0f} "
+                  f"{UNITS[task]}/s, ratio {ratios[-1]:.3f}", flush=True)
+        if args.profile:
+            lightning_run(cfg, args.warmup, steps, args.device, profile=True)
+    added_ms = 1000 * statistics.median((tl - tp) / steps for tl, tp in zip(light, plain))
+    return {"task": task, "batch": batch_size, "steps": steps, "unit": UNITS[task],
+            "plain": units / statistics.median(plain), "lightning": units / statistics.median(light),
+            "ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "plain_ms": 1000 * statistics.median(plain) / steps, "added_ms": added_ms}
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="both", choices=["charlm", "subseq", "both"])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--bs", type=int, default=64)
-    ap.add_argument("--bptt", type=int, default=32)
-    ap.add_argument("--n-hidden", type=int, default=512)
-    ap.add_argument("--cell", default="gru")
-    ap.add_argument("--sub-bs", type=int, default=64, help="subseq batch size (the subseq recipe's)")
-    ap.add_argument("--cells", nargs="*", default=["gru", "grucell"], help="cells to compare in the plain loop")
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile(model) in the plain loop")
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--profile", action="store_true", help="also print Lightning's SimpleProfiler report per setting")
+    ap.add_argument("overrides", nargs="*", help="extra key=value config overrides for both loops")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but this machine has no usable CUDA GPU; use --device cpu")
+    warnings.filterwarnings("ignore")
+    what = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# {what}; torch {torch.__version__}, lightning {L.__version__}")
+    rows = []
     for task in (["charlm", "subseq"] if args.task == "both" else [args.task]):
-        compare(task, args)
-    if args.task == "subseq":
-        return
-
-    print("## char-LM recurrent cells (plain loop, same batches)")
-    steps = max(3, args.steps // 4)
-    for cell in args.cells:
-        m, b, tok = charlm_setup(argparse.Namespace(**{**vars(args), "cell": cell, "steps": steps}))
-        t = plain_loop(m, b, args.warmup, 1.0)
-        print(f"{cell:>8s}: {tok / t:,.0f} chars/s")
-    if args.compile:
-        m, b, tok = charlm_setup(argparse.Namespace(**{**vars(args), "cell": "gru", "steps": steps}))
-        m.model = torch.compile(m.model)
-        t = plain_loop(m, b, args.warmup, 1.0)
-        print(f"gru + torch.compile: {tok / t:,.0f} chars/s")
+        for batch_size in args.batch_sizes:
+            print(f"## {task}, batch {batch_size}", flush=True)
+            rows.append(compare(task, batch_size, args))
+    print("\n| task | batch | steps | plain | Lightning | ratio (median, min–max) | plain ms/step | Lightning adds ms/step |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['task']} | {r['batch']} | {r['steps']} | {r['plain']:,.0f} {r['unit']}/s | {r['lightning']:,.0f} {r['unit']}/s "
+              f"| {r['ratio']:.3f} ({r['min']:.3f}–{r['max']:.3f}) | {r['plain_ms']:.2f} | {r['added_ms']:.2f} |")
 
 
 if __name__ == "__main__":
