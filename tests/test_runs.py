@@ -59,38 +59,61 @@ def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path):
     assert "not a seqlab run folder" in msg
 
 
-@pytest.mark.slow
-def test_kill_and_resume_matches_an_uninterrupted_run(small_text, tmp_path):
-    """SIGKILL mid-epoch after the first step checkpoint, resume, and compare with a run left
-    alone: the same final validation loss (tolerance 1e-4 nats: the same batches in the same
-    order, the carried hidden state and the RNG restored; only float summation order may differ)."""
-    common = [f"data.path={small_text}", *TINY_CHARLM, "data.random_bptt=true", "trainer.max_epochs=2",
-              "trainer.limit_train_batches=25", "trainer.limit_val_batches=4", "callbacks.step_checkpoint.every_n_train_steps=5", "seed=3",
-              f"paths.root_dir={tmp_path}"]
-    alone = tmp_path / "alone"
-    proc = run_cli("seqlab.train", *common, f"hydra.run.dir={alone}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    steps_per_epoch = _last(alone)["global_step"] // 2
+def _interrupt_args(small_text, root):
+    return [f"data.path={small_text}", *TINY_CHARLM, "data.random_bptt=true", "trainer.max_epochs=2",
+            "trainer.limit_train_batches=25", "trainer.limit_val_batches=4",
+            "callbacks.step_checkpoint.every_n_train_steps=5", "seed=3", f"paths.root_dir={root}"]
 
-    killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "seqlab.train", *common, f"hydra.run.dir={killed}"]
-    job = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+
+@pytest.fixture(scope="module")
+def run_left_alone(small_text, tmp_path_factory):
+    """The short run the interrupted ones are compared with."""
+    root = tmp_path_factory.mktemp("alone")
+    proc = run_cli("seqlab.train", *_interrupt_args(small_text, root), f"hydra.run.dir={root / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "run"
+
+
+def _interrupt(args, run_dir, sig) -> subprocess.CompletedProcess:
+    """Start a run, send `sig` once its first step checkpoint exists (mid-epoch), wait for it."""
+    job = subprocess.Popen([sys.executable, "-m", "seqlab.train", *args, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    last = killed / "checkpoints" / "last.ckpt"
+    last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not last.exists() and job.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    assert job.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    saved = _last(killed)
-    assert 0 < saved["global_step"] < 2 * steps_per_epoch  # killed mid-run, after a step checkpoint
-    assert not list((killed / "checkpoints").glob("*.tmp*")), "a half-written checkpoint survived"
+    job.send_signal(sig)
+    _, err = job.communicate(timeout=120)
+    return subprocess.CompletedProcess(job.args, job.returncode, "", err)
 
-    proc = run_cli("seqlab.train", f"resume={killed}")
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_interrupt_and_resume_matches_an_uninterrupted_run(sig, small_text, tmp_path, run_left_alone):
+    """Stop a run mid-epoch, resume it, and compare with the run left alone: the same final
+    validation loss (tolerance 1e-4 nats: the same batches in the same order, the carried hidden
+    state and the RNG restored; only float summation order may differ). SIGKILL leaves the last
+    step checkpoint; SIGTERM and SIGINT stop at the next step with last.ckpt written, exit
+    143 / 130, and one line that says how to continue."""
+    steps_per_epoch = _last(run_left_alone)["global_step"] // 2
+    stopped = tmp_path / "stopped"
+    proc = _interrupt(_interrupt_args(small_text, tmp_path), stopped, sig)
+    saved = _last(stopped)  # loads: a kill mid-save leaves at most a temporary file beside it
+    assert 0 < saved["global_step"] < 2 * steps_per_epoch  # stopped mid-run
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 128 + sig, proc.stderr[-3000:]
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        assert lines[-1].startswith(f"stopped by {signal.Signals(sig).name} at step {saved['global_step']} ")
+        assert f"resume={stopped}" in lines[-1] and "Traceback" not in proc.stderr
+
+    proc = run_cli("seqlab.train", f"resume={stopped}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = json.loads((alone / "result.json").read_text()), json.loads((killed / "result.json").read_text())
-    assert _last(killed)["epoch"] == 1 and _last(killed)["global_step"] == 2 * steps_per_epoch
+    assert not list((stopped / "checkpoints").glob(".*.tmp")), "a temporary file of a killed save was left"
+    a, b = (json.loads((d / "result.json").read_text()) for d in (run_left_alone, stopped))
+    assert _last(stopped)["epoch"] == 1 and _last(stopped)["global_step"] == 2 * steps_per_epoch
     assert b["metrics"]["val/loss"] == pytest.approx(a["metrics"]["val/loss"], abs=1e-4)
 
 
@@ -158,3 +181,40 @@ def test_failed_tool_keeps_the_callers_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     proc = run_cli("seqlab.generate", f"ckpt_path={tmp_path / 'missing.ckpt'}", cwd=tmp_path)
     assert proc.returncode == 2 and (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run = tmp_path / "run"
+    proc = run_cli("seqlab.train", "experiment=gru_toy", "trainer=cpu", "trainer.max_epochs=1", f"hydra.run.dir={run}",
+                   f"paths.root_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "prompt=Ma",
+                                 "device=cuda"))
+    assert "no usable CUDA GPU" in msg and "device=cpu" in msg
+
+
+def test_two_runs_asking_for_one_folder_get_one_each(tmp_path):
+    """Two runs that start in the same second ask for the same timestamped folder: the second
+    gets <time>_1. Here both ask for the same name on purpose, at the same time."""
+    folder = "${seqlab.unique_dir:" + str(tmp_path / "runs" / "same") + "}"
+    jobs = [subprocess.Popen([sys.executable, "-m", "seqlab.train", "experiment=gru_toy", "trainer.max_epochs=5",
+                              f"seed={seed}", "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}",
+                              f"paths.root_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
+            for seed in (1, 2)]
+    for job in jobs:
+        _, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err[-3000:]
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert folders == ["same", "same_1"]
+    seeds = set()
+    for name in folders:
+        run = tmp_path / "runs" / name
+        overrides = (run / ".hydra" / "overrides.yaml").read_text()
+        seeds |= {s for s in ("seed=1", "seed=2") if s in overrides}
+        assert (run / "result.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+        assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
+        assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert seeds == {"seed=1", "seed=2"}

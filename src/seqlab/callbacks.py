@@ -85,7 +85,7 @@ class StepCheckpoint(L.Callback):
             for cb in trainer.callbacks:  # never save a diverged state
                 if isinstance(cb, StopOnNonFinite):
                     cb.check(trainer)
-            trainer.save_checkpoint(f"{self.dirpath}/last.ckpt")
+            trainer.save_checkpoint(f"{self.dirpath}/last.ckpt", weights_only=False)
 
 
 class GracefulStop(L.Callback):
@@ -124,7 +124,7 @@ class GracefulStop(L.Callback):
         name = signal.Signals(self.received).name
         last = self.dirpath / "last.ckpt"
         if save:
-            trainer.save_checkpoint(last)
+            trainer.save_checkpoint(last, weights_only=False)
         saved = last.is_file()
         where = (f"last.ckpt holds step {trainer.global_step}" if save else "last.ckpt holds the last finished epoch") \
             if saved else "no checkpoint was written yet"

@@ -12,14 +12,9 @@ from omegaconf import OmegaConf
 
 from seqlab.errors import SeqlabError
 
-_made: dict[str, str] = {}  # asked-for path -> the folder made for it (one run per process)
-
-
 def unique_dir(path: str) -> str:
     """Make `path` now, exclusively; if it exists (another run started in the same second),
     make `path_1`, `path_2`, … instead. Returns the folder made."""
-    if path in _made:
-        return _made[path]
     base = Path(path)
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
@@ -29,7 +24,6 @@ def unique_dir(path: str) -> str:
                 candidate.mkdir()
             except FileExistsError:
                 continue
-            _made[path] = str(candidate)
             return str(candidate)
     except OSError as e:
         if e.errno == errno.ENAMETOOLONG:

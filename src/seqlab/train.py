@@ -60,7 +60,8 @@ def defaults_of(cfg: DictConfig):
 
 
 def build(cfg: DictConfig, plain: dict | None = None):
-    """Data module, model and trainer from the composed (and checked) config."""
+    """Data module, model and trainer from the composed (and checked) config; a checkpoint to
+    start from (ckpt_path) is checked against the model before the trainer exists."""
     plain = plain or OmegaConf.to_container(cfg, resolve=True)
     data_node, model_node = dict(plain["data"]), dict(plain["model"])
     datamodule = locate("data", data_node)(**{k: v for k, v in data_node.items() if k != "_target_"})
@@ -71,6 +72,8 @@ def build(cfg: DictConfig, plain: dict | None = None):
     args = {k: v for k, v in model_node.items() if k != "_target_"}
     check_node("model", module_cls, args, f"the {module_cls.task} model", provided=extra)
     model = module_cls(**args, **extra)
+    if cfg.get("ckpt_path"):
+        check_against_run(cfg.ckpt_path, model)
     callbacks = instantiate_list(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):
         # trainer.enable_progress_bar=false alone switches the bar off (Lightning refuses both).
@@ -107,9 +110,9 @@ def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
     if ckpt_path:
         read_checkpoint(ckpt_path)  # a missing or corrupt file fails now, before anything is built
     datamodule, model, trainer = build(cfg, plain)
-    if ckpt_path:
-        check_against_run(ckpt_path, model)
     out_dir = Path(cfg.paths.output_dir)
+    for stale in (out_dir / "checkpoints").glob(".*.ckpt.*.tmp"):  # a save that a kill cut short
+        stale.unlink(missing_ok=True)
     stop = GracefulStop(out_dir / "checkpoints", f"{command_name('train')} resume={out_dir}")
     trainer.callbacks.append(stop)
     monitor = cfg.model.monitor
@@ -127,13 +130,13 @@ def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
     try:
         if cfg.get("train", True):
             start = time.perf_counter()
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
             metrics["time/fit_s"] = time.perf_counter() - start
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.get("test", True):
             # fast_dev_run and runs without a checkpoint callback test the current weights.
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if stop.received is not None:  # a signal after the last step: the run is complete, say so anyway
             raise Interrupted(f"stopped by a signal after the run ended; its checkpoints are complete", 128 + stop.received, True)

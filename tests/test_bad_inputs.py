@@ -1,0 +1,213 @@
+"""Bad inputs, as a user types them: each ends with one `error:` line (exit 2, no traceback) that
+names the problem and the fix, and leaves nothing on disk.
+
+The commands run in this process (the entry points' own `main`, with sys.argv set), which makes
+dozens of cases cheap; test_framework.py and test_runs.py run others as real subprocesses.
+"""
+
+import contextlib
+import io
+import os
+import sys
+
+import pytest
+import torch
+from conftest import TINY_CHARLM, make_cfg
+from hydra.core.global_hydra import GlobalHydra
+
+from seqlab import chat, eval as eval_, generate, train
+from seqlab.train import train as train_run
+
+MAIN = {"train": train.main, "eval": eval_.main, "generate": generate.main, "chat": chat.main}
+
+
+def cli(tool: str, *args: str, cwd, stdin: str = "") -> tuple[int, str, str]:
+    """Run `seqlab-<tool> args…` in this process: (exit code, stdout, stderr)."""
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    argv, here, stdin_before = sys.argv, os.getcwd(), sys.stdin
+    sys.argv, sys.stdin = [f"seqlab-{tool}", *args], io.StringIO(stdin)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                MAIN[tool]()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv, sys.stdin = argv, stdin_before
+        os.chdir(here)
+        GlobalHydra.instance().clear()
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_error(code: int, err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert code == 2 and "Traceback" not in err, f"exit {code}\n{err[-3000:]}"
+    assert len(errors) == 1 and lines[-1] == errors[0], err[-3000:]
+    return errors[0]
+
+
+def left_behind(root) -> list:
+    outputs = root / "outputs"
+    return [p for p in outputs.rglob("*") if p.is_file()] if outputs.exists() else []
+
+
+# ---- configuration values: key, allowed values and an example in one line ---------------------
+CONFIG_CASES = [
+    (["model.hiden_size=10"], "did you mean model.hidden_size"),
+    (["experiment=charml"], "did you mean experiment=charlm"),
+    (["experiment=subseq", "model/optimizer=adamw2"], "no config 'adamw2' in group 'model/optimizer'"),
+    (["model/scheduler=banana"], "options: cosine, multistep, none, plateau"),
+    (["data.batch_size=abc"], "data.batch_size must be an integer >= 1, got 'abc'; pass e.g. data.batch_size=64"),
+    (["data.batch_size=0"], "data.batch_size must be an integer >= 1"),
+    (["data.bptt=-3"], "data.bptt must be an integer >= 1"),
+    (["data.train_frac=1.0"], "data.train_frac must be a number in (0, 1)"),
+    (["model.hidden_size=0"], "model.hidden_size must be an integer >= 1"),
+    (["model.n_layers=0"], "model.n_layers must be an integer >= 1"),
+    (["model.dropout=1.5"], "model.dropout must be a number in [0, 1)"),
+    (["model.dropout=-0.1"], "model.dropout must be a number in [0, 1)"),
+    (["model.cell=foo"], "model.cell must be one of rnn, gru, lstm, rnncell, grucell"),
+    (["model.optimizer.lr=-1"], "model.optimizer.lr must be a number > 0, got -1; pass e.g. model.optimizer.lr=0.003"),
+    (["model.optimizer.lr=0"], "model.optimizer.lr must be a number > 0"),
+    (["model.optimizer.lr=nan"], "model.optimizer.lr must be a number > 0"),
+    (["model.optimizer.betas=[0.9]"], "model.optimizer.betas must be a list of 2 numbers in [0, 1]"),
+    (["model.optimizer.weight_decay=-0.1"], "model.optimizer.weight_decay must be a number >= 0"),
+    (["model.scheduler.factor=2"], "model.scheduler.factor must be a number in (0, 1)"),
+    (["model.scheduler.patience=-1"], "model.scheduler.patience must be an integer >= 0"),
+    (["model.optimizer._target_=torch.nn.Linear"], "model.optimizer._target_=torch.nn.Linear is not a torch optimizer"),
+    (["experiment=dialogue", "model/optimizer=sgd"], "remove it with ~model.optimizer.betas"),
+    (["experiment=dialogue", "model.n_heads=3"], "model.emb_dim=64 must be a multiple of model.n_heads=3"),
+    (["experiment=subseq", "data.max_start=7"], "data.max_start + data.min_len <= data.seq_len - 2"),
+    (["experiment=arithmetic", "data.ops=+/"], "data.ops must be distinct characters from '+-*'"),
+    (["experiment=arithmetic", "data.digits=12"], "data.digits must be an integer from 1 to 9"),
+    (["experiment=gru_toy", "data.layout=rows"], "data.layout must be one of tutorial, streams"),
+    (["experiment=gru_toy", "model.check_expect=Mx"], "model.check_expect='Mx' must start with model.check_prompt='Ma'"),
+    (["trainer.precision=banana"], "trainer.precision must be one of 32-true"),
+    (["trainer.accelerator=tpu"], "trainer.accelerator must be one of auto, cpu, gpu, cuda, mps"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0 trains nothing"),
+    (["trainer.max_epochs=-5"], "trainer.max_epochs must be an integer >= 1, -1 or null"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val must be a number >= 0 or null"),
+    (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches must be"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be an integer >= 1"),
+    (["trainer.devices=64"], "trainer.devices=64 but this machine has"),
+    (["trainer=ddp_cpu", "trainer.devices=64"], "trainer.devices=64 but this machine has"),
+    (["threads=0"], "threads must be an integer >= 1 or null"),
+    (["seed=abc"], "seed must be an integer or null"),
+    (["name=a/b"], "name='a/b' must be 1 to 100 letters"),
+    (["name=" + "x" * 5000], "pass a shorter name="),
+    (["callbacks.log_examples.every_n_epochs=-1"], "callbacks.log_examples.every_n_epochs must be an integer >= 0"),
+    (["callbacks.step_checkpoint.every_n_train_steps=0"], "every_n_train_steps must be an integer >= 1 or null"),
+    (["data.path=missing.txt"], "data file not found: missing.txt"),
+    (["a=[1,2"], "cannot parse 'a=[1,2'"),
+    (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("args,expected", CONFIG_CASES, ids=[" ".join(a)[:60] for a, _ in CONFIG_CASES])
+def test_bad_config_value(args, expected, tmp_path):
+    code, _, err = cli("train", *args, "trainer.enable_progress_bar=false", cwd=tmp_path)
+    assert expected in one_error(code, err)
+    assert not left_behind(tmp_path)
+
+
+def test_gpu_preset_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    msg = one_error(*cli("train", "trainer=gpu", cwd=tmp_path)[::2])
+    assert "no usable CUDA GPU" in msg and "trainer=cpu" in msg and not left_behind(tmp_path)
+
+
+def test_run_folder_below_a_regular_file(tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    msg = one_error(*cli("train", f"hydra.run.dir={tmp_path / 'file' / 'run'}", cwd=tmp_path)[::2])
+    assert "file" in msg and ("Not a directory" in msg or "pick another folder" in msg)
+    (tmp_path / "f2").write_text("x")
+    msg = one_error(*cli("train", f"paths.root_dir={tmp_path / 'f2'}", cwd=tmp_path)[::2])
+    assert "cannot create the run folder" in msg
+
+
+# ---- checkpoints that do not fit the run ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, small_text):
+    """A tiny char-LM and a tiny subseq checkpoint."""
+    root = tmp_path_factory.mktemp("ckpts")
+    few = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+           "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+    train_run(make_cfg([f"data.path={small_text}", *TINY_CHARLM, *few], root / "charlm"))
+    train_run(make_cfg(["experiment=subseq", "model.hidden_size=16", "model.emb_dim=8", "model.n_layers=1",
+                        "trainer.accelerator=cpu", *few], root / "subseq"))
+    train_run(make_cfg(["experiment=arithmetic", "model.hidden_size=16", "trainer.accelerator=cpu", *few],
+                       root / "arithmetic"))
+    return {task: root / task / "checkpoints" / "last.ckpt" for task in ("charlm", "subseq", "arithmetic")}
+
+
+def test_training_from_another_tasks_checkpoint(checkpoints, small_text, tmp_path):
+    msg = one_error(*cli("train", f"ckpt_path={checkpoints['subseq']}", f"data.path={small_text}", *TINY_CHARLM,
+                         cwd=tmp_path)[::2])
+    assert "'subseq' checkpoint" in msg and "experiment=subseq" in msg and not left_behind(tmp_path)
+
+
+def test_training_from_a_checkpoint_of_another_size(checkpoints, small_text, tmp_path):
+    msg = one_error(*cli("train", f"ckpt_path={checkpoints['charlm']}", f"data.path={small_text}", *TINY_CHARLM,
+                         "model.hidden_size=48", cwd=tmp_path)[::2])
+    assert "model.hidden_size (32 there, 48 here)" in msg and not left_behind(tmp_path)
+
+
+def test_eval_with_an_option_the_task_does_not_take(checkpoints, tmp_path):
+    msg = one_error(*cli("eval", f"ckpt_path={checkpoints['subseq']}", "data.path=x.txt", cwd=tmp_path)[::2])
+    assert "data.path is not an option of the subseq data" in msg and "seq_len" in msg
+
+
+def test_resume_refuses_another_experiment(checkpoints, tmp_path):
+    run = checkpoints["charlm"].parents[1]
+    (run / ".hydra").mkdir(exist_ok=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- experiment=charlm\n")
+    msg = one_error(*cli("train", f"resume={run}", "experiment=subseq", cwd=tmp_path)[::2])
+    assert "resume= continues a run as it was started (experiment=charlm)" in msg and "drop experiment=subseq" in msg
+
+
+# ---- inference inputs ---------------------------------------------------------------------------
+GENERATE_CASES = [
+    ("charlm", ["prompt=the", "temperature=nan"], "temperature must be a number >= 0"),
+    ("charlm", ["prompt=the", "temperature=inf"], "temperature must be a number >= 0"),
+    ("charlm", ["prompt=the", "temperature=-1"], "temperature must be a number >= 0"),
+    ("charlm", ["prompt=the", "length=1e11"], "length must be an integer from 0 to 100000"),
+    ("charlm", ["prompt=the", "length=-5"], "length must be an integer from 0 to 100000"),
+    ("charlm", ["prompt=the", "seed=abc"], "seed must be an integer or null"),
+    ("charlm", ["prompt=the", "beam_width=3"], "a charlm model takes no option 'beam_width'"),
+    ("charlm", ["prompt=ΩΩ✓"], "no character of the prompt"),
+    ("charlm", [], "no prompt given"),
+    ("charlm", ["prompt=the", "device=tpu"], "device='tpu' is not one of auto, cpu, cuda"),
+    ("subseq", ["prompt=1 2 3"], "is not 10 numbers"),
+    ("subseq", ["prompt=2 3 1 8 2 5 8 6 4 5", "temperature=0"], "a subseq model takes no option 'temperature'"),
+    ("arithmetic", ["prompt=12 plus 7"], "malformed question"),
+    ("arithmetic", ["prompt=1+2=?", "max_len=0"], "max_len must be an integer from 1 to 1000"),
+]
+
+
+@pytest.mark.parametrize("task,args,expected", GENERATE_CASES, ids=[f"{t} {' '.join(a)}"[:50] for t, a, _ in GENERATE_CASES])
+def test_bad_generate_input(task, args, expected, checkpoints, tmp_path):
+    (tmp_path / "mine.txt").write_text("the user's own file")
+    code, _, err = cli("generate", f"ckpt_path={checkpoints[task]}", *args, cwd=tmp_path)
+    assert expected in one_error(code, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # the user's folder, untouched
+
+
+def test_questions_outside_training_get_a_warning_and_an_answer(checkpoints, tmp_path):
+    for question, reason in (("12345+1=?", "operands of up to 2 digits"), ("3*4=?", "trained on + and - only")):
+        code, out, err = cli("generate", f"ckpt_path={checkpoints['arithmetic']}", f"prompt={question}", cwd=tmp_path)
+        assert code == 0 and len(out.splitlines()) == 1, err
+        assert f"warning: {question} is outside what this model learned" in err and reason in err
+
+
+def test_readme_style_prompt_with_symbols(checkpoints, tmp_path):
+    """`prompt="12+7=?"` pasted into bash reaches us as prompt=12+7=? (the shell took the quotes)."""
+    for prompt in ("prompt=12+7=?", 'prompt="12+7=?"', "prompt='12+7=?'"):
+        code, out, err = cli("generate", f"ckpt_path={checkpoints['arithmetic']}", prompt, "temperature=0", cwd=tmp_path)
+        assert code == 0 and len(out.splitlines()) == 1, err
+
+
+def test_chat_bad_options_and_wrong_task(checkpoints, tmp_path):
+    msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", stdin="hi\n", cwd=tmp_path)[::2])
+    assert "'charlm' checkpoint" in msg and "dialogue" in msg
