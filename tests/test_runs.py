@@ -209,12 +209,54 @@ def test_two_runs_asking_for_one_folder_get_one_each(tmp_path):
         assert job.returncode == 0, err[-3000:]
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert folders == ["same", "same_1"]
-    seeds = set()
+    seeds, pids = set(), set()
     for name in folders:
         run = tmp_path / "runs" / name
         overrides = (run / ".hydra" / "overrides.yaml").read_text()
         seeds |= {s for s in ("seed=1", "seed=2") if s in overrides}
         assert (run / "result.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
         assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
-        assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
-    assert seeds == {"seed=1", "seed=2"}
+        # event files: events.out.tfevents.<time>.<host>.<pid>.<n>; one process wrote each folder
+        writers = {p.name.split(".")[-2] for p in (run / "tensorboard").glob("events.out.tfevents.*")}
+        assert len(writers) == 1
+        pids |= writers
+    assert seeds == {"seed=1", "seed=2"} and len(pids) == 2
+
+
+@pytest.mark.slow
+def test_slurm_preemption_requeues_and_the_requeued_job_resumes(small_text, tmp_path):
+    """As on a SLURM cluster under the slurm launcher: the pre-emption signal (submitit's USR2)
+    makes Lightning save an HPC checkpoint and call `scontrol requeue <job id>`; SLURM then stops
+    the job (SIGTERM) and starts it again, which continues from the newest checkpoint. The
+    cluster is played by environment variables and an `scontrol` that records its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol_calls.txt"
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "seqlab",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost",
+             "SUBMITIT_EXECUTOR": "slurm", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "seqlab.train", *_interrupt_args(small_text, tmp_path), f"hydra.run.dir={run}"]
+    job = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore", **slurm})
+    deadline = time.time() + 240
+    while not (run / "checkpoints" / "last.ckpt").exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGUSR2)
+    while not calls.exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGTERM)  # what SLURM does to a requeued job
+    _, err = job.communicate(timeout=120)
+    assert calls.read_text().split() == ["requeue", "4242"], err[-3000:]
+    assert list(run.glob("hpc_ckpt_*.ckpt")), "no HPC checkpoint"
+    assert job.returncode == 143, err[-3000:]
+    stopped_at = _last(run)["global_step"]
+
+    # the same job again, as SLURM restarts it
+    proc = run_cli(*args[2:], env={**slurm, "SLURM_RESTART_COUNT": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Restoring states from the checkpoint path at {run / 'checkpoints' / 'last.ckpt'}" in proc.stdout + proc.stderr
+    end = _last(run)
+    assert end["epoch"] == 1 and end["global_step"] == 50 and stopped_at < 50

@@ -78,10 +78,41 @@ def build(cfg: DictConfig, plain: dict | None = None):
     if not cfg.trainer.get("enable_progress_bar", True):
         # trainer.enable_progress_bar=false alone switches the bar off (Lightning refuses both).
         callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
+    slurm = slurm_requeue()
+    plugins = {"plugins": [*(plain["trainer"].get("plugins") or []), slurm]} if slurm else {}
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=instantiate_list(cfg.get("logger")) or False, _convert_="all"
+        cfg.trainer, callbacks=callbacks, logger=instantiate_list(cfg.get("logger")) or False, _convert_="all", **plugins
     )
     return datamodule, model, trainer
+
+
+def slurm_requeue():
+    """On SLURM, Lightning's auto-requeue: the pre-emption signal saves an HPC checkpoint in the
+    run folder and requeues the job, which then resumes (see `requeued_checkpoint`). Under the
+    slurm launcher (submitit) that signal is submitit's USR2, whose own handler would requeue
+    without a checkpoint: Lightning's takes its place. None when not on SLURM."""
+    import os
+    import signal
+
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return None
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2") if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" else "USR1"
+    requeue_signal = getattr(signal, f"SIG{name}")
+    signal.signal(requeue_signal, signal.SIG_DFL)
+    return SLURMEnvironment(auto_requeue=True, requeue_signal=requeue_signal)
+
+
+def requeued_checkpoint(out_dir: Path) -> str | None:
+    """A SLURM job started again after a requeue continues from its newest checkpoint (the HPC
+    checkpoint of the pre-emption, or a later last.ckpt)."""
+    import os
+
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
+        return None
+    found = [*out_dir.glob("hpc_ckpt_*.ckpt"), *out_dir.glob("checkpoints/last.ckpt")]
+    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
 
 
 @contextmanager
@@ -106,7 +137,7 @@ def train(cfg: DictConfig) -> tuple[dict, str | None]:
 def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = cfg.get("ckpt_path") or requeued_checkpoint(Path(cfg.paths.output_dir))
     if ckpt_path:
         read_checkpoint(ckpt_path)  # a missing or corrupt file fails now, before anything is built
     datamodule, model, trainer = build(cfg, plain)
