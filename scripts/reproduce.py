@@ -10,7 +10,7 @@ Each experiment runs as `python -m seqlab.train experiment=<name>` (a normal run
 its metrics read back from the run's result.json and its curve from its TensorBoard events. The
 `<task>_gpu` recipes run only where there is a CUDA GPU. Run it on an otherwise idle machine:
 the time bars assume the cores are not shared. Writes outputs/results.md (the table),
-outputs/results.json (the runs) and docs/curves/<task>.png.
+outputs/results.json (the runs) and docs/curves/<task>.png (beside the README).
 """
 
 import argparse
@@ -89,7 +89,7 @@ def run(experiment: str, quick: bool, extra: list[str]) -> dict:
     if quick:
         args += ["debug=limit_batches", "trainer.max_epochs=1", "trainer.max_time=null", "trainer.check_val_every_n_epoch=1"]
     start = time.perf_counter()
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(args, capture_output=True, text=True)  # runs go under ./outputs
     wall = time.perf_counter() - start
     found = re.search(r"^run directory:\s+(\S+)", proc.stdout, re.M)
     if proc.returncode != 0 or not found:
@@ -153,7 +153,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few batches per experiment (smoke test)")
     ap.add_argument("--only", nargs="*", default=None, help="experiments to run (default: all this machine can)")
-    ap.add_argument("--out", default=str(ROOT / "outputs" / "results.md"))
+    ap.add_argument("--out", default="outputs/results.md")
     ap.add_argument("--curves-dir", default=str(ROOT / "docs" / "curves"))
     ap.add_argument("--curves-only", action="store_true", help="redraw the curves from outputs/results.json")
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")

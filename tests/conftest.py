@@ -23,6 +23,18 @@ TINY_CHARLM = [
 ]
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny nets: on a busy 2-core machine a second intra-op thread only waits for a core (a
+    step gets ~10x slower), so such a test runs on one and gives the setting back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def small_text(tmp_path_factory) -> Path:
     """The first 400 lines of the bundled Nietzsche text."""

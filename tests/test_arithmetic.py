@@ -20,13 +20,8 @@ FAST = ["trainer.accelerator=cpu", "trainer.enable_model_summary=false", "traine
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are tiny: on a busy 2-core machine a second intra-op thread only waits for a
-    core (a step gets ~10x slower), so each test runs on one and gives the setting back."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """These nets are tiny: one thread is faster (conftest.one_thread)."""
 
 
 def decode(ids) -> str:

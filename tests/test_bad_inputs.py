@@ -93,20 +93,43 @@ CONFIG_CASES = [
     (["trainer.devices=64"], "trainer.devices=64 but this machine has"),
     (["trainer=ddp_cpu", "trainer.devices=64"], "trainer.devices=64 but this machine has"),
     (["threads=0"], "threads must be an integer >= 1 or null"),
-    (["seed=abc"], "seed must be an integer or null"),
+    (["seed=abc"], "seed must be an integer from 0 to 4294967295 or null"),
+    (["seed=99999999999"], "seed must be an integer from 0 to 4294967295 or null"),
     (["name=a/b"], "name='a/b' must be 1 to 100 letters"),
-    (["name=" + "x" * 5000], "pass a shorter name="),
+    (["name=" + "x" * 5000], "must be 1 to 100 letters, digits"),
     (["callbacks.log_examples.every_n_epochs=-1"], "callbacks.log_examples.every_n_epochs must be an integer >= 0"),
     (["callbacks.step_checkpoint.every_n_train_steps=0"], "every_n_train_steps must be an integer >= 1 or null"),
     (["data.path=missing.txt"], "data file not found: missing.txt"),
+    (["data.path="], "data.path is empty; pass a file, or data.path=null"),
+    (["experiment=subseq", "model.cell=gru"], "unknown config key 'model.cell'; the subseq model has: model.optimizer"),
+    (["experiment=subseq", "data.path=x.txt"], "the subseq data has: data.seq_len"),
+    (["model.optimizer.lr=1e-3,3e-3"], "a value with commas is a sweep; add -m"),
+    (["experiment=arithmetic_tutorial", "data.fixed=[]"], "data.fixed is an empty list"),
+    (["trainer.max_time=10m"], "trainer.max_time must be a time in the form DD:HH:MM:SS"),
+    (["trainer.max_time=00:00:00:00"], "longer than zero"),
+    (["trainer.devices=[0,1]"], "lists device numbers, which only GPUs have"),
+    (["experiment=gru_toy", "model.monitor=val/acc"], "model.monitor=val/acc is not a metric the gru_toy task logs"),
+    (["experiment=gru_toy", "model/scheduler=plateau", "model.scheduler.monitor=val/accuracy"],
+     "model.scheduler.monitor=val/accuracy is not a metric"),
+    (["experiment=arithmetic", "callbacks.early_stop.monitor=val/exact_accuracy"], "pick one of train/loss, val/char_acc"),
+    (["experiment=gru_toy", "trainer.val_check_interval=1000", "trainer.max_epochs=1"], "val_check_interval"),
+    (["model/optimizer=sgd", "model.optimizer.nesterov=true"], "Nesterov momentum requires a momentum"),
+    (["model.hidden_size=10000000"], "not enough memory for this model"),
+    (["callbacks.model_checkpoint.save_top_k=-2"], "Invalid value for save_top_k=-2. Must be >= -1"),
     (["a=[1,2"], "cannot parse 'a=[1,2'"),
     (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials must be an integer >= 1"),
+    (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.direction=up"], "hydra.sweeper.direction must be minimize"),
+    (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be an integer >= 1"),
+    (["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=0", "model.hidden_size=4,8"], "hydra.launcher.n_jobs must be"),
+    (["-m", "experiment=gru_toy", "model.hidden_size=range(4,2)"], "the sweep has no jobs"),
+    (["-m", "experiment=gru_toy", "model.cell=gru,lstm"], "unknown config key 'model.cell'"),
+    (["-m", "experiment=gru_toy", "--cfg", "job"], "Only one of --run, --multirun, --cfg"),
 ]
 
 
 @pytest.mark.parametrize("args,expected", CONFIG_CASES, ids=[" ".join(a)[:60] for a, _ in CONFIG_CASES])
 def test_bad_config_value(args, expected, tmp_path):
-    code, _, err = cli("train", *args, "trainer.enable_progress_bar=false", cwd=tmp_path)
+    code, _, err = cli("train", "trainer.enable_progress_bar=false", *args, cwd=tmp_path)
     assert expected in one_error(code, err)
     assert not left_behind(tmp_path)
 
@@ -159,6 +182,51 @@ def test_eval_with_an_option_the_task_does_not_take(checkpoints, tmp_path):
     assert "data.path is not an option of the subseq data" in msg and "seq_len" in msg
 
 
+def test_checkpoint_paths_that_are_not_checkpoints(checkpoints, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    folder, notes = checkpoints["charlm"].parent, tmp_path / "notes.txt"
+    assert "is a folder; pass a .ckpt file in it" in one_error(
+        *cli("generate", f"ckpt_path={folder}", "prompt=the", cwd=tmp_path)[::2])
+    assert "is not a PyTorch checkpoint file" in one_error(
+        *cli("generate", f"ckpt_path={notes}", "prompt=the", cwd=tmp_path)[::2])
+    assert "resume= takes a run folder" in one_error(*cli("train", f"resume={checkpoints['charlm']}", cwd=tmp_path)[::2])
+    assert "drop ckpt_path" in one_error(*cli("train", f"resume={folder.parent}", f"ckpt_path={notes}", cwd=tmp_path)[::2])
+
+
+def test_a_checkpoint_past_the_epochs_asked_for(checkpoints, small_text, tmp_path):
+    msg = one_error(*cli("train", f"ckpt_path={checkpoints['charlm']}", f"data.path={small_text}", *TINY_CHARLM,
+                         "trainer.max_epochs=0", cwd=tmp_path)[::2])
+    assert "trains nothing" in msg
+    # (the checkpoint finished epoch 0; a run of 1 epoch from it has nothing to train: fine)
+    code, _, err = cli("train", f"ckpt_path={checkpoints['subseq']}", "experiment=subseq", "model.hidden_size=16",
+                       "model.emb_dim=8", "model.n_layers=1", "trainer.max_epochs=1", "trainer.limit_test_batches=1",
+                       "trainer.enable_progress_bar=false", cwd=tmp_path)
+    assert code == 0, err[-2000:]
+
+
+def test_eval_on_data_of_another_shape(checkpoints, tmp_path):
+    for task, change, key in (("subseq", "data.seq_len=12", "seq_len"), ("arithmetic", "data.alphabet=printable", "alphabet")):
+        msg = one_error(*cli("eval", f"ckpt_path={checkpoints[task]}", change, cwd=tmp_path)[::2])
+        assert f"changes the {key} this model was built for" in msg
+
+
+def test_a_refused_resume_leaves_the_run_as_it_was(small_text, tmp_path):
+    run = tmp_path / "run"
+    few = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+           "trainer.limit_test_batches=1"]
+    code, _, err = cli("train", f"data.path={small_text}", *TINY_CHARLM, *few, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert code == 0, err[-2000:]
+    before = {p: p.read_bytes() for p in (run / ".hydra").iterdir()}
+    events = set((run / "tensorboard").glob("events.out.tfevents.*"))
+    msg = one_error(*cli("train", f"resume={run}", "model.hidden_size=48", cwd=tmp_path)[::2])
+    assert "model.hidden_size (32 there, 48 here)" in msg
+    assert {p: p.read_bytes() for p in (run / ".hydra").iterdir()} == before  # its settings untouched
+    assert set((run / "tensorboard").glob("events.out.tfevents.*")) == events  # no new event file
+    code, _, err = cli("train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path)  # and it still resumes
+    assert code == 0, err[-2000:]
+    assert not (run / ".hydra.before-resume").exists()
+
+
 def test_resume_refuses_another_experiment(checkpoints, tmp_path):
     run = checkpoints["charlm"].parents[1]
     (run / ".hydra").mkdir(exist_ok=True)
@@ -174,11 +242,12 @@ GENERATE_CASES = [
     ("charlm", ["prompt=the", "temperature=-1"], "temperature must be a number >= 0"),
     ("charlm", ["prompt=the", "length=1e11"], "length must be an integer from 0 to 100000"),
     ("charlm", ["prompt=the", "length=-5"], "length must be an integer from 0 to 100000"),
-    ("charlm", ["prompt=the", "seed=abc"], "seed must be an integer or null"),
+    ("charlm", ["prompt=the", "seed=abc"], "seed must be an integer from 0 to 9223372036854775807 or null"),
     ("charlm", ["prompt=the", "beam_width=3"], "a charlm model takes no option 'beam_width'"),
     ("charlm", ["prompt=ΩΩ✓"], "no character of the prompt"),
     ("charlm", [], "no prompt given"),
     ("charlm", ["prompt=the", "device=tpu"], "device='tpu' is not one of auto, cpu, cuda"),
+    ("charlm", ["prompt=the", "seed=99999999999999999999"], "seed must be an integer from 0 to"),
     ("subseq", ["prompt=1 2 3"], "is not 10 numbers"),
     ("subseq", ["prompt=2 3 1 8 2 5 8 6 4 5", "temperature=0"], "a subseq model takes no option 'temperature'"),
     ("arithmetic", ["prompt=12 plus 7"], "malformed question"),

@@ -23,11 +23,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models: one thread is faster on a 
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """These nets are tiny: one thread is faster (conftest.one_thread)."""
 
 
 # ---- data ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 entry point from an empty folder, and takes a user's own configs with --config-dir."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -21,9 +22,13 @@ def _run(args, cwd, **kw):
 
 @pytest.mark.slow
 def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path):
-    # Build the wheel with this environment's setuptools (no download).
-    dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, ROOT], ROOT)
+    # Build the wheel with this environment's setuptools (no download), from a copy of the
+    # sources (an in-tree build would leave build/ in the checkout).
+    source, dist = tmp_path / "source", tmp_path / "dist"
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source], tmp_path)
     wheel = next(dist.glob("seqlab-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"seqlab/conf/train.yaml", "seqlab/conf/experiment/gru_toy.yaml", "seqlab/conf/model/optimizer/adam.yaml",

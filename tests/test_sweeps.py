@@ -128,3 +128,17 @@ def test_slurm_launcher_config_composes():
     launcher = compose_with_hydra(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"]).hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.partition == "gpu" and launcher.timeout_min == 60
+
+
+def test_a_failed_job_is_listed_with_its_reason_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("seqlab.train", "-m", "experiment=gru_toy", "trainer.max_epochs=5", "trainer.enable_progress_bar=false",
+                   "model.hidden_size=4,0,8", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == ("error: model.hidden_size must be an integer >= 1, got 0; "
+                                                    "pass e.g. model.hidden_size=8")
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "failed: model.hidden_size must be an integer >= 1, got 0; "
+                                           "pass e.g. model.hidden_size=8", "ok"]
+    assert "sweep summary (3 jobs)" in proc.stdout  # printed although a job failed
+    assert "Traceback" not in (sweep / rows[1]["job"] / "train.log").read_text()

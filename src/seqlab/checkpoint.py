@@ -23,13 +23,20 @@ def read_checkpoint(path: str | None) -> dict:
     if not path:
         raise SeqlabError("no checkpoint given; pass ckpt_path=<path to a .ckpt file> (runs keep them in outputs/*/runs/*/checkpoints)")
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, e.g. ckpt_path={p / 'last.ckpt'}")
     if not p.is_file():
         raise SeqlabError(f"checkpoint not found: {p}; pass ckpt_path=<path to a .ckpt file>")
+    with p.open("rb") as f:
+        head = f.read(2)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch's zip format, or its older pickle
+        raise SeqlabError(f"{p} is not a PyTorch checkpoint file; pass a .ckpt written by seqlab-train")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise SeqlabError(f"cannot read checkpoint {p} (corrupt or truncated: {reason}); use another .ckpt, e.g. last.ckpt") from None
+        other = "a best-*.ckpt beside it" if p.name == "last.ckpt" else "e.g. last.ckpt"
+        raise SeqlabError(f"cannot read checkpoint {p} (corrupt or truncated: {reason}); use another .ckpt, {other}") from None
     if not isinstance(ckpt, dict) or "seqlab" not in ckpt:
         old = isinstance(ckpt, dict) and "seqlab_task" in ckpt
         raise SeqlabError(f"{p} is not a checkpoint of this seqlab version ("

@@ -10,12 +10,13 @@ import errno
 import functools
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from seqlab import rundir  # noqa: F401  (registers the config resolvers)
+from seqlab import resume, rundir  # (rundir registers the config resolvers)
 from seqlab.config_errors import explain
 from seqlab.errors import Interrupted, SeqlabError, exit_with
 
@@ -26,10 +27,30 @@ FAULTS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space", errn
           errno.EROFS: "write somewhere else", errno.ENOTDIR: "pick another folder", errno.EEXIST: "pick another folder"}
 
 
+# Where an exception raised by a library is the user's setting, not a bug: Hydra and its
+# plugins (sweepers, launchers) and Lightning checking its own arguments.
+SETTINGS_CODE = ("/hydra/", "/hydra_plugins/", "/optuna/", "/submitit/", "/joblib/", "/lightning/pytorch/trainer/",
+                 "/lightning/fabric/", "/lightning/pytorch/callbacks/", "/lightning/pytorch/core/",
+                 "/lightning/pytorch/loops/")
+
+
+def _raised_in(e: BaseException) -> str:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename if tb is not None else ""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def user_error(e: BaseException) -> str | None:
     """The one-line message of a user error, looking through the exceptions that Hydra and
     Lightning wrap around it; None for anything else (a bug: keep the traceback)."""
-    from hydra.errors import HydraException
+    import torch
+    from hydra.errors import HydraException, InstantiationException
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -42,12 +63,23 @@ def user_error(e: BaseException) -> str | None:
         if isinstance(e, SeqlabError):
             return str(e)
     for e in chain:
-        if isinstance(e, OSError) and e.errno in FAULTS:
+        if isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e)):
+            return ("not enough memory for this model and batch (" + _first_line(e)[:100] + "…); "
+                    "use a smaller model.hidden_size or data.batch_size")
+        if isinstance(e, OSError) and (e.errno in FAULTS or (e.errno in (errno.ENOENT, errno.EPERM)
+                                                             and "/hydra/" in _raised_in(e))):
             where = f" {e.filename}" if e.filename else ""
-            return f"cannot write{where}: {e.strerror}; {FAULTS[e.errno]} (finished checkpoints are intact)"
+            return f"cannot write{where}: {e.strerror}; {FAULTS.get(e.errno, 'pick another folder')}" + \
+                (" (finished checkpoints are intact)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+    if isinstance(chain[0], InstantiationException) and len(chain) > 1:
+        target = re.search(r"'([\w.]+)'", str(chain[0]))
+        return f"cannot build {target.group(1) if target else 'an object of the config'}: {_first_line(chain[-1])}"
+    for e in chain:
         if isinstance(e, (MisconfigurationException, HydraException, OmegaConfBaseException)):
-            text = str(e).strip()
-            return text.splitlines()[0] if text else type(e).__name__
+            return _first_line(e)
+        if isinstance(e, (ValueError, TypeError, RuntimeError, ZeroDivisionError)) and \
+                any(part in _raised_in(e) for part in SETTINGS_CODE):
+            return _first_line(e)
     return None
 
 
@@ -114,8 +146,11 @@ def entry_point(config_name: str, rewrite=None):
         @functools.wraps(fn)
         def task(cfg: DictConfig):
             try:
-                return fn(cfg)
+                result = fn(cfg)
+                resume.started()
+                return result
             except Interrupted as e:
+                resume.started()
                 if not e.saved:
                     rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"))
                 print(e.message, file=sys.stderr, flush=True)
@@ -129,6 +164,7 @@ def entry_point(config_name: str, rewrite=None):
                     if out:
                         Path(out, "result.json").write_text(json.dumps({"error": message}))
                     raise
+                resume.restore()
                 rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"))
                 exit_with(message)
 
@@ -136,7 +172,10 @@ def entry_point(config_name: str, rewrite=None):
 
         @functools.wraps(fn)
         def main():
+            # Hydra's parser takes its flags only before the overrides: `key=1 -m key2=1,2` is
+            # what people type too.
             args = sys.argv[1:]
+            args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
             try:
                 args = rewrite(args) if rewrite else args
             except SeqlabError as e:
@@ -144,26 +183,35 @@ def entry_point(config_name: str, rewrite=None):
             sys.argv[1:] = args
             # Errors reach the handler below instead of Hydra's multi-line report.
             os.environ["HYDRA_FULL_ERROR"] = "1"
+            from seqlab import sweep
+
+            sweep.current_sweep, sweep.empty = None, False
+            rundir.made.clear()
             try:
-                return hydra_main()
+                result = hydra_main()
             except KeyboardInterrupt:
                 print("stopped by Ctrl-C", file=sys.stderr, flush=True)
                 raise SystemExit(130) from None
             except Exception as e:
                 from hydra.errors import OverrideParseException
 
-                from seqlab import sweep
-
                 if sweep.current_sweep is not None:
                     sweep.print_summary(sweep.current_sweep)
                 if isinstance(e, OverrideParseException):
                     message = _parse_error(args)
                 else:
-                    message = explain(str(e), config_name, _config_dirs(args), args) if _is_hydra(e) else None
+                    text = str(e) + (f"\n{e.__cause__}" if e.__cause__ else "")  # (the reason is often the cause's)
+                    message = explain(text, config_name, _config_dirs(args), args) if _is_hydra(e) else None
                 message = message or user_error(e)
                 if message is None:
                     raise
+                resume.restore()
+                rundir.clean_failed_start(None)
                 exit_with(message)
+            if sweep.empty:
+                rundir.clean_failed_start(None)
+                exit_with("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")
+            return result
 
         main.task = task
         return main
@@ -172,6 +220,7 @@ def entry_point(config_name: str, rewrite=None):
 
 
 def _is_hydra(e: BaseException) -> bool:
+    """A Hydra error, or Hydra refusing a command line (e.g. `-m` together with `--cfg`)."""
     from hydra.errors import HydraException
 
-    return isinstance(e, HydraException)
+    return isinstance(e, HydraException) or (isinstance(e, ValueError) and "/hydra/" in _raised_in(e))

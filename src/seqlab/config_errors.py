@@ -26,7 +26,8 @@ def _all_keys(cfg, prefix: str = "") -> list[str]:
     return keys
 
 
-def _known_keys(config_name: str, config_dirs: list[str], groups: list[str]) -> list[str]:
+def _composed(config_name: str, config_dirs: list[str], groups: list[str]) -> dict:
+    """The config with only the command line's group choices (experiment=…, model/optimizer=…)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -34,9 +35,9 @@ def _known_keys(config_name: str, config_dirs: list[str], groups: list[str]) -> 
     try:
         search = [f"hydra.searchpath=[{','.join('file://' + d for d in config_dirs[1:])}]"] if config_dirs[1:] else []
         with initialize_config_dir(config_dir=config_dirs[0], version_base="1.3"):
-            return _all_keys(OmegaConf.to_container(compose(config_name=config_name, overrides=groups + search)))
+            return OmegaConf.to_container(compose(config_name=config_name, overrides=groups + search))
     except Exception:
-        return []
+        return {}
     finally:
         GlobalHydra.instance().clear()
 
@@ -49,9 +50,23 @@ def explain(message: str, config_name: str, config_dirs: list[str], args: list[s
         key = first.split("'")[1]
         groups = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))
                   and group_options(a.split("=")[0].replace(".", "/"), config_dirs)]
-        close = difflib.get_close_matches(key, _known_keys(config_name, config_dirs, groups), n=1, cutoff=0.6)
+        cfg = _composed(config_name, config_dirs, groups)
+        node_name = key.split(".")[0]
+        node = cfg.get(node_name) if "." in key else None
+        if isinstance(node, dict) and "_target_" in node:  # a key of the task's data or model
+            keys = [f"{node_name}.{k}" for k in node if k != "_target_"]
+            close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+            task = node["_target_"].split(".")[2] if node["_target_"].startswith("seqlab.tasks.") else node["_target_"]
+            hint = f"did you mean {close[0]}=…?" if close else f"the {task} {node_name} has: {', '.join(keys)}"
+            return f"unknown config key {key!r}; {hint}"
+        close = difflib.get_close_matches(key, _all_keys(cfg), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}=…?" if close else f"prefix it with + to add a new key (+{key}=…)"
         return f"unknown config key {key!r}; {hint} (list the keys with --cfg job)"
+    if first.startswith("Ambiguous value for argument"):
+        return (f"{first.rstrip('.')}: a value with commas is a sweep; add -m to sweep it, or write a list "
+                f"in brackets, e.g. 'key=[a,b]'")
+    if first.startswith("Error merging override") and len(lines) > 1:
+        return f"{first.rstrip('.')}: {lines[1].strip()}"
     if first.startswith("In '") or "Could not find '" in first or "Could not load '" in first:
         # e.g. "In 'train': Could not find 'experiment/charml'": name the options of that group
         quoted = [q for q in first.split("'")[1::2] if "/" in q]

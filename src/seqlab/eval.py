@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import load_datamodule, load_module
 from seqlab.cli import entry_point
+from seqlab.errors import SeqlabError
 from seqlab.validation import check_trainer
 
 
@@ -22,8 +23,16 @@ def main(cfg: DictConfig) -> dict:
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_trainer(trainer_cfg)
     module, ckpt = load_module(cfg.ckpt_path)
-    datamodule = load_datamodule(ckpt, cfg.ckpt_path, OmegaConf.to_container(cfg.data, resolve=True))
+    changes = OmegaConf.to_container(cfg.data, resolve=True)
+    datamodule = load_datamodule(ckpt, cfg.ckpt_path, changes)
     datamodule.use_model(module)
+    # Other data, yes; data of another shape (another example format, alphabet, vocabulary) than
+    # the model was built for, no.
+    for key, value in datamodule.model_kwargs().items():
+        if key in module.hparams and module.hparams[key] != value:
+            given = ", ".join(f"data.{k}={v}" for k, v in changes.items())
+            raise SeqlabError(f"{given} changes the {key} this model was built for; evaluate it on data of its "
+                              f"own format (drop those settings)")
     trainer = hydra.utils.instantiate(cfg.trainer, _convert_="all")
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     for k, v in sorted(results.items()):

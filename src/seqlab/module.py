@@ -93,7 +93,7 @@ class SeqlabModule(L.LightningModule):
         # which a GPU step of a few milliseconds would feel.
         self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
         self._loss_steps += 1
-        if self.trainer._logger_connector.should_update_logs:
+        if self.trainer._logger_connector.should_update_logs or self.trainer.fast_dev_run:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 

@@ -12,6 +12,9 @@ from omegaconf import OmegaConf
 
 from seqlab.errors import SeqlabError
 
+made: list[Path] = []  # the folders this process made (a failed start removes them if still empty)
+
+
 def unique_dir(path: str) -> str:
     """Make `path` now, exclusively; if it exists (another run started in the same second),
     make `path_1`, `path_2`, … instead. Returns the folder made."""
@@ -24,6 +27,7 @@ def unique_dir(path: str) -> str:
                 candidate.mkdir()
             except FileExistsError:
                 continue
+            made.append(candidate)
             return str(candidate)
     except OSError as e:
         if e.errno == errno.ENAMETOOLONG:
@@ -65,8 +69,25 @@ def clean_failed_run(output_dir: str | None, outputs_dir: str | None) -> None:
     if out == cwd or out in cwd.parents or not (out / ".hydra").is_dir() or any(out.rglob("*.ckpt")):
         return
     shutil.rmtree(out, ignore_errors=True)
-    top = Path(outputs_dir).resolve() if outputs_dir else None
-    for parent in out.parents:
-        if top is None or parent == top or top not in parent.parents or any(parent.iterdir()):
+    _remove_empty_parents(out, Path(outputs_dir).resolve() if outputs_dir else None)
+
+
+def _remove_empty_parents(folder: Path, top: Path | None) -> None:
+    """The folders made for `folder` alone, up to and including `top` (outputs/), if empty."""
+    for parent in folder.parents:
+        if top is None or (parent != top and top not in parent.parents) or any(parent.iterdir()):
             break
         parent.rmdir()
+        if parent == top:
+            break
+
+
+def clean_failed_start(outputs_dir: str | None) -> None:
+    """A sweep (or run) that failed before any job ran leaves no empty folders behind; a
+    sweep's own multirun.yaml alone does not count as content."""
+    top = Path(outputs_dir).resolve() if outputs_dir else None
+    for folder in made:
+        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+        if folder.is_dir() and all(p.name == "multirun.yaml" for p in files):
+            shutil.rmtree(folder, ignore_errors=True)
+            _remove_empty_parents(folder, top or Path.cwd().resolve() / "outputs")

@@ -76,6 +76,7 @@ def print_summary(sweep_dir: Path) -> None:
 
 
 current_sweep: Path | None = None  # for the entry point, to print the summary when a sweep fails
+empty = False  # the last sweep had no jobs at all
 
 
 class SweepSummary(Callback):
@@ -89,5 +90,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global current_sweep
-        print_summary(Path(config.hydra.sweep.dir))
-        current_sweep = None
+        global empty
+        sweep_dir, current_sweep = Path(config.hydra.sweep.dir), None
+        empty = not any(sweep_dir.glob("*/.hydra"))  # (the entry point says so: Hydra ignores a callback's error)
+        print_summary(sweep_dir)

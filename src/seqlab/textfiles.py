@@ -12,8 +12,12 @@ def bundled(name: str) -> Path:
     return Path(str(resources.files("seqlab") / "data" / name))
 
 
-def resolve(path: str | None, default_name: str) -> Path:
-    return bundled(default_name) if path in (None, "") else Path(path).expanduser()
+def resolve(path: str | None, default_name: str, what: str = "data.path") -> Path:
+    """The user's file, or the bundled one for null. (An empty string is a mistake, e.g. an
+    unset $VARIABLE, not a request for the bundled file.)"""
+    if path is not None and not str(path).strip():
+        raise SeqlabError(f"{what} is empty; pass a file, or {what}=null for the bundled {default_name}")
+    return bundled(default_name) if path is None else Path(path).expanduser()
 
 
 def read_text(path: Path, what: str = "data.path") -> str:

@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from seqlab.callbacks import GracefulStop
 from seqlab.checkpoint import check_against_run, read_checkpoint
 from seqlab.cli import command_name, entry_point
-from seqlab.errors import Interrupted
+from seqlab.errors import Interrupted, SeqlabError
 from seqlab.resume import resume_args
-from seqlab.validation import check_config, check_node, locate
+from seqlab.validation import check_config, check_monitors, check_node, locate
 
 
 def instantiate_list(cfg: DictConfig | None) -> list:
@@ -54,7 +54,8 @@ def defaults_of(cfg: DictConfig):
                 cache["cfg"] = compose(config_name="train", overrides=groups)
             except Exception:  # outside a Hydra run (tests): the annotations give an example
                 pass
-        return OmegaConf.select(cache["cfg"], key, default=None, throw_on_resolution_failure=False)
+        value = OmegaConf.select(cache["cfg"], key, default=None, throw_on_resolution_failure=False)
+        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
     return example
 
@@ -72,6 +73,7 @@ def build(cfg: DictConfig, plain: dict | None = None):
     args = {k: v for k, v in model_node.items() if k != "_target_"}
     check_node("model", module_cls, args, f"the {module_cls.task} model", provided=extra)
     model = module_cls(**args, **extra)
+    check_monitors(plain, model)
     if cfg.get("ckpt_path"):
         check_against_run(cfg.ckpt_path, model)
     callbacks = instantiate_list(cfg.get("callbacks"))
@@ -138,8 +140,11 @@ def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = cfg.get("ckpt_path") or requeued_checkpoint(Path(cfg.paths.output_dir))
-    if ckpt_path:
-        read_checkpoint(ckpt_path)  # a missing or corrupt file fails now, before anything is built
+    if ckpt_path:  # a missing or corrupt file, or one already past the epochs asked for, fails now
+        done, max_epochs = read_checkpoint(ckpt_path).get("epoch", 0), cfg.trainer.get("max_epochs")
+        if max_epochs not in (None, -1) and done >= max_epochs and cfg.get("train", True):
+            raise SeqlabError(f"{ckpt_path} stopped at epoch {done}, past trainer.max_epochs={max_epochs}; pass "
+                              f"trainer.max_epochs={done + 2} or more to train on from it (or train=false to test it)")
     datamodule, model, trainer = build(cfg, plain)
     out_dir = Path(cfg.paths.output_dir)
     for stale in (out_dir / "checkpoints").glob(".*.ckpt.*.tmp"):  # a save that a kill cut short
@@ -213,19 +218,26 @@ def report(cfg: DictConfig, out_dir: str, metrics: dict, best: str | None) -> No
         print(f"{cfg.model.monitor} = {metrics[cfg.model.monitor]:.4f}")
 
 
-def check_sweep_args(args: list[str]) -> list[str]:
-    """Mistakes in a sweep's own settings, caught before the sweeper starts."""
+def check_command_line(args: list[str]) -> list[str]:
+    """Mistakes that would otherwise surface only after Hydra made folders (a run's name) or
+    deep inside a sweeper or launcher; then `resume=`."""
     from seqlab.errors import SeqlabError
+    from seqlab.validation import check_name
 
     for a in args:
-        if a.startswith("hydra.sweeper.n_trials="):
-            value = a.split("=", 1)[1]
-            if not value.lstrip("-").isdigit() or int(value) < 1:
-                raise SeqlabError(f"hydra.sweeper.n_trials must be an integer >= 1, got {value}; pass e.g. hydra.sweeper.n_trials=20")
+        key, _, value = a.lstrip("+").partition("=")
+        if key == "name":
+            check_name(value.strip("'\""))
+        elif key in ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs") and (not value.isdigit() or int(value) < 1):
+            raise SeqlabError(f"{key} must be an integer >= 1, got {value}; pass e.g. {key}={20 if 'trials' in key else 1}")
+        elif key == "hydra.launcher.n_jobs" and not (value == "-1" or (value.isdigit() and int(value) >= 1)):
+            raise SeqlabError(f"{key} must be an integer >= 1 (or -1: every core), got {value}; pass e.g. {key}=2")
+        elif key == "hydra.sweeper.direction" and value not in ("minimize", "maximize"):
+            raise SeqlabError(f"{key} must be minimize or maximize, got {value}; leave it out: it follows model.monitor_mode")
     return resume_args(args)
 
 
-@entry_point("train", rewrite=check_sweep_args)
+@entry_point("train", rewrite=check_command_line)
 def main(cfg: DictConfig) -> float | None:
     metrics, best = train(cfg)
     out_dir = cfg.paths.output_dir

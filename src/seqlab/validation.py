@@ -19,6 +19,12 @@ from typing import Annotated, Any, Literal, Union
 from seqlab.errors import SeqlabError
 
 
+def _num(x) -> str:
+    if x is None:
+        return ""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class Range:
     low: float | None = None
@@ -32,17 +38,33 @@ class Range:
         return not (self.high is not None and (v >= self.high if self.high_open else v > self.high))
 
     def describe(self, integer: bool) -> str:
+        low, high = _num(self.low), _num(self.high)
         if self.high is None:
-            return f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
+            return f"> {low}" if self.low_open else f">= {low}"
         if integer:
-            return f"from {self.low:g} to {self.high:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"from {low} to {high}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
 
     def example(self, integer: bool):
         low = 0 if self.low is None else self.low
         if integer:
             return int(low) + (1 if self.low_open else 0)
         return low + 0.1 if self.high is not None else (low or 0) + 1.0
+
+
+@dataclass(frozen=True)
+class Duration:
+    """Lightning's time format DD:HH:MM:SS, longer than zero."""
+
+    def __contains__(self, v) -> bool:
+        parts = v.split(":") if isinstance(v, str) else []
+        return len(parts) == 4 and all(p.isdigit() for p in parts) and any(int(p) for p in parts)
+
+    def describe(self, integer: bool) -> str:
+        return "in the form DD:HH:MM:SS, longer than zero"
+
+    def example(self, integer: bool):
+        return "00:00:10:00"
 
 
 PositiveInt = Annotated[int, Range(1)]
@@ -54,6 +76,7 @@ Rate = Annotated[float, Range(0, 1, high_open=True)]
 Dropout = Rate
 Fraction = Annotated[float, Range(0, 1, low_open=True, high_open=True)]
 Temperature = Annotated[float, Range(0)]
+SampleSeed = Annotated[int, Range(0, 2**63 - 1)]  # a torch.Generator's seed
 
 
 # ---- checking one value against an annotation -------------------------------------------
@@ -61,7 +84,7 @@ def _split(annotation):
     """(base type, Range or None) of a possibly Annotated type."""
     if typing.get_origin(annotation) is Annotated:
         base, *extras = typing.get_args(annotation)
-        return base, next((e for e in extras if isinstance(e, Range)), None)
+        return base, next((e for e in extras if isinstance(e, (Range, Duration))), None)
     return annotation, None
 
 
@@ -92,6 +115,8 @@ def fits(value, annotation) -> bool:
         return isinstance(value, bool)
     if tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(rng, Duration):
+        ok = isinstance(value, str)
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     elif tp is str:
@@ -120,6 +145,8 @@ def describe(annotation) -> str:
     if origin is dict or tp is dict:
         return "a config node"
     name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+    if isinstance(rng, Duration):
+        return f"a time {rng.describe(False)}"
     return f"{name} {rng.describe(tp is int)}" if rng else name
 
 
@@ -130,6 +157,10 @@ def example_for(annotation):
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         return args[0]
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return [example_for(a) for a in args]
+    if origin is list and args:
+        return [example_for(args[0])]
     if rng is not None:
         return rng.example(tp is int)
     return {bool: "true", int: 1, float: 1.0, str: "…"}.get(tp, "…")
@@ -214,7 +245,7 @@ TRAINER_ARGS = {
     "max_epochs": PositiveInt | Literal[-1] | None,
     "min_epochs": NonNegativeInt | None,
     "max_steps": PositiveInt | Literal[-1],
-    "max_time": str | dict | None,
+    "max_time": Annotated[str, Duration()] | dict | None,
     "gradient_clip_val": NonNegativeFloat | None,
     "gradient_clip_algorithm": Literal["norm", "value"],
     "accumulate_grad_batches": PositiveInt,
@@ -231,7 +262,8 @@ TRAINER_ARGS = {
     "use_distributed_sampler": bool,
 }
 
-TOP_LEVEL = {"seed": int | None, "threads": PositiveInt | None, "train": bool, "test": bool,
+Seed = Annotated[int, Range(0, 2**32 - 1)]  # what Lightning's seed_everything takes
+TOP_LEVEL = {"seed": Seed | None, "threads": PositiveInt | None, "train": bool, "test": bool,
              "ckpt_path": str | None, "resume": str | None}
 
 
@@ -249,6 +281,9 @@ def check_devices(trainer: dict) -> None:
     if accelerator == "auto":
         gpu = torch.cuda.is_available()
     have, kind = (torch.cuda.device_count(), "CUDA GPU(s)") if gpu else (os.cpu_count() or 1, "CPU cores")
+    if not gpu and isinstance(devices, list):
+        raise SeqlabError(f"trainer.devices={_show(devices)} lists device numbers, which only GPUs have; on the CPU pass "
+                          f"a count, e.g. trainer.devices=1")
     wanted = max(devices) + 1 if isinstance(devices, list) and devices else devices
     if isinstance(wanted, int) and wanted > have:
         raise SeqlabError(f"trainer.devices={_show(devices)} but this machine has {have} {kind}; "
@@ -294,6 +329,15 @@ def check_torch_node(prefix: str, node: dict, bases: tuple, kind: str, lightning
         check_value(f"{prefix}.{key}", value, TORCH_ARGS.get(key), examples(f"{prefix}.{key}") if examples else None)
 
 
+def check_name(name) -> None:
+    """A run's name is a folder name under outputs/."""
+    if not isinstance(name, str) or not name or len(name) > 100 or not all(c.isalnum() or c in "_.-" for c in name) \
+            or name.startswith("."):
+        shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + "…"
+        raise SeqlabError(f"name={shown!r} must be 1 to 100 letters, digits, '_', '-' or '.' (it names the run's "
+                          f"folder); pass e.g. name=my_run")
+
+
 def check_config(cfg: dict, examples=None) -> None:
     """Everything `seqlab.train` is about to build, before it builds anything. `cfg` is the
     resolved config as plain values; `examples(key)` gives a valid example value for a key."""
@@ -302,12 +346,7 @@ def check_config(cfg: dict, examples=None) -> None:
     for key, annotation in TOP_LEVEL.items():
         if key in cfg:
             check_value(key, cfg[key], annotation, examples(key) if examples else None)
-    name = cfg.get("name")
-    if not isinstance(name, str) or not name or len(name) > 100 or not all(c.isalnum() or c in "_.-" for c in name) \
-            or name.startswith("."):
-        shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + "…"
-        raise SeqlabError(f"name={shown!r} must be 1 to 100 letters, digits, '_', '-' or '.' (it names the run's "
-                          f"folder); pass e.g. name=my_run")
+    check_name(cfg.get("name"))
     check_trainer(cfg["trainer"], examples)
     model, data = cfg["model"], cfg["data"]
     module_cls, data_cls = locate("model", model), locate("data", data)
@@ -327,3 +366,16 @@ def check_config(cfg: dict, examples=None) -> None:
             args = {k: v for k, v in node.items() if k != "_target_"}
             check_node(f"callbacks.{name}", locate(f"callbacks.{name}", node), args, f"callback {name}",
                        examples=examples)
+
+
+def check_monitors(cfg: dict, model) -> None:
+    """Every metric a schedule, the best checkpoint or early stopping follows is one the task
+    logs (else Lightning finds out at the end of the first epoch)."""
+    known = ["train/loss", *model.metrics["val"].keys()]
+    places = [("model.monitor", cfg["model"].get("monitor"))]
+    places.append(("model.scheduler.monitor", (cfg["model"].get("scheduler") or {}).get("monitor")))
+    places += [(f"callbacks.{name}.monitor", node.get("monitor")) for name, node in (cfg.get("callbacks") or {}).items()
+               if isinstance(node, dict)]
+    for key, value in places:
+        if value is not None and value not in known:
+            raise SeqlabError(f"{key}={value} is not a metric the {model.task} task logs; pick one of {', '.join(known)}")

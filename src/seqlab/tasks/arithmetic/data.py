@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError
-from seqlab.validation import PositiveInt, Range
+from seqlab.validation import NonNegativeInt, PositiveInt, Range
 
 OPS = "+-*"
 END = "\x00"  # the sensei's filler before the answer, and the end of an answer
@@ -209,8 +209,11 @@ class ArithmeticDataModule(SeqlabDataModule):
     def __init__(self, ops: str, digits: Annotated[int, Range(1, MAX_DIGITS)], fixed: list[str] | None,
                  balance_digits: bool, alphabet: Literal["compact", "printable"], train_size: PositiveInt,
                  batch_size: PositiveInt, val_size: PositiveInt, test_size: PositiveInt, eval_batch_size: PositiveInt,
-                 seed: int):
+                 seed: NonNegativeInt):
         super().__init__()
+        if fixed is not None and not fixed:
+            raise SeqlabError("data.fixed is an empty list; give questions, e.g. data.fixed='[\"1+1=?\"]', or "
+                              "data.fixed=null to draw from data.ops and data.digits")
         if fixed:
             for q in fixed:
                 try:

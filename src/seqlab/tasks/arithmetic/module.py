@@ -19,7 +19,7 @@ from seqlab.sampling import make_generator
 from seqlab.tasks.arithmetic.data import END, FORMAT_HINT, IGNORE, out_of_range, parse_question
 from seqlab.tasks.arithmetic.figures import answer_figure
 from seqlab.tasks.arithmetic.model import TaoRNN, answer
-from seqlab.validation import PositiveInt, Range, Temperature
+from seqlab.validation import PositiveInt, Range, SampleSeed, Temperature
 
 
 class ArithmeticModule(SeqlabModule):
@@ -58,7 +58,7 @@ class ArithmeticModule(SeqlabModule):
         if stage == "val" and batch_idx == 0:
             self._examples = (x[:8].cpu(), q_len[:8].cpu(), y[:8].cpu(), got[:8].cpu())
 
-    def respond(self, prompt: str, *, temperature: Temperature = 0.0, seed: int | None = None,
+    def respond(self, prompt: str, *, temperature: Temperature = 0.0, seed: SampleSeed | None = None,
                 max_len: Annotated[int, Range(1, 1000)] = 25) -> str:
         """The net's answer to a question like `12+7=?`, each character sampled with
         `temperature` (0 = greedy) and fed back in, up to its closing END or `max_len`."""

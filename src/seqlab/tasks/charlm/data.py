@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError
 from seqlab.textfiles import read_text, resolve
-from seqlab.validation import Fraction, PositiveInt
+from seqlab.validation import Fraction, NonNegativeInt, PositiveInt
 from seqlab.vocab import Vocab
 
 
@@ -93,32 +93,40 @@ class CharLMDataModule(SeqlabDataModule):
     plus `<unk>`); validation text as above. As in the tutorial, the test set is the validation text."""
 
     def __init__(self, path: str | None, lower: bool, train_frac: Fraction, min_freq: PositiveInt,
-                 batch_size: PositiveInt, bptt: PositiveInt, random_bptt: bool, seed: int):
+                 batch_size: PositiveInt, bptt: PositiveInt, random_bptt: bool, seed: NonNegativeInt):
         super().__init__()
+        self.texts: tuple[str, str] | None = None
         self.vocab: Vocab | None = None
 
-    def build_vocab(self) -> Vocab:
-        if self.vocab is None:
+    def read(self) -> tuple[str, str]:
+        """(training text, validation text), read once."""
+        if self.texts is None:
             text = read_text(resolve(self.hparams.path, "nietzsche.txt"))
-            self._texts = split_text(text.lower() if self.hparams.lower else text, self.hparams.train_frac)
-            self.vocab = Vocab.build(self._texts[0], min_freq=self.hparams.min_freq, specials=("<unk>",))
-        return self.vocab
+            self.texts = split_text(text.lower() if self.hparams.lower else text, self.hparams.train_frac)
+        return self.texts
 
     def model_kwargs(self) -> dict:
-        return {"vocab": list(self.build_vocab().itos)}
+        if self.vocab is None:
+            self.vocab = Vocab.build(self.read()[0], min_freq=self.hparams.min_freq, specials=("<unk>",))
+        return {"vocab": list(self.vocab.itos)}
+
+    def use_model(self, module) -> None:
+        """Evaluating a checkpoint on another text: encode it with the model's own vocabulary."""
+        self.vocab = module.vocab
 
     def setup(self, stage: str | None = None) -> None:
-        self.build_vocab()
+        self.model_kwargs()
+        texts = self.read()
         rank, world = self.rank_and_world()
         bs = self.hparams.batch_size
-        for name, part in zip(("training", "validation"), self._texts):
+        for name, part in zip(("training", "validation"), texts):
             if len(part) < 2 * bs * world:
                 raise SeqlabError(f"the {name} text has {len(part)} characters, too few for {bs} streams on "
                                   f"{world} device(s); use a longer file or a smaller data.batch_size")
         # Each rank reads its own `batch_size` streams of the text: no duplicated data under DDP.
         self.train_streams, self.val_streams = (
             batchify(self.vocab.encode(part), bs * world)[rank * bs : (rank + 1) * bs].to(self.device())
-            for part in self._texts)
+            for part in texts)
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

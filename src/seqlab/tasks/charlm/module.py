@@ -17,7 +17,7 @@ from seqlab.errors import SeqlabError
 from seqlab.module import SeqlabModule
 from seqlab.sampling import make_generator
 from seqlab.tasks.charlm.model import CharRNN, generate
-from seqlab.validation import Dropout, NonNegativeInt, PositiveInt, Range, Temperature
+from seqlab.validation import Dropout, NonNegativeInt, PositiveInt, Range, SampleSeed, Temperature
 from seqlab.vocab import Vocab
 
 MAX_LENGTH = 100_000  # characters one generate call may ask for
@@ -63,7 +63,7 @@ class CharLMModule(SeqlabModule):
         self.metrics[stage].update(self._loss(batch, stage), batch[1].numel())
 
     def respond(self, prompt: str, *, length: Annotated[int, Range(0, MAX_LENGTH)] = 200,
-                temperature: Temperature = 0.8, seed: int | None = None) -> str:
+                temperature: Temperature = 0.8, seed: SampleSeed | None = None) -> str:
         """The prompt's continuation: `length` characters sampled with `temperature` (0 = greedy)."""
         if not prompt:
             raise SeqlabError("the prompt is empty; pass e.g. prompt='the '")

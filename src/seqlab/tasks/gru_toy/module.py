@@ -19,7 +19,7 @@ from seqlab.module import SeqlabModule, evaluating
 from seqlab.sampling import make_generator
 from seqlab.tasks.gru_toy.figures import reading_figure
 from seqlab.tasks.gru_toy.model import MatrixGRU, generate
-from seqlab.validation import PositiveInt, Range, Temperature
+from seqlab.validation import PositiveInt, Range, SampleSeed, Temperature
 
 
 class GRUToyModule(SeqlabModule):
@@ -60,7 +60,7 @@ class GRUToyModule(SeqlabModule):
             return self.respond(hp.check_prompt, length=len(hp.check_expect) - len(hp.check_prompt), temperature=0.0)
 
     def respond(self, prompt: str, *, length: Annotated[int, Range(0, 10_000)] = 10, temperature: Temperature = 0.8,
-                seed: int | None = None) -> str:
+                seed: SampleSeed | None = None) -> str:
         """The prompt and `length` characters after it (as the tutorial prints them: "Ma" ->
         "MathMathMath"), each sampled with `temperature` (0 = greedy) and fed back in, from a
         zero hidden state."""

@@ -76,7 +76,8 @@ class SubseqDataModule(SeqlabDataModule):
 
     def __init__(self, seq_len: PositiveInt, max_start: NonNegativeInt, min_len: PositiveInt, digit_low: PositiveInt,
                  digit_high: PositiveInt, train_size: PositiveInt, val_size: PositiveInt, test_size: PositiveInt,
-                 batch_size: PositiveInt, eval_batch_size: PositiveInt, seed: int | None, val_seed: int, test_seed: int):
+                 batch_size: PositiveInt, eval_batch_size: PositiveInt, seed: NonNegativeInt | None, val_seed: NonNegativeInt,
+                 test_seed: NonNegativeInt):
         super().__init__()
         if not digit_low <= digit_high:
             raise SeqlabError(f"need data.digit_low <= data.digit_high (0 is the padding), got {digit_low}..{digit_high}; "
