@@ -130,7 +130,7 @@ def test_bad_data_settings_name_the_key(kwargs, key):
 def test_linear_cell_is_the_seeds_update(activation):
     """h' = act(Linear(cat(x, h))) and output = Linear(h'), step by step as the seed writes it."""
     torch.manual_seed(0)
-    m = TaoRNN(16, 12, activation)
+    m = TaoRNN(16, 12, activation, 1)
     x = torch.randint(0, 16, (3, 7))
     logits, hs = m(x)
     h = torch.zeros(3, 12)
@@ -143,7 +143,7 @@ def test_linear_cell_is_the_seeds_update(activation):
 
 def test_gru_update_is_a_gru_cell():
     torch.manual_seed(0)
-    m = TaoRNN(16, 12, "gru")
+    m = TaoRNN(16, 12, "gru", 1)
     assert set(UPDATES) == {"identity", "tanh", "relu", "gru"} and not hasattr(m, "xhh")
     cell = torch.nn.GRUCell(16, 12)
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -160,7 +160,7 @@ def test_hidden_state_starts_at_zero_for_every_question():
     """Each question of a batch is read from a zero state: its outputs do not depend on its
     batch mates, nor on what the net read before."""
     torch.manual_seed(2)
-    m = TaoRNN(16, 24, "tanh")
+    m = TaoRNN(16, 24, "tanh", 1)
     x, _, _ = render(torch.tensor([12, 5, 99]), torch.tensor([0, 1, 2]), torch.tensor([7, 17, 99]), STOI)
     together, _ = m(x)
     for i in range(3):
@@ -169,10 +169,10 @@ def test_hidden_state_starts_at_zero_for_every_question():
     assert not torch.allclose(together, m(x, torch.ones(3, 24))[0])  # (the start state does matter)
 
 
-@pytest.mark.parametrize("activation", ["identity", "tanh", "gru"])
-def test_answers_feed_the_nets_own_characters_back(activation):
+@pytest.mark.parametrize("activation,n_layers", [("identity", 1), ("tanh", 1), ("gru", 1), ("gru", 3)])
+def test_answers_feed_the_nets_own_characters_back(activation, n_layers):
     torch.manual_seed(1)
-    m = TaoRNN(16, 24, activation).eval()
+    m = TaoRNN(16, 24, activation, n_layers).eval()
     x, _, q_len = render(torch.tensor([12, 5, 99]), torch.tensor([0, 1, 2]), torch.tensor([7, 17, 99]), STOI)
     got, _ = answer(m, x, q_len, steps=6, end=STOI[END])
     for i in range(3):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, TASKS, TINY_CHARLM, make_cfg, one_line_error, run_cli
+from conftest import ROOT, TINY_CHARLM, make_cfg, one_line_error, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
@@ -136,8 +136,10 @@ def test_seeded_deterministic_runs_are_identical(small_text, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", sorted(TASKS))
-def test_cpu_ddp_trains_each_task(task, tmp_path):
+# The char-LM splits its streams by rank; dialogue reads a map-style dataset through Lightning's
+# distributed sampler. The other tasks draw per rank as subseq's does (the rank is in the seed).
+@pytest.mark.parametrize("task", ["charlm", "dialogue", "subseq"])
+def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
     """Two processes over gloo, a few batches: runs, syncs metrics, only rank 0 writes logs."""
     proc = run_cli("seqlab.train", f"experiment={task}", "trainer=ddp_cpu", "trainer.max_epochs=1",
                    "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",

@@ -175,7 +175,7 @@ def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if stop.received is not None:  # a signal after the last step: the run is complete, say so anyway
-            raise Interrupted(f"stopped by a signal after the run ended; its checkpoints are complete", 128 + stop.received, True)
+            raise Interrupted("stopped by a signal after the run ended; its checkpoints are complete", 128 + stop.received, True)
     finally:
         stop.uninstall()
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None

@@ -26,12 +26,15 @@ class ArithmeticModule(SeqlabModule):
     task = "arithmetic"
 
     def __init__(self, alphabet: list[str], max_answer_len: int, questions: dict,
-                 activation: Literal["identity", "tanh", "relu", "gru"], hidden_size: PositiveInt, **common):
+                 activation: Literal["identity", "tanh", "relu", "gru"], hidden_size: PositiveInt, n_layers: PositiveInt,
+                 **common):
         super().__init__(**common)
+        if n_layers > 1 and activation != "gru":
+            raise SeqlabError(f"model.n_layers={n_layers} stacks GRU layers: it needs model.activation=gru")
         self.alphabet = list(alphabet)
         self.stoi = {c: i for i, c in enumerate(self.alphabet)}
         self.end = self.stoi[END]
-        self.model = TaoRNN(len(alphabet), hidden_size, activation)
+        self.model = TaoRNN(len(alphabet), hidden_size, activation, n_layers)
         self.init_metrics({"loss": MeanMetric(), "exact_acc": MeanMetric(), "char_acc": MeanMetric()})
         self._examples = None  # the first few validation questions, for log_examples
 
