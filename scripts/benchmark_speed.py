@@ -87,7 +87,7 @@ def lightning_run(cfg, warmup: int, steps: int, device: str, profile: bool = Fal
         rows = [[c.strip() for c in line.split("|")[1:-1]] for line in
                 Path(cfg.paths.output_dir, "fit-profile.txt").read_text().splitlines() if line.startswith("|  ")]
         print(f"{'action':60s} {'mean ms':>9s} {'calls':>6s} {'total %':>8s}")
-        for action, mean, calls, _, pct in [r for r in rows if r[1] != "-"][:24]:
+        for action, mean, calls, _, pct in [r for r in rows if r[0] != "Action" and r[1] != "-"][:24]:
             print(f"{action[:60]:60s} {1000 * float(mean):9.3f} {calls:>6s} {float(pct):8.2f}")
     return clock.end - clock.start
 

@@ -51,8 +51,9 @@ def main() -> None:
     print(head)
     report = [head, ""]
     env = {"SEQLAB_GPU_TIER_ON_CPU": "1"} if a.cpu else {}
-    ok = step("GPU test tier", [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/test_gpu.py", "-p", "no:cacheprovider"],
-              env, report)
+    # -o addopts: one process (the GPU is one device), and pytest-xdist need not be installed.
+    ok = step("GPU test tier", [sys.executable, "-m", "pytest", "-q", "-o", "addopts=-ra", "-m", "gpu", "tests/test_gpu.py",
+                                "-p", "no:cacheprovider"], env, report)
     sizes = ["64"] if a.cpu else ["64", "512"]
     ok &= step("Lightning against a plain loop", [sys.executable, "scripts/benchmark_speed.py", "--device", device,
                                                    "--batch-sizes", *sizes, "--reps", "3", "--steps", "30", "--warmup", "10"],

@@ -8,9 +8,11 @@ and, per task, a picture of validation metric against training time.
 
 Each experiment runs as `python -m seqlab.train experiment=<name>` (a normal run under outputs/),
 its metrics read back from the run's result.json and its curve from its TensorBoard events. The
-`<task>_gpu` recipes run only where there is a CUDA GPU. Run it on an otherwise idle machine:
-the time bars assume the cores are not shared. Writes outputs/results.md (the table),
-outputs/results.json (the runs) and docs/curves/<task>.png (beside the README).
+`<task>_gpu` recipes run only where there is a CUDA GPU; there, every experiment trains on the GPU
+(the trainer's `accelerator: auto`). Run it on an otherwise idle machine: the time bars assume the
+cores are not shared. Writes outputs/results.json (every run, kept per device: run the script on
+a CPU machine and on a GPU machine with the same file and the table holds both columns),
+outputs/results.md (the table) and docs/curves/<task>.png (<task>-gpu.png; beside the README).
 """
 
 import argparse
@@ -38,6 +40,7 @@ class Experiment:
     no_slower_than: str | None = None  # … or: no more training time than this experiment
     seeds: tuple[int, ...] = ()  # several runs (seed=…): the mean is judged, each value shown
     gpu: bool = False            # a recipe for one CUDA GPU
+    curve: bool = True           # drawn in the task's picture (not for other data)
 
 
 CHARLM = "val loss 1.5440 nats/char after 8 epochs (best published: fast.ai's 2×512 LSTM, 1.252)"
@@ -55,7 +58,8 @@ EXPERIMENTS = {
                                     0.05, "min"),
     "dialogue": Experiment("dialogue", "test/exact_acc", "no reply accuracy given; bar: every training prompt "
                            "answered exactly (beam search)", 1.0, max_minutes=5),
-    "dialogue_chatterbot": Experiment("dialogue", "test/bleu", "— (a held-out corpus the tutorial never had)", None),
+    "dialogue_chatterbot": Experiment("dialogue", "test/bleu", "— (a held-out corpus the tutorial never had)", None,
+                                      curve=False),
     "arithmetic_tutorial": Experiment("arithmetic", "test/exact_acc", "samples `____3`, `____2____`: no accuracy; "
                                       "check: 1+1=? and 1+2=? answered", 1.0),
     "arithmetic": Experiment("arithmetic", "test/exact_acc", ARITH, 0.995, max_minutes=10),
@@ -114,7 +118,7 @@ def curve(run_dir: str, metric: str) -> tuple[list[float], list[float]]:
     return [(e.wall_time - t0) / 60 for e in points], [e.value for e in points]
 
 
-def draw_curves(results: dict, out_dir: Path) -> list[Path]:
+def draw_curves(store: dict, kind: str, out_dir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,28 +127,79 @@ def draw_curves(results: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for task, metric in CURVE_METRIC.items():
-        runs = [(name, r) for name, r in results.items() if EXPERIMENTS[name].task == task and r.get("run_dir")]
+        runs = [(name, store[name][kind][0]) for name, e in EXPERIMENTS.items()
+                if e.task == task and e.curve and store.get(name, {}).get(kind) and store[name][kind][0].get("run_dir")]
         lines = [(name, *curve(r["run_dir"], metric)) for name, r in runs]
         lines = [line for line in lines if line[1]]
         if not lines:
             continue
         fig, ax = plt.subplots(figsize=(6, 3.6))
+        seconds = max(m[-1] for _, m, _ in lines) < 2  # short runs read better in seconds
         for name, minutes, values in lines:
-            ax.plot(minutes, values, marker="o", markersize=2.5, linewidth=1.2, label=name)
+            ax.plot([m * 60 for m in minutes] if seconds else minutes, values, marker="o", markersize=2.5,
+                    linewidth=1.2, label=name)
         bar = EXPERIMENTS[f"{task}"].bar if task in EXPERIMENTS else None
         if bar is not None and metric == EXPERIMENTS[task].metric.replace("best/", ""):
             ax.axhline(bar, color="0.5", linestyle="--", linewidth=0.8, label=f"bar {bar:g}")
-        ax.set_xlabel("training time (minutes)")
+        ax.set_xlabel(f"training time ({'seconds' if seconds else 'minutes'})")
         ax.set_ylabel(metric)
-        ax.set_title(task)
+        ax.set_title(f"{task}, on the {kind.upper()}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = out_dir / f"{task}.png"
+        path = out_dir / f"{task}{'-gpu' if kind == 'gpu' else ''}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def cell(e: Experiment, runs: list[dict], fit_minutes: dict[str, float]) -> str:
+    """One results cell: the value (each seed's too), training time, and whether the bar holds."""
+    values = [r.get(e.metric) for r in runs]
+    if any(v is None for v in values):
+        return next(r.get("error", "missing") for r, v in zip(runs, values) if v is None) + " — no"
+    value = sum(values) / len(values)
+    minutes = sum(r.get("time/fit_s", r["wall"]) for r in runs) / len(runs) / 60
+    ok = e.bar is None or (value <= e.bar if e.better == "min" else value >= e.bar)
+    if e.max_minutes is not None:
+        ok = ok and minutes <= e.max_minutes
+    if e.no_slower_than is not None and e.no_slower_than in fit_minutes:
+        ok = ok and minutes <= fit_minutes[e.no_slower_than]
+    text = f"{value:.4f}"
+    if len(values) > 1:
+        text += " (mean of seeds " + ", ".join(f"{s}: {v:.4f}" for s, v in zip(e.seeds, values)) + ")"
+    took = f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
+    return f"{text}, {took}" + ("" if e.bar is None else f" — {'passes' if ok else 'fails'}")
+
+
+def table(store: dict, command: str) -> str:
+    """The results table from every run stored so far: CPU and GPU results side by side, each
+    measured on the machine named below the table (run the script on both and keep one store)."""
+    rows = ["| task | experiment | metric | tutorial's result | bar | ours on the CPU | ours on the GPU |",
+            "|---|---|---|---|---|---|---|"]
+    fit_minutes: dict[str, dict[str, float]] = {"cpu": {}, "gpu": {}}
+    for name, e in EXPERIMENTS.items():
+        bar = "—" if e.bar is None else f"{'≤' if e.better == 'min' else '≥'} {e.bar:g}"
+        if e.max_minutes is not None:
+            bar += f" in ≤ {e.max_minutes:g} min"
+        if e.no_slower_than is not None:
+            bar += f" in ≤ {e.no_slower_than}'s time"
+        cells = []
+        for kind in ("cpu", "gpu"):
+            runs = store.get(name, {}).get(kind)
+            if runs is None:
+                cells.append("not measured (needs a CUDA GPU)" if e.gpu and kind == "gpu" else
+                             "— (a GPU recipe)" if e.gpu else "not measured")
+                continue
+            cells.append(cell(e, runs, fit_minutes[kind]))
+            done = [r for r in runs if "time/fit_s" in r or "wall" in r]
+            if done:
+                fit_minutes[kind][name] = sum(r.get("time/fit_s", r["wall"]) for r in done) / len(done) / 60
+        rows.append(f"| {e.task} | {name} | {e.metric} | {e.tutorial} | {bar} | {cells[0]} | {cells[1]} |")
+    machines = store.get("_machines", {})
+    where = "; ".join(f"{kind.upper()} column: {machines[kind]}" for kind in ("cpu", "gpu") if kind in machines)
+    return "\n".join(rows) + f"\n\n{where}. Command: `{command}`\n"
 
 
 def main() -> None:
@@ -158,59 +213,39 @@ def main() -> None:
     ap.add_argument("--curves-only", action="store_true", help="redraw the curves from outputs/results.json")
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     a = ap.parse_args()
-    store = Path(a.out).with_suffix(".json")
+    store_file = Path(a.out).with_suffix(".json")
+    store = json.loads(store_file.read_text()) if store_file.is_file() else {}
+    # Runs use the trainer's `accelerator: auto`: on a machine with a CUDA GPU every experiment trains there.
+    has_gpu = torch.cuda.is_available()
+    kind = "gpu" if has_gpu and not any(x in a.overrides for x in ("trainer=cpu", "trainer.accelerator=cpu")) else "cpu"
     if a.curves_only:
-        for path in draw_curves(json.loads(store.read_text()), Path(a.curves_dir)):
+        for path in draw_curves(store, kind, Path(a.curves_dir)):
             print(f"curve: {path}")
         return
-    has_gpu = torch.cuda.is_available()
     names = a.only or [n for n, e in EXPERIMENTS.items() if has_gpu or not e.gpu]
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         sys.exit(f"error: unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
     if not has_gpu and any(EXPERIMENTS[n].gpu for n in names):
         sys.exit("error: the <task>_gpu recipes need a CUDA GPU; leave them out of --only")
-    rows = ["| task | experiment | metric | tutorial's result | bar | ours | training time | passes |",
-            "|---|---|---|---|---|---|---|---|"]
-    fit_minutes, results = {}, json.loads(store.read_text()) if store.is_file() else {}
+    if a.quick:  # a smoke run never overwrites measured results
+        store_file, store = store_file.with_name(store_file.stem + "-quick.json"), {}
+    store.setdefault("_machines", {})[kind] = machine()
+    # The table holds every stored row; `--only` reruns some of them in place.
+    command = "python scripts/reproduce.py" + "".join(f" {x}" for x in a.overrides) + (" --quick" if a.quick else "")
     for name in names:
         e = EXPERIMENTS[name]
         runs = [run(name, a.quick, [*a.overrides, *([f"seed={seed}"] if seed is not None else [])])
                 for seed in (e.seeds or (None,))]
-        results[name] = runs[0]
-        values = [r.get(e.metric) for r in runs]
-        bar = "—" if e.bar is None else f"{'≤' if e.better == 'min' else '≥'} {e.bar:g}"
-        if any(v is None for v in values):
-            error = next(r.get("error", "missing") for r, v in zip(runs, values) if v is None)
-            rows.append(f"| {e.task} | {name} | {e.metric} | {e.tutorial} | {bar} | {error} | | no |")
-            print(rows[-1], flush=True)
-            continue
-        value = sum(values) / len(values)
-        minutes = sum(r.get("time/fit_s", r["wall"]) for r in runs) / len(runs) / 60
-        fit_minutes[name] = minutes
-        ok = e.bar is None or (value <= e.bar if e.better == "min" else value >= e.bar)
-        if e.max_minutes is not None:
-            bar += f" in ≤ {e.max_minutes:g} min"
-            ok = ok and minutes <= e.max_minutes
-        if e.no_slower_than is not None:
-            bar += f" in ≤ {e.no_slower_than}'s time"
-            if e.no_slower_than in fit_minutes:
-                ok = ok and minutes <= fit_minutes[e.no_slower_than]
-        ours = f"{value:.4f}"
-        if len(values) > 1:
-            ours += " (mean of seeds " + ", ".join(f"{s}: {v:.4f}" for s, v in zip(e.seeds, values)) + ")"
-        where = f" ({torch.cuda.get_device_name(0)})" if e.gpu else ""
-        rows.append(f"| {e.task} | {name} | {e.metric} | {e.tutorial} | {bar} | {ours} | {minutes:.1f} min{where} "
-                    f"| {'—' if e.bar is None else 'yes' if ok else 'no'} |")
-        print(rows[-1], flush=True)
-    command = "python scripts/reproduce.py" + "".join(f" {x}" for x in sys.argv[1:])
-    table = "\n".join(rows) + f"\n\nMachine: {machine()}. Command: `{command}`\n"
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(table)
-    store.write_text(json.dumps(results, indent=1))
-    print(table)
+        store.setdefault(name, {})[kind] = runs
+        store_file.parent.mkdir(parents=True, exist_ok=True)
+        store_file.write_text(json.dumps(store, indent=1))  # after every experiment: a stopped run keeps the rest
+        print(f"{name}: {cell(e, runs, {})}", flush=True)
+    text = table(store, command)
+    Path(a.out if not a.quick else store_file.with_suffix(".md")).write_text(text)
+    print(text)
     if not a.quick:
-        for path in draw_curves(results, Path(a.curves_dir)):
+        for path in draw_curves(store, kind, Path(a.curves_dir)):
             print(f"curve: {path}")
 
 

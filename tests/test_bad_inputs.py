@@ -5,39 +5,17 @@ The commands run in this process (the entry points' own `main`, with sys.argv se
 dozens of cases cheap; test_framework.py and test_runs.py run others as real subprocesses.
 """
 
-import contextlib
-import io
-import os
-import sys
-
 import pytest
 import torch
-from conftest import TINY_CHARLM, make_cfg
-from hydra.core.global_hydra import GlobalHydra
+from conftest import TINY_CHARLM, make_cfg, run_cli
 
-from seqlab import chat, eval as eval_, generate, train
 from seqlab.train import train as train_run
-
-MAIN = {"train": train.main, "eval": eval_.main, "generate": generate.main, "chat": chat.main}
 
 
 def cli(tool: str, *args: str, cwd, stdin: str = "") -> tuple[int, str, str]:
     """Run `seqlab-<tool> args…` in this process: (exit code, stdout, stderr)."""
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    argv, here, stdin_before = sys.argv, os.getcwd(), sys.stdin
-    sys.argv, sys.stdin = [f"seqlab-{tool}", *args], io.StringIO(stdin)
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                MAIN[tool]()
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv, sys.stdin = argv, stdin_before
-        os.chdir(here)
-        GlobalHydra.instance().clear()
-    return code, out.getvalue(), err.getvalue()
+    proc = run_cli(f"seqlab.{tool}", *args, cwd=cwd, stdin=stdin, in_process=True, argv0=f"seqlab-{tool}")
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def one_error(code: int, err: str) -> str:
@@ -68,13 +46,13 @@ CONFIG_CASES = [
     (["model.dropout=1.5"], "model.dropout must be a number in [0, 1)"),
     (["model.dropout=-0.1"], "model.dropout must be a number in [0, 1)"),
     (["model.cell=foo"], "model.cell must be one of rnn, gru, lstm, rnncell, grucell"),
-    (["model.optimizer.lr=-1"], "model.optimizer.lr must be a number > 0, got -1; pass e.g. model.optimizer.lr=0.003"),
+    (["model.optimizer.lr=-1"], "model.optimizer.lr must be a number > 0, got -1; pass e.g. model.optimizer.lr=0.002"),
     (["model.optimizer.lr=0"], "model.optimizer.lr must be a number > 0"),
     (["model.optimizer.lr=nan"], "model.optimizer.lr must be a number > 0"),
     (["model.optimizer.betas=[0.9]"], "model.optimizer.betas must be a list of 2 numbers in [0, 1]"),
     (["model.optimizer.weight_decay=-0.1"], "model.optimizer.weight_decay must be a number >= 0"),
-    (["model.scheduler.factor=2"], "model.scheduler.factor must be a number in (0, 1)"),
-    (["model.scheduler.patience=-1"], "model.scheduler.patience must be an integer >= 0"),
+    (["model/scheduler=plateau", "model.scheduler.factor=2"], "model.scheduler.factor must be a number in (0, 1)"),
+    (["model/scheduler=plateau", "model.scheduler.patience=-1"], "model.scheduler.patience must be an integer >= 0"),
     (["model.optimizer._target_=torch.nn.Linear"], "model.optimizer._target_=torch.nn.Linear is not a torch optimizer"),
     (["experiment=dialogue", "model/optimizer=sgd"], "remove it with ~model.optimizer.betas"),
     (["experiment=dialogue", "model.n_heads=3"], "model.emb_dim=64 must be a multiple of model.n_heads=3"),
@@ -111,7 +89,7 @@ CONFIG_CASES = [
     (["experiment=gru_toy", "model.monitor=val/acc"], "model.monitor=val/acc is not a metric the gru_toy task logs"),
     (["experiment=gru_toy", "model/scheduler=plateau", "model.scheduler.monitor=val/accuracy"],
      "model.scheduler.monitor=val/accuracy is not a metric"),
-    (["experiment=arithmetic", "callbacks.early_stop.monitor=val/exact_accuracy"], "pick one of train/loss, val/char_acc"),
+    (["experiment=dialogue", "callbacks.early_stopping.monitor=val/exact_accuracy"], "pick one of train/loss, val/bleu"),
     (["experiment=gru_toy", "trainer.val_check_interval=1000", "trainer.max_epochs=1"], "val_check_interval"),
     (["model/optimizer=sgd", "model.optimizer.nesterov=true"], "Nesterov momentum requires a momentum"),
     (["model.hidden_size=10000000"], "not enough memory for this model"),

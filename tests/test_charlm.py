@@ -4,6 +4,7 @@ import re
 
 import pytest
 import torch
+import conftest
 from conftest import TINY_CHARLM, make_cfg, make_data, make_model, one_line_error, run_cli
 
 from seqlab.tasks.charlm.data import CharStreams, batchify, bptt_windows, split_text
@@ -136,6 +137,10 @@ def test_generate_rejects_bad_options(small_text, tmp_path):
     train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                     "trainer.limit_val_batches=1"], tmp_path))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
+
+    def run_cli(*args, **kw):  # these stop before any work: run in this process
+        return conftest.run_cli(*args, **kw, in_process=True)
+
     assert "temperature" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "temperature=-1"))
     assert "length" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "length=-5"))
     assert "prompt" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt="))

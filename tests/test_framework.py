@@ -58,17 +58,17 @@ def test_every_model_knob_is_overridable(tmp_path):
 # ---- errors a user meets, as the user meets them -------------------------------------------------------
 
 def test_unknown_config_key_names_the_fix():
-    msg = one_line_error(run_cli("seqlab.train", "model.hiden_size=10"))
+    msg = one_line_error(run_cli("seqlab.train", "model.hiden_size=10", in_process=True))
     assert "model.hiden_size" in msg and "model.hidden_size" in msg
 
 
 def test_unknown_experiment_lists_the_options():
-    msg = one_line_error(run_cli("seqlab.train", "experiment=charml"))
+    msg = one_line_error(run_cli("seqlab.train", "experiment=charml", in_process=True))
     assert "charml" in msg and "charlm_tutorial" in msg
 
 
 def test_wrong_type_value():
-    msg = one_line_error(run_cli("seqlab.train", "data.batch_size=abc"))
+    msg = one_line_error(run_cli("seqlab.train", "data.batch_size=abc", in_process=True))
     assert "data.batch_size" in msg and "integer" in msg
 
 
@@ -84,38 +84,41 @@ def test_missing_data_file_leaves_no_run_dir(tmp_path):
 def test_empty_corpus(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n", encoding="utf-8")
-    msg = one_line_error(run_cli("seqlab.train", f"data.path={empty}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    msg = one_line_error(run_cli("seqlab.train", f"data.path={empty}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}",
+                                 in_process=True))
     assert "empty" in msg and str(empty) in msg
 
 
 def test_non_utf8_corpus(tmp_path):
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 100)
-    msg = one_line_error(run_cli("seqlab.train", f"data.path={bad}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    msg = one_line_error(run_cli("seqlab.train", f"data.path={bad}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}",
+                                 in_process=True))
     assert "not UTF-8" in msg
 
 
 def test_zero_bptt(tmp_path):
-    msg = one_line_error(run_cli("seqlab.train", "data.bptt=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    msg = one_line_error(run_cli("seqlab.train", "data.bptt=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}",
+                                 in_process=True))
     assert "data.bptt" in msg
 
 
 @pytest.mark.parametrize("tool", ["seqlab.eval", "seqlab.generate"])
 def test_missing_checkpoint(tool, tmp_path):
-    msg = one_line_error(run_cli(tool, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+    msg = one_line_error(run_cli(tool, f"ckpt_path={tmp_path / 'missing.ckpt'}", in_process=True))
     assert "checkpoint not found" in msg and "ckpt_path=" in msg
 
 
 def test_corrupt_checkpoint(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"PK\x03\x04 this is not a checkpoint")
-    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={bad}"))
+    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={bad}", in_process=True))
     assert "corrupt or truncated" in msg
 
 
 def test_resume_from_missing_checkpoint_in_train(tmp_path):
     msg = one_line_error(run_cli("seqlab.train", f"ckpt_path={tmp_path / 'x.ckpt'}", "debug=fast_dev_run",
-                                 f"paths.root_dir={tmp_path}"))
+                                 f"paths.root_dir={tmp_path}", in_process=True))
     assert "checkpoint not found" in msg
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 README = ROOT / "README.md"
 TINY_TRAIN = ("trainer.max_epochs=1 trainer.limit_train_batches=2 trainer.limit_val_batches=1 "
@@ -69,11 +69,9 @@ def folder(tmp_path_factory):
     """A folder with a small finished run of every task, where the README's paths point."""
     root = tmp_path_factory.mktemp("readme")
     (root / "scripts").symlink_to(ROOT / "scripts")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     for task in ("charlm", "subseq", "dialogue", "arithmetic", "gru_toy"):
-        proc = subprocess.run([sys.executable, "-m", "seqlab.train", f"experiment={task}", *TINY_TRAIN.split(),
-                               f"hydra.run.dir={root}/outputs/{task}/runs/PLACEHOLDER"], cwd=root,
-                              capture_output=True, text=True, env=env, timeout=300)
+        proc = run_cli("seqlab.train", f"experiment={task}", *TINY_TRAIN.split(),
+                       f"hydra.run.dir={root}/outputs/{task}/runs/PLACEHOLDER", cwd=root, in_process=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 

@@ -55,7 +55,7 @@ def test_last_checkpoint_follows_every_epoch(small_text, tmp_path):
 
 
 def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path):
-    msg = one_line_error(run_cli("seqlab.train", f"resume={tmp_path}"))
+    msg = one_line_error(run_cli("seqlab.train", f"resume={tmp_path}", in_process=True))
     assert "not a seqlab run folder" in msg
 
 
@@ -141,7 +141,8 @@ def test_seeded_deterministic_runs_are_identical(small_text, tmp_path):
 @pytest.mark.parametrize("task", ["charlm", "dialogue", "subseq"])
 def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
     """Two processes over gloo, a few batches: runs, syncs metrics, only rank 0 writes logs."""
-    proc = run_cli("seqlab.train", f"experiment={task}", "trainer=ddp_cpu", "trainer.max_epochs=1",
+    small = {"charlm": ["model.hidden_size=32", "model.emb_dim=8"], "subseq": ["model.hidden_size=32"]}
+    proc = run_cli("seqlab.train", f"experiment={task}", *small.get(task, []), "trainer=ddp_cpu", "trainer.max_epochs=1",
                    "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
                    "trainer.check_val_every_n_epoch=1",
                    "trainer.max_time=null", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}/run",
@@ -161,7 +162,8 @@ def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
 def test_gpu_on_a_machine_without_one_is_one_line(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    msg = one_line_error(run_cli("seqlab.train", "trainer=gpu", "trainer.fast_dev_run=true", f"paths.root_dir={tmp_path}"))
+    msg = one_line_error(run_cli("seqlab.train", "trainer=gpu", "trainer.fast_dev_run=true", f"paths.root_dir={tmp_path}",
+                                 in_process=True))
     assert "gpu" in msg.lower()
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.yaml"))
 
@@ -169,19 +171,20 @@ def test_gpu_on_a_machine_without_one_is_one_line(tmp_path):
 def test_more_devices_than_exist_is_one_line(tmp_path):
     n = (os.cpu_count() or 1) + 1
     msg = one_line_error(run_cli("seqlab.train", "trainer=ddp_cpu", f"trainer.devices={n}", "debug=fast_dev_run",
-                                 f"paths.root_dir={tmp_path}"))
+                                 f"paths.root_dir={tmp_path}", in_process=True))
     assert "devices" in msg and str(n) in msg
 
 
 def test_zero_batch_size(tmp_path):
-    msg = one_line_error(run_cli("seqlab.train", "data.batch_size=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"))
+    msg = one_line_error(run_cli("seqlab.train", "data.batch_size=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}",
+                                 in_process=True))
     assert "data.batch_size" in msg
 
 
 def test_failed_tool_keeps_the_callers_folder(tmp_path):
     """eval/generate/chat run in the user's folder: an error there must not delete it."""
     (tmp_path / "keep.txt").write_text("mine")
-    proc = run_cli("seqlab.generate", f"ckpt_path={tmp_path / 'missing.ckpt'}", cwd=tmp_path)
+    proc = run_cli("seqlab.generate", f"ckpt_path={tmp_path / 'missing.ckpt'}", cwd=tmp_path, in_process=True)
     assert proc.returncode == 2 and (tmp_path / "keep.txt").read_text() == "mine"
 
 
@@ -190,10 +193,10 @@ def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
         pytest.skip("this machine has a GPU")
     run = tmp_path / "run"
     proc = run_cli("seqlab.train", "experiment=gru_toy", "trainer=cpu", "trainer.max_epochs=1", f"hydra.run.dir={run}",
-                   f"paths.root_dir={tmp_path}")
+                   f"paths.root_dir={tmp_path}", in_process=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "prompt=Ma",
-                                 "device=cuda"))
+                                 "device=cuda", in_process=True))
     assert "no usable CUDA GPU" in msg and "device=cpu" in msg
 
 
