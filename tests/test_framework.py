@@ -132,3 +132,29 @@ def test_csv_logger_run(small_text, tmp_path):
     rows = [row for p in (tmp_path / "csv").rglob("metrics.csv") for row in csv.DictReader(p.open())]
     logged = [float(row["val/loss"]) for row in rows if row.get("val/loss")]
     assert logged and abs(logged[-1] - metrics["val/loss"]) < 1e-5
+
+
+def test_sampling_draws_where_its_generator_lives(monkeypatch):
+    """A seeded generator is a CPU generator and every draw is made on the CPU, whatever device
+    the logits are on (a CUDA tensor with a CPU generator is the crash this guards against);
+    the tokens go back to the logits' device. The CUDA side runs in tests/test_gpu.py."""
+    import torch
+
+    from seqlab.sampling import make_generator, next_token
+
+    seen = []
+    real = torch.multinomial
+
+    def multinomial(probs, n, generator=None):
+        seen.append((probs.device, generator.device if generator is not None else None))
+        return real(probs, n, generator=generator)
+
+    monkeypatch.setattr(torch, "multinomial", multinomial)
+    logits = torch.randn(3, 5, 11, dtype=torch.float16)  # half precision, as under bf16/fp16 mixed runs
+    a = next_token(logits, 0.8, make_generator(7))
+    b = next_token(logits.float(), 0.8, make_generator(7))
+    assert a.shape == (3, 5) and a.device == logits.device and a.dtype == torch.int64
+    assert torch.equal(a, b)  # the seed alone decides the draw
+    assert all(p == torch.device("cpu") and g == torch.device("cpu") for p, g in seen)
+    assert torch.equal(next_token(logits, 0, None), logits.argmax(-1))  # greedy: no draw at all
+    assert len(seen) == 2
