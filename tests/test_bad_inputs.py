@@ -102,6 +102,19 @@ CONFIG_CASES = [
     (["-m", "experiment=gru_toy", "model.hidden_size=range(4,2)"], "the sweep has no jobs"),
     (["-m", "experiment=gru_toy", "model.cell=gru,lstm"], "unknown config key 'model.cell'"),
     (["-m", "experiment=gru_toy", "--cfg", "job"], "Only one of --run, --multirun, --cfg"),
+    (["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"], "BasicSweeper does not support sweep type"),
+    (["-m", "hparams_search=gru_toy_optuna", "hydra.sweeper.max_failure_rate=-1"],
+     "hydra.sweeper.max_failure_rate must be a number in [0, 1]"),
+    (["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.storage=sqlite:////proc/no/x.db"],
+     "cannot open the Optuna study's storage"),
+    (["-m", "experiment=gru_toy", "seed=1,2", "resume=outputs/gru_toy/runs/x"], "resume= continues one run and cannot be swept"),
+    (["experiment=gru_toy", "trainer.min_epochs=5", "trainer.max_epochs=1"], "trainer.min_epochs=5 is more than trainer.max_epochs=1"),
+    (["experiment=gru_toy", "train=false", "test=false"], "train=false and test=false leave nothing to do"),
+    (["experiment=dialogue", "model.max_len=100000"], "model.max_len must be an integer from 1 to 1000"),
+    (["experiment=dialogue", "model.beam_width=500"], "model.beam_width must be an integer from 1 to 100"),
+    (["hydra.run.dir="], "hydra.run.dir is empty"),
+    (["paths.root_dir="], "paths.root_dir is empty"),
+    (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
 ]
 
 
@@ -126,6 +139,32 @@ def test_run_folder_below_a_regular_file(tmp_path):
     (tmp_path / "f2").write_text("x")
     msg = one_error(*cli("train", f"paths.root_dir={tmp_path / 'f2'}", cwd=tmp_path)[::2])
     assert "cannot create the run folder" in msg
+
+
+def test_a_run_folder_given_by_hand_is_never_shared(tmp_path):
+    """hydra.run.dir= pointing at another run (or at a folder of the user's files) is refused
+    before Hydra writes into it: the other run's files stay as they were."""
+    run = tmp_path / "run"
+    code, _, err = cli("train", "experiment=gru_toy", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                       f"hydra.run.dir={run}", cwd=tmp_path)
+    assert code == 0, err
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    msg = one_error(*cli("train", f"hydra.run.dir={run}", cwd=tmp_path)[::2])
+    assert f"hydra.run.dir={run} already holds a run; continue it with resume={run}" in msg
+    assert before == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    msg = one_error(*cli("train", f"resume={run / '.hydra' / 'config.yaml'}", cwd=tmp_path)[::2])
+    assert msg == f"error: resume= takes a run folder, not a file in it; pass resume={run}"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    msg = one_error(*cli("train", f"hydra.run.dir={tmp_path / 'mine'}", cwd=tmp_path)[::2])
+    assert "is a folder with files in it" in msg and sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_a_config_file_that_is_not_yaml(tmp_path):
+    (tmp_path / "mine" / "experiment").mkdir(parents=True)
+    (tmp_path / "mine" / "experiment" / "broken.yaml").write_text("# @package _global_\nmodel:\n  hidden_size: [4\n")
+    msg = one_error(*cli("train", "--config-dir", str(tmp_path / "mine"), "experiment=broken", cwd=tmp_path)[::2])
+    assert "is not valid YAML" in msg and "broken.yaml" in msg and not left_behind(tmp_path)
 
 
 # ---- checkpoints that do not fit the run ---------------------------------------------------------
@@ -169,6 +208,33 @@ def test_checkpoint_paths_that_are_not_checkpoints(checkpoints, tmp_path):
         *cli("generate", f"ckpt_path={notes}", "prompt=the", cwd=tmp_path)[::2])
     assert "resume= takes a run folder" in one_error(*cli("train", f"resume={checkpoints['charlm']}", cwd=tmp_path)[::2])
     assert "drop ckpt_path" in one_error(*cli("train", f"resume={folder.parent}", f"ckpt_path={notes}", cwd=tmp_path)[::2])
+
+
+def test_options_a_tool_does_not_take(checkpoints, tmp_path):
+    msg = one_error(*cli("eval", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
+    assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer.<key>"
+    msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "length=5", cwd=tmp_path)[::2])
+    assert "unknown option 'length': seqlab-chat takes ckpt_path, device, beam_width, max_len" in msg
+
+
+def test_a_torch_file_that_is_not_a_checkpoint(tmp_path):
+    import datetime
+
+    torch.save({"when": datetime.datetime(2026, 1, 1)}, tmp_path / "other.pt")
+    msg = one_error(*cli("generate", f"ckpt_path={tmp_path / 'other.pt'}", cwd=tmp_path)[::2])
+    assert "is a torch file but not a seqlab checkpoint" in msg
+
+
+def test_edited_checkpoints(checkpoints, tmp_path):
+    ckpt = torch.load(checkpoints["charlm"], weights_only=False)
+    ckpt["hyper_parameters"]["hidden_size"] *= 2
+    torch.save(ckpt, tmp_path / "resized.ckpt")
+    ckpt["seqlab"]["task"] = "banana"
+    torch.save(ckpt, tmp_path / "renamed.ckpt")
+    msg = one_error(*cli("generate", f"ckpt_path={tmp_path / 'resized.ckpt'}", "prompt=the", cwd=tmp_path)[::2])
+    assert "its weights do not fit the network its own hyperparameters describe" in msg
+    msg = one_error(*cli("generate", f"ckpt_path={tmp_path / 'renamed.ckpt'}", "prompt=the", cwd=tmp_path)[::2])
+    assert "says it is a 'banana' checkpoint but names CharLMModule" in msg
 
 
 def test_a_checkpoint_past_the_epochs_asked_for(checkpoints, small_text, tmp_path):

@@ -33,7 +33,12 @@ def read_checkpoint(path: str | None) -> dict:
         raise SeqlabError(f"{p} is not a PyTorch checkpoint file; pass a .ckpt written by seqlab-train")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise SeqlabError(f"cannot read checkpoint {p} (corrupt or truncated); use another .ckpt") from None
+        raise SeqlabError(f"{p} is a torch file but not a seqlab checkpoint (it holds Python objects a checkpoint "
+                          f"never has); pass a .ckpt written by seqlab-train") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         other = "a best-*.ckpt beside it" if p.name == "last.ckpt" else "e.g. last.ckpt"
         raise SeqlabError(f"cannot read checkpoint {p} (corrupt or truncated: {reason}); use another .ckpt, {other}") from None
@@ -81,7 +86,14 @@ def load_module(path: str, expect_task: str | None = None, device: str = "cpu"):
     if expect_task is not None and task != expect_task:
         raise SeqlabError(f"{path} is a {task!r} checkpoint, but this command needs a {expect_task!r} one; pass a {expect_task} checkpoint")
     module_cls, _ = task_classes(ckpt, path)
-    module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    if getattr(module_cls, "task", None) != task:
+        raise SeqlabError(f"{path} says it is a {task!r} checkpoint but names {module_cls.__name__} (the "
+                          f"{module_cls.task!r} task): it was edited or damaged; pass a .ckpt written by seqlab-train")
+    try:
+        module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, TypeError, KeyError):  # weights that do not fit its own hyperparameters
+        raise SeqlabError(f"{path} does not load: its weights do not fit the network its own hyperparameters "
+                          f"describe (an edited or damaged file); pass a .ckpt written by seqlab-train") from None
     return module.to(pick_device(device)).eval(), ckpt
 
 

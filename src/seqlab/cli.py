@@ -41,6 +41,15 @@ def _raised_in(e: BaseException) -> str:
     return tb.tb_frame.f_code.co_filename if tb is not None else ""
 
 
+def _frames(e: BaseException) -> list[str]:
+    """The files of every frame the exception passed through, outermost first."""
+    files, tb = [], e.__traceback__
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return files
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -50,6 +59,7 @@ def user_error(e: BaseException) -> str | None:
     """The one-line message of a user error, looking through the exceptions that Hydra and
     Lightning wrap around it; None for anything else (a bug: keep the traceback)."""
     import torch
+    import yaml
     from hydra.errors import HydraException, InstantiationException
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import OmegaConfBaseException
@@ -67,16 +77,28 @@ def user_error(e: BaseException) -> str | None:
             return ("not enough memory for this model and batch (" + _first_line(e)[:100] + "…); "
                     "use a smaller model.hidden_size or data.batch_size")
         if isinstance(e, OSError) and (e.errno in FAULTS or (e.errno in (errno.ENOENT, errno.EPERM)
-                                                             and "/hydra/" in _raised_in(e))):
+                                                             and any("/hydra/" in f for f in _frames(e)))):
             where = f" {e.filename}" if e.filename else ""
             return f"cannot write{where}: {e.strerror}; {FAULTS.get(e.errno, 'pick another folder')}" + \
                 (" (finished checkpoints are intact)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+        if isinstance(e, yaml.YAMLError):  # a config file of the user's (--config-dir) that does not parse
+            mark = getattr(e, "problem_mark", None)
+            where = f" ({mark.name}, line {mark.line + 1})" if mark else ""
+            return f"a config file is not valid YAML{where}: {getattr(e, 'problem', None) or _first_line(e)}; fix that file"
+        if type(e).__module__.startswith("sqlalchemy"):  # the Optuna sweeper's study storage
+            return (f"cannot open the Optuna study's storage ({_first_line(e)[:120]}); check hydra.sweeper.storage "
+                    f"(e.g. sqlite:///outputs/optuna_<name>.db)")
     if isinstance(chain[0], InstantiationException) and len(chain) > 1:
         target = re.search(r"'([\w.]+)'", str(chain[0]))
         return f"cannot build {target.group(1) if target else 'an object of the config'}: {_first_line(chain[-1])}"
     for e in chain:
+        if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None) and e.full_key not in _first_line(e):
+            return f"{e.full_key}: {_first_line(e)}; fix that value"  # e.g. an interpolation to a key that is not there
         if isinstance(e, (MisconfigurationException, HydraException, OmegaConfBaseException)):
             return _first_line(e)
+        if isinstance(e, ValueError) and str(e) == "Record does not exist." and "/optuna/" in _raised_in(e):
+            return ("no Optuna trial finished with a value of the monitored metric (each job's result.json says "
+                    "why); check model.monitor and that the trials validate (trainer.check_val_every_n_epoch)")
         if isinstance(e, (ValueError, TypeError, RuntimeError, ZeroDivisionError)) and \
                 any(part in _raised_in(e) for part in SETTINGS_CODE):
             return _first_line(e)

@@ -60,6 +60,10 @@ def explain(message: str, config_name: str, config_dirs: list[str], args: list[s
             hint = f"did you mean {close[0]}=…?" if close else f"the {task} {node_name} has: {', '.join(keys)}"
             return f"unknown config key {key!r}; {hint}"
         close = difflib.get_close_matches(key, _all_keys(cfg), n=1, cutoff=0.6)
+        if config_name != "train" and not close:  # eval, generate, chat: a short, closed list of options
+            takes = ", ".join(f"{k}.<key>" if isinstance(v, dict) else k for k, v in cfg.items()
+                              if k not in ("hydra", "paths"))
+            return f"unknown option {key!r}: seqlab-{config_name} takes {takes}"
         hint = f"did you mean {close[0]}=…?" if close else f"prefix it with + to add a new key (+{key}=…)"
         return f"unknown config key {key!r}; {hint} (list the keys with --cfg job)"
     if first.startswith("Ambiguous value for argument"):

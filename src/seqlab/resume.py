@@ -32,6 +32,9 @@ def resume_args(args: list[str]) -> list[str]:
         return args
     run_dir = Path(given[-1].split("=", 1)[1]).expanduser()
     if run_dir.is_file():
+        run = next((d for d in run_dir.parents if (d / ".hydra").is_dir()), None)
+        if run is not None:
+            raise SeqlabError(f"resume= takes a run folder, not a file in it; pass resume={run}")
         raise SeqlabError(f"resume= takes a run folder (outputs/<name>/runs/<time>), not a file; "
                           f"to start a new run from {run_dir.name} pass ckpt_path={run_dir}")
     if any(_key(a) == "ckpt_path" for a in args):

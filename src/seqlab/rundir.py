@@ -86,7 +86,7 @@ def clean_failed_start(outputs_dir: str | None) -> None:
     """A sweep (or run) that failed before any job ran leaves no empty folders behind; a
     sweep's own multirun.yaml alone does not count as content."""
     top = Path(outputs_dir).resolve() if outputs_dir else None
-    for folder in made:
+    for folder in map(Path.resolve, made):
         files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
         if folder.is_dir() and all(p.name == "multirun.yaml" for p in files):
             shutil.rmtree(folder, ignore_errors=True)

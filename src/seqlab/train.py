@@ -137,6 +137,9 @@ def train(cfg: DictConfig) -> tuple[dict, str | None]:
 
 
 def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
+    if not cfg.get("train", True) and not cfg.get("test", True):
+        raise SeqlabError("train=false and test=false leave nothing to do; drop one of them "
+                          "(seqlab-eval ckpt_path=… tests a checkpoint)")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = cfg.get("ckpt_path") or requeued_checkpoint(Path(cfg.paths.output_dir))
@@ -224,10 +227,25 @@ def check_command_line(args: list[str]) -> list[str]:
     from seqlab.errors import SeqlabError
     from seqlab.validation import check_name
 
+    if any(a.startswith("resume=") for a in args) and any(a in ("-m", "--multirun") for a in args):
+        raise SeqlabError("resume= continues one run and cannot be swept; drop -m (resume each sweep job's "
+                          "folder on its own: resume=outputs/<name>/multirun/<time>/<job>)")
     for a in args:
         key, _, value = a.lstrip("+").partition("=")
         if key == "name":
             check_name(value.strip("'\""))
+        elif key in ("paths.root_dir", "hydra.sweep.dir") and not value.strip("'\""):
+            raise SeqlabError(f"{key} is empty; pass a folder (e.g. {key}=.) or leave it out")
+        elif key == "hydra.run.dir" and not any(x.startswith("resume=") for x in args):
+            check_run_dir(value.strip("'\""))
+        elif key == "hydra.sweeper.max_failure_rate":
+            try:
+                ok = 0 <= float(value) <= 1
+            except ValueError:
+                ok = False
+            if not ok:
+                raise SeqlabError(f"{key} must be a number in [0, 1] (the share of trials that may fail), got {value}; "
+                                  f"pass e.g. {key}=0.2")
         elif key in ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs") and (not value.isdigit() or int(value) < 1):
             raise SeqlabError(f"{key} must be an integer >= 1, got {value}; pass e.g. {key}={20 if 'trials' in key else 1}")
         elif key == "hydra.launcher.n_jobs" and not (value == "-1" or (value.isdigit() and int(value) >= 1)):
@@ -235,6 +253,25 @@ def check_command_line(args: list[str]) -> list[str]:
         elif key == "hydra.sweeper.direction" and value not in ("minimize", "maximize"):
             raise SeqlabError(f"{key} must be minimize or maximize, got {value}; leave it out: it follows model.monitor_mode")
     return resume_args(args)
+
+
+def check_run_dir(path: str) -> None:
+    """A run folder given by hand is new or empty: a run never writes into another run's folder
+    (or into a folder of the user's files). A requeued SLURM job comes back to its own."""
+    import os
+
+    if "${" in path or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) >= 1:
+        return
+    if not path:
+        raise SeqlabError("hydra.run.dir is empty; pass a new folder (e.g. hydra.run.dir=outputs/my_run), or leave it "
+                          "out for outputs/<name>/runs/<time>")
+    folder = Path(path).expanduser()
+    if folder.is_dir() and any(folder.iterdir()):
+        if (folder / ".hydra").is_dir():
+            raise SeqlabError(f"hydra.run.dir={path} already holds a run; continue it with resume={path}, or pass "
+                              f"a new folder")
+        raise SeqlabError(f"hydra.run.dir={path} is a folder with files in it; a run needs a new or empty folder "
+                          f"(e.g. hydra.run.dir={path.rstrip('/')}/run)")
 
 
 @entry_point("train", rewrite=check_command_line)

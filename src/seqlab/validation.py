@@ -297,6 +297,10 @@ def check_trainer(trainer: dict, examples=None) -> None:
     for key, annotation in TRAINER_ARGS.items():
         if key in trainer:
             check_value(f"trainer.{key}", trainer[key], annotation, examples(f"trainer.{key}") if examples else None)
+    low, high = trainer.get("min_epochs"), trainer.get("max_epochs")
+    if isinstance(low, int) and isinstance(high, int) and high > 0 and low > high:
+        raise SeqlabError(f"trainer.min_epochs={low} is more than trainer.max_epochs={high}; "
+                          f"pass trainer.min_epochs={high} or less (or a larger trainer.max_epochs)")
     check_devices(trainer)
 
 

@@ -5,6 +5,8 @@ Metrics per stage: loss (cross-entropy over reply tokens, <pad> ignored), token 
 of the replies the data gives for the prompt) and bleu (corpus BLEU-4 of the decoded replies).
 """
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
@@ -17,8 +19,11 @@ from seqlab.module import SeqlabModule
 from seqlab.tasks.dialogue.data import EOS, PAD, SOS, SPECIALS, UNK, detokenize, tokenize
 from seqlab.tasks.dialogue.figures import attention_figure
 from seqlab.tasks.dialogue.model import DialogueTransformer
-from seqlab.validation import Dropout, NonNegativeFloat, PositiveInt, Probability
+from seqlab.validation import Dropout, NonNegativeFloat, PositiveInt, Probability, Range
 from seqlab.vocab import Vocab
+
+BeamWidth = Annotated[int, Range(1, 100)]
+ReplyLength = Annotated[int, Range(1, 1000)]  # tokens; decoding stops at <eos> long before
 
 
 class DialogueModule(SeqlabModule):
@@ -26,7 +31,7 @@ class DialogueModule(SeqlabModule):
 
     def __init__(self, src_vocab: list[str], tgt_vocab: list[str], emb_dim: PositiveInt, n_layers: PositiveInt,
                  n_heads: PositiveInt, ff_dim: PositiveInt, dropout: Dropout, label_smoothing: Probability,
-                 beam_width: PositiveInt, max_len: PositiveInt, length_penalty: NonNegativeFloat,
+                 beam_width: BeamWidth, max_len: ReplyLength, length_penalty: NonNegativeFloat,
                  n_examples: PositiveInt, **common):
         super().__init__(**common)
         if emb_dim % n_heads:
@@ -82,7 +87,7 @@ class DialogueModule(SeqlabModule):
         ids = ids[: ids.index(EOS)] if EOS in ids else ids
         return [self.tgt_vocab.itos[i] for i in ids if i != PAD]
 
-    def respond(self, prompt: str, *, beam_width: PositiveInt | None = None, max_len: PositiveInt | None = None) -> str:
+    def respond(self, prompt: str, *, beam_width: BeamWidth | None = None, max_len: ReplyLength | None = None) -> str:
         """The reply to one sentence, by beam search (beam_width=1: greedy); by default with the
         model's own beam_width and max_len. Unknown words read as <unk>."""
         tokens = tokenize(prompt or "")
