@@ -114,6 +114,8 @@ CONFIG_CASES = [
     (["experiment=dialogue", "model.beam_width=500"], "model.beam_width must be an integer from 1 to 100"),
     (["hydra.run.dir="], "hydra.run.dir is empty"),
     (["paths.root_dir="], "paths.root_dir is empty"),
+    (["experiment=dialogue", "data.language=klingon"], "data.language=klingon picks a chatterbot corpus"),
+    (["data.path=nope.txt", "hydra.job.chdir=true"], "data file not found: nope.txt"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
 ]
 

@@ -129,6 +129,15 @@ def _output_dir() -> str | None:
         return None
 
 
+def _launch_dir() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().runtime.cwd
+    except ValueError:
+        return None
+
+
 def _config_dirs(args: list[str]) -> list[str]:
     dirs = [CONF_DIR]
     for i, a in enumerate(args):
@@ -174,7 +183,7 @@ def entry_point(config_name: str, rewrite=None):
             except Interrupted as e:
                 resume.started()
                 if not e.saved:
-                    rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"))
+                    rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
                 print(e.message, file=sys.stderr, flush=True)
                 raise SystemExit(e.code) from None
             except Exception as e:
@@ -187,7 +196,7 @@ def entry_point(config_name: str, rewrite=None):
                         Path(out, "result.json").write_text(json.dumps({"error": message}))
                     raise
                 resume.restore()
-                rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"))
+                rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
                 exit_with(message)
 
         hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)

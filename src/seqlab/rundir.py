@@ -59,12 +59,13 @@ OmegaConf.register_new_resolver("seqlab.job_name", job_name, replace=True)
 OmegaConf.register_new_resolver("seqlab.direction", sweep_direction, replace=True)
 
 
-def clean_failed_run(output_dir: str | None, outputs_dir: str | None) -> None:
+def clean_failed_run(output_dir: str | None, outputs_dir: str | None, launch_dir: str | None = None) -> None:
     """Remove a run folder of train's own making that holds no checkpoint, and the folders made
-    for it alone (outputs/<name>/runs/), up to outputs/."""
+    for it alone (outputs/<name>/runs/), up to outputs/. `launch_dir`: the folder the command
+    started in (Hydra's runtime.cwd; hydra.job.chdir=true moves into the run folder)."""
     if not output_dir:
         return
-    out, cwd = Path(output_dir).resolve(), Path.cwd().resolve()
+    out, cwd = Path(output_dir).resolve(), Path(launch_dir or Path.cwd()).resolve()
     # eval, generate and chat run in the current folder, which is the user's, never ours to delete
     if out == cwd or out in cwd.parents or not (out / ".hydra").is_dir() or any(out.rglob("*.ckpt")):
         return

@@ -161,6 +161,9 @@ class DialogueDataModule(SeqlabDataModule):
         super().__init__()
         if corpus == "chatterbot" and path:
             raise SeqlabError("data.path is for a pairs file; with data.corpus=chatterbot leave it null (or use data=dialogue)")
+        if corpus == "pairs" and language != "english":
+            raise SeqlabError(f"data.language={language} picks a chatterbot corpus, but this run reads a pairs file; "
+                              f"use data=dialogue_chatterbot data.language={language}, or drop data.language")
         if val_frac + test_frac >= 1:
             raise SeqlabError(f"data.val_frac + data.test_frac must be below 1, got {val_frac} + {test_frac}")
         self.splits = None
