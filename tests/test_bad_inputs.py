@@ -116,6 +116,9 @@ CONFIG_CASES = [
     (["paths.root_dir="], "paths.root_dir is empty"),
     (["experiment=dialogue", "data.language=klingon"], "data.language=klingon picks a chatterbot corpus"),
     (["data.path=nope.txt", "hydra.job.chdir=true"], "data file not found: nope.txt"),
+    (["experiment=dialogue", "callbacks.early_stopping.patience=-1"], "callbacks.early_stopping.patience must be an integer >= 0"),
+    (["experiment=gru_toy", "callbacks.progress_bar.refresh_rate=-1"], "callbacks.progress_bar.refresh_rate must be"),
+    (["name=.hidden"], "not starting with '.'"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
 ]
 
@@ -217,6 +220,34 @@ def test_options_a_tool_does_not_take(checkpoints, tmp_path):
     assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer.<key>"
     msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "length=5", cwd=tmp_path)[::2])
     assert "unknown option 'length': seqlab-chat takes ckpt_path, device, beam_width, max_len" in msg
+
+
+def test_data_files_that_are_not_plain_files(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe")  # reading it would wait for a writer forever
+    msg = one_error(*cli("train", f"data.path={tmp_path / 'pipe'}", cwd=tmp_path)[::2])
+    assert "data path is not a regular file" in msg and not left_behind(tmp_path)
+
+
+def test_a_byte_order_mark_is_not_data(tmp_path):
+    from seqlab.textfiles import read_json_records, read_text
+
+    (tmp_path / "pairs.jsonl").write_text('{"listen": "hi", "reply": "hello"}\n', encoding="utf-8-sig")
+    assert read_json_records(tmp_path / "pairs.jsonl") == [{"listen": "hi", "reply": "hello"}]
+    assert read_text(tmp_path / "pairs.jsonl").startswith("{")
+
+
+def test_tools_take_no_hydra_settings(checkpoints, tmp_path):
+    msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "prompt=the",
+                         f"hydra.run.dir={tmp_path / 'gen'}", cwd=tmp_path)[::2])
+    assert "writes no run folder" in msg and not (tmp_path / "gen").exists()
+
+
+def test_a_checkpoint_from_other_data_names_the_data_setting(checkpoints, tmp_path):
+    msg = one_error(*cli("train", "experiment=arithmetic", "model.hidden_size=16", "data.alphabet=printable",
+                         f"ckpt_path={checkpoints['arithmetic']}", "trainer.max_epochs=5", cwd=tmp_path)[::2])
+    assert "data.alphabet ('compact' there, 'printable' here)" in msg
 
 
 def test_a_torch_file_that_is_not_a_checkpoint(tmp_path):

@@ -108,7 +108,7 @@ def load_datamodule(ckpt: dict, path, overrides: dict | None = None):
     return data_cls(**(dict(ckpt.get("datamodule_hyper_parameters", {})) | overrides))
 
 
-def check_against_run(path: str, model) -> None:
+def check_against_run(path: str, model, data: dict | None = None) -> None:
     """Training from a checkpoint: it must be the same task with the same network shapes, or
     one line says what differs (before a run folder fills up)."""
     ckpt = read_checkpoint(path)
@@ -121,6 +121,10 @@ def check_against_run(path: str, model) -> None:
         hp = ckpt.get("hyper_parameters", {})
         differ = [f"model.{k} ({hp[k]!r} there, {v!r} here)" for k, v in model.hparams.items()
                   if k in hp and k not in NOT_ARCHITECTURE and hp[k] != v and not isinstance(v, list)]
+        if not differ:  # the shapes come from the data (an alphabet, a vocabulary): name the data setting
+            saved_data = ckpt.get("datamodule_hyper_parameters", {})
+            differ = [f"data.{k} ({saved_data[k]!r} there, {v!r} here)" for k, v in (data or {}).items()
+                      if k in saved_data and saved_data[k] != v and not isinstance(v, (list, dict))]
         what = ", ".join(differ) if differ else f"the shape of {sorted(clash)[0]}"
         raise SeqlabError(f"ckpt_path={path} has another network than this run: {what}; "
                           f"use the checkpoint's settings or another checkpoint")

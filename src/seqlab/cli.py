@@ -208,6 +208,14 @@ def entry_point(config_name: str, rewrite=None):
             args = sys.argv[1:]
             args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
             try:
+                if config_name != "train":  # eval, generate and chat print their results and write no files
+                    hydra_key = next((a for a in args if a.lstrip("+~").startswith(("hydra.", "hydra/"))), None)
+                    if hydra_key is not None:
+                        raise SeqlabError(f"seqlab-{config_name} writes no run folder, so it takes no Hydra settings; "
+                                          f"drop {hydra_key.split('=')[0]}")
+                    if any(a in ("-m", "--multirun") for a in args):
+                        raise SeqlabError(f"seqlab-{config_name} does not sweep; drop -m (a loop in the shell runs it "
+                                          f"for several checkpoints)")
                 args = rewrite(args) if rewrite else args
             except SeqlabError as e:
                 exit_with(str(e))

@@ -25,8 +25,10 @@ def read_text(path: Path, what: str = "data.path") -> str:
         raise SeqlabError(f"data file not found: {path}; set {what}=<an existing UTF-8 text file>")
     if path.is_dir():
         raise SeqlabError(f"data path is a folder, not a file: {path}; set {what}=<a UTF-8 text file>")
+    if not path.is_file():  # a pipe or a device would block or never end
+        raise SeqlabError(f"data path is not a regular file: {path}; set {what}=<a UTF-8 text file>")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a byte-order mark is not text
     except UnicodeDecodeError as e:
         raise SeqlabError(
             f"data file is not UTF-8 text: {path} (byte {e.start}); convert it, e.g. `iconv -t UTF-8`, or set {what}"

@@ -75,7 +75,7 @@ def build(cfg: DictConfig, plain: dict | None = None):
     model = module_cls(**args, **extra)
     check_monitors(plain, model)
     if cfg.get("ckpt_path"):
-        check_against_run(cfg.ckpt_path, model)
+        check_against_run(cfg.ckpt_path, model, data_node)
     callbacks = instantiate_list(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):
         # trainer.enable_progress_bar=false alone switches the bar off (Lightning refuses both).

@@ -234,6 +234,10 @@ TORCH_ARGS = {
     "monitor": str | None, "interval": Literal["epoch", "step"], "frequency": PositiveInt,
 }
 
+# Arguments of Lightning's callbacks (EarlyStopping, ModelCheckpoint, the progress bar), by name.
+CALLBACK_ARGS = {"patience": NonNegativeInt, "min_delta": NonNegativeFloat, "refresh_rate": NonNegativeInt,
+                 "every_n_epochs": NonNegativeInt, "every_n_train_steps": NonNegativeInt}
+
 # Lightning Trainer arguments that a config sets (others are checked by Lightning itself).
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64", 32, 16, 64)
 LimitBatches = PositiveInt | Literal[0] | Annotated[float, Range(0, 1)] | None
@@ -338,8 +342,8 @@ def check_name(name) -> None:
     if not isinstance(name, str) or not name or len(name) > 100 or not all(c.isalnum() or c in "_.-" for c in name) \
             or name.startswith("."):
         shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + "…"
-        raise SeqlabError(f"name={shown!r} must be 1 to 100 letters, digits, '_', '-' or '.' (it names the run's "
-                          f"folder); pass e.g. name=my_run")
+        raise SeqlabError(f"name={shown!r} must be 1 to 100 letters, digits, '_', '-' or '.', not starting with "
+                          f"'.' (it names the run's folder); pass e.g. name=my_run")
 
 
 def check_config(cfg: dict, examples=None) -> None:
@@ -370,6 +374,11 @@ def check_config(cfg: dict, examples=None) -> None:
             args = {k: v for k, v in node.items() if k != "_target_"}
             check_node(f"callbacks.{name}", locate(f"callbacks.{name}", node), args, f"callback {name}",
                        examples=examples)
+        elif isinstance(node, dict):  # Lightning's callbacks accept some values that make no sense
+            for key, annotation in CALLBACK_ARGS.items():
+                if key in node:
+                    check_value(f"callbacks.{name}.{key}", node[key], annotation,
+                                examples(f"callbacks.{name}.{key}") if examples else None)
 
 
 def check_monitors(cfg: dict, model) -> None:
