@@ -77,7 +77,7 @@ CONFIG_CASES = [
     (["name=" + "x" * 5000], "must be 1 to 100 letters, digits"),
     (["callbacks.log_examples.every_n_epochs=-1"], "callbacks.log_examples.every_n_epochs must be an integer >= 0"),
     (["callbacks.step_checkpoint.every_n_train_steps=0"], "every_n_train_steps must be an integer >= 1 or null"),
-    (["data.path=missing.txt"], "data file not found: missing.txt"),
+    (["data.path=missing.txt"], "missing.txt; set data.path="),
     (["data.path="], "data.path is empty; pass a file, or data.path=null"),
     (["experiment=subseq", "model.cell=gru"], "unknown config key 'model.cell'; the subseq model has: model.optimizer"),
     (["experiment=subseq", "data.path=x.txt"], "the subseq data has: data.seq_len"),
@@ -115,10 +115,22 @@ CONFIG_CASES = [
     (["hydra.run.dir="], "hydra.run.dir is empty"),
     (["paths.root_dir="], "paths.root_dir is empty"),
     (["experiment=dialogue", "data.language=klingon"], "data.language=klingon picks a chatterbot corpus"),
-    (["data.path=nope.txt", "hydra.job.chdir=true"], "data file not found: nope.txt"),
+    (["data.path=nope.txt", "hydra.job.chdir=true"], "nope.txt; set data.path="),
     (["experiment=dialogue", "callbacks.early_stopping.patience=-1"], "callbacks.early_stopping.patience must be an integer >= 0"),
     (["experiment=gru_toy", "callbacks.progress_bar.refresh_rate=-1"], "callbacks.progress_bar.refresh_rate must be"),
     (["name=.hidden"], "not starting with '.'"),
+    # slips of typing and of the shell, each with its fix
+    (["seqlab-train", "experiment=gru_toy"], "'seqlab-train' is not key=value: a stray word"),
+    (["model.hidden_size", "=", "16"], "write no spaces around =, e.g. model.hidden_size=16"),
+    (["model.hidden_size:16"], "write model.hidden_size=16 (overrides use =, not :)"),
+    (["model.cell=“gru”"], "has typographic quotes; use straight quotes"),
+    (["model.dropout=0.1,"], "ends with a comma; drop it (model.dropout=0.1)"),
+    (["name=gru", "toy"], "part of a value the shell split at a space (quote it whole: 'name=gru toy')"),
+    (["--model.hidden_size=16"], "overrides are written without dashes: model.hidden_size=16"),
+    (["experiment=gru_toy", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 trains on nothing"),
+    (["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"], "would put every job of the sweep in one folder"),
+    (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
+    (["data.min_freq=100000"], "model.sample_prompt='the ' has no character of this text's vocabulary"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
 ]
 
@@ -236,6 +248,24 @@ def test_a_byte_order_mark_is_not_data(tmp_path):
     (tmp_path / "pairs.jsonl").write_text('{"listen": "hi", "reply": "hello"}\n', encoding="utf-8-sig")
     assert read_json_records(tmp_path / "pairs.jsonl") == [{"listen": "hi", "reply": "hello"}]
     assert read_text(tmp_path / "pairs.jsonl").startswith("{")
+
+
+def test_eval_of_no_batches(checkpoints, tmp_path):
+    msg = one_error(*cli("eval", f"ckpt_path={checkpoints['subseq']}", "trainer.limit_test_batches=0", cwd=tmp_path)[::2])
+    assert "trainer.limit_test_batches=0 tests on nothing" in msg
+
+
+def test_relative_paths_are_read_from_where_the_command_started(checkpoints, small_text, tmp_path):
+    """hydra.job.chdir=true moves into the run folder; ckpt_path and data.path still mean what
+    they meant in the user's folder."""
+    import shutil
+
+    shutil.copy(checkpoints["charlm"], tmp_path / "start.ckpt")
+    shutil.copy(small_text, tmp_path / "text.txt")
+    code, _, err = cli("train", "data.path=text.txt", "ckpt_path=start.ckpt", *TINY_CHARLM, "trainer.max_epochs=2",
+                       "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                       "hydra.job.chdir=true", cwd=tmp_path)
+    assert code == 0, err[-2000:]
 
 
 def test_tools_take_no_hydra_settings(checkpoints, tmp_path):

@@ -160,9 +160,31 @@ def _parse_error(args: list[str]) -> str | None:
         try:
             parser.parse_overrides([a])
         except HydraException as e:
-            key, _, value = a.partition("=")
-            return (f"cannot parse {a!r} ({str(e).splitlines()[0]}); quote a value with spaces or symbols "
-                    f"for Hydra, e.g. '{key}=\"{value}\"'")
+            return _parse_hint(a, args) or (
+                f"cannot parse {a!r} ({str(e).splitlines()[0]}); quote a value with spaces or symbols for Hydra, "
+                f"e.g. '{a.partition('=')[0]}=\"{a.partition('=')[2]}\"'")
+    return None
+
+
+def _parse_hint(a: str, args: list[str]) -> str | None:
+    """The usual slips behind an override Hydra cannot parse, each with its fix."""
+    key, eq, value = a.partition("=")
+    if not eq:
+        if ":" in a and not a.startswith(("'", '"')):
+            return f"{a!r} is not key=value; write {a.replace(':', '=', 1)} (overrides use =, not :)"
+        i = args.index(a)
+        rest = args[i + 1:i + 3]
+        if rest and rest[0].startswith("="):  # `key = value` or `key =value`
+            value = rest[0][1:] or (rest[1] if len(rest) > 1 else "…")
+            return f"{a!r} is not key=value: write no spaces around =, e.g. {a}={value}"
+        before = args[i - 1].replace("'", "").replace('"', "") if i > 0 and "=" in args[i - 1] else ""
+        split = f" (quote it whole: '{before} {a}')" if before else ""
+        return (f"{a!r} is not key=value: a stray word, or part of a value the shell split at a space{split}; "
+                f"drop it or write key=value")
+    if any(q in value for q in "“”‘’"):
+        return f"{a!r} has typographic quotes; use straight quotes ' or \" (or none): {key}={value.strip('“”‘’')}"
+    if value.endswith(","):
+        return f"{a!r} ends with a comma; drop it ({key}={value.rstrip(',')}), or add -m and a second value to sweep"
     return None
 
 
@@ -208,6 +230,10 @@ def entry_point(config_name: str, rewrite=None):
             args = sys.argv[1:]
             args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
             try:
+                dashed = next((a for a in args if a.startswith("--") and "=" in a and not a.startswith("--config")), None)
+                if dashed is not None:  # Hydra's overrides are key=value; its own flags take no '='
+                    raise SeqlabError(f"{dashed} is not an option; overrides are written without dashes: "
+                                      f"{dashed.lstrip('-')}")
                 if config_name != "train":  # eval, generate and chat print their results and write no files
                     hydra_key = next((a for a in args if a.lstrip("+~").startswith(("hydra.", "hydra/"))), None)
                     if hydra_key is not None:

@@ -17,7 +17,11 @@ def resolve(path: str | None, default_name: str, what: str = "data.path") -> Pat
     unset $VARIABLE, not a request for the bundled file.)"""
     if path is not None and not str(path).strip():
         raise SeqlabError(f"{what} is empty; pass a file, or {what}=null for the bundled {default_name}")
-    return bundled(default_name) if path is None else Path(path).expanduser()
+    if path is None:
+        return bundled(default_name)
+    from hydra.utils import to_absolute_path  # relative to where the command started, even after a chdir
+
+    return Path(to_absolute_path(str(Path(path).expanduser())))
 
 
 def read_text(path: Path, what: str = "data.path") -> str:

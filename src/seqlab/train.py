@@ -75,7 +75,7 @@ def build(cfg: DictConfig, plain: dict | None = None):
     model = module_cls(**args, **extra)
     check_monitors(plain, model)
     if cfg.get("ckpt_path"):
-        check_against_run(cfg.ckpt_path, model, data_node)
+        check_against_run(hydra.utils.to_absolute_path(cfg.ckpt_path), model, data_node)
     callbacks = instantiate_list(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):
         # trainer.enable_progress_bar=false alone switches the bar off (Lightning refuses both).
@@ -142,7 +142,8 @@ def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
                           "(seqlab-eval ckpt_path=… tests a checkpoint)")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-    ckpt_path = cfg.get("ckpt_path") or requeued_checkpoint(Path(cfg.paths.output_dir))
+    ckpt_path = (hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path")
+                 else requeued_checkpoint(Path(cfg.paths.output_dir)))
     if ckpt_path:  # a missing or corrupt file, or one already past the epochs asked for, fails now
         done, max_epochs = read_checkpoint(ckpt_path).get("epoch", 0), cfg.trainer.get("max_epochs")
         if max_epochs not in (None, -1) and done >= max_epochs and cfg.get("train", True):
@@ -230,12 +231,19 @@ def check_command_line(args: list[str]) -> list[str]:
     if any(a.startswith("resume=") for a in args) and any(a in ("-m", "--multirun") for a in args):
         raise SeqlabError("resume= continues one run and cannot be swept; drop -m (resume each sweep job's "
                           "folder on its own: resume=outputs/<name>/multirun/<time>/<job>)")
+    sweep = any(a in ("-m", "--multirun") for a in args)
     for a in args:
         key, _, value = a.lstrip("+").partition("=")
+        if key == "experiment" and sweep and "," in value:
+            raise SeqlabError(f"experiment={value} sweeps over experiments, whose jobs would share one sweep folder; "
+                              f"sweep one experiment at a time: -m experiment={value.split(',')[0]} …")
         if key == "name":
             check_name(value.strip("'\""))
         elif key in ("paths.root_dir", "hydra.sweep.dir") and not value.strip("'\""):
             raise SeqlabError(f"{key} is empty; pass a folder (e.g. {key}=.) or leave it out")
+        elif key == "hydra.sweep.subdir" and "${" not in value:
+            raise SeqlabError(f"hydra.sweep.subdir={value} would put every job of the sweep in one folder; keep "
+                              f"${{hydra.job.num}} in it, e.g. 'hydra.sweep.subdir={value}_${{hydra.job.num}}'")
         elif key == "hydra.run.dir" and not any(x.startswith("resume=") for x in args):
             check_run_dir(value.strip("'\""))
         elif key == "hydra.sweeper.max_failure_rate":

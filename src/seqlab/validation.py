@@ -301,6 +301,11 @@ def check_trainer(trainer: dict, examples=None) -> None:
     for key, annotation in TRAINER_ARGS.items():
         if key in trainer:
             check_value(f"trainer.{key}", trainer[key], annotation, examples(f"trainer.{key}") if examples else None)
+    for stage in ("train", "test"):
+        if trainer.get(f"limit_{stage}_batches") in (0, 0.0):
+            raise SeqlabError(f"trainer.limit_{stage}_batches=0 {stage}s on nothing; pass a number of batches (e.g. "
+                              f"trainer.limit_{stage}_batches=10), a fraction (0.5) or null for all"
+                              + (" (to skip testing: test=false)" if stage == "test" else ""))
     low, high = trainer.get("min_epochs"), trainer.get("max_epochs")
     if isinstance(low, int) and isinstance(high, int) and high > 0 and low > high:
         raise SeqlabError(f"trainer.min_epochs={low} is more than trainer.max_epochs={high}; "

@@ -46,9 +46,19 @@ class CharLMModule(SeqlabModule):
                  sample_prompt: str, sample_length: NonNegativeInt, sample_temperature: Temperature, **common):
         super().__init__(**common)
         self.vocab = Vocab(vocab)
+        known = sample_prompt and (self.vocab.encode(self._cased(sample_prompt)) != self.vocab.unk_index).any()
+        if sample_length and not known:
+            shown = "".join(c for c in vocab if len(c) == 1)[:30]
+            raise SeqlabError(f"model.sample_prompt={sample_prompt!r} has no character of this text's vocabulary "
+                              f"({shown!r}…), so the TensorBoard samples cannot start; set model.sample_prompt to "
+                              f"some of the text, or model.sample_length=0")
         self.model = CharRNN(len(vocab), cell, emb_dim, hidden_size, n_layers, dropout)
         # Token-weighted means over a whole pass (nats/char), and what they mean in other units.
         self.init_metrics({"loss": MeanMetric(), "ppl": Transformed(torch.exp), "bpc": Transformed(nats_to_bits)})
+
+    def _cased(self, text: str) -> str:
+        """A lower-cased corpus reads prompts lower-cased."""
+        return text if any(c.isupper() for c in self.vocab.itos if len(c) == 1) else text.lower()
 
     def _loss(self, batch, stage: str):
         x, y = batch
@@ -67,8 +77,7 @@ class CharLMModule(SeqlabModule):
         """The prompt's continuation: `length` characters sampled with `temperature` (0 = greedy)."""
         if not prompt:
             raise SeqlabError("the prompt is empty; pass e.g. prompt='the '")
-        lower = not any(c.isupper() for c in self.vocab.itos if len(c) == 1)  # a lower-cased corpus
-        ids = self.vocab.encode(prompt.lower() if lower else prompt)
+        ids = self.vocab.encode(self._cased(prompt))
         if (ids == self.vocab.unk_index).all():
             raise SeqlabError(f"no character of the prompt {prompt!r} is in this model's vocabulary "
                               f"({''.join(c for c in self.vocab.itos if len(c) == 1)[:60]!r}…); use some of those")
