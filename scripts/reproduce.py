@@ -154,18 +154,23 @@ def draw_curves(store: dict, kind: str, out_dir: Path) -> list[Path]:
     return written
 
 
-def cell(e: Experiment, runs: list[dict], fit_minutes: dict[str, float]) -> str:
-    """One results cell: the value (each seed's too), training time, and whether the bar holds."""
+def minutes_of(runs: list[dict]) -> float:
+    """Mean training time (fit) of a row's runs, in minutes; the wall time where a run failed."""
+    return sum(r.get("time/fit_s", r["wall"]) for r in runs) / len(runs) / 60
+
+
+def cell(e: Experiment, runs: list[dict], reference: list[dict] | None = None) -> str:
+    """One results cell: the value (each seed's too), training time, and whether the bar holds
+    (`reference`: the runs of the experiment this one must be no slower than)."""
     values = [r.get(e.metric) for r in runs]
     if any(v is None for v in values):
         return next(r.get("error", "missing") for r, v in zip(runs, values) if v is None) + " — no"
-    value = sum(values) / len(values)
-    minutes = sum(r.get("time/fit_s", r["wall"]) for r in runs) / len(runs) / 60
+    value, minutes = sum(values) / len(values), minutes_of(runs)
     ok = e.bar is None or (value <= e.bar if e.better == "min" else value >= e.bar)
     if e.max_minutes is not None:
         ok = ok and minutes <= e.max_minutes
-    if e.no_slower_than is not None and e.no_slower_than in fit_minutes:
-        ok = ok and minutes <= fit_minutes[e.no_slower_than]
+    if reference:
+        ok = ok and minutes <= minutes_of(reference)
     text = f"{value:.4f}"
     if len(values) > 1:
         text += " (mean of seeds " + ", ".join(f"{s}: {v:.4f}" for s, v in zip(e.seeds, values)) + ")"
@@ -178,7 +183,6 @@ def table(store: dict, command: str) -> str:
     measured on the machine named below the table (run the script on both and keep one store)."""
     rows = ["| task | experiment | metric | tutorial's result | bar | ours on the CPU | ours on the GPU |",
             "|---|---|---|---|---|---|---|"]
-    fit_minutes: dict[str, dict[str, float]] = {"cpu": {}, "gpu": {}}
     for name, e in EXPERIMENTS.items():
         bar = "—" if e.bar is None else f"{'≤' if e.better == 'min' else '≥'} {e.bar:g}"
         if e.max_minutes is not None:
@@ -192,10 +196,7 @@ def table(store: dict, command: str) -> str:
                 cells.append("not measured (needs a CUDA GPU)" if e.gpu and kind == "gpu" else
                              "— (a GPU recipe)" if e.gpu else "not measured")
                 continue
-            cells.append(cell(e, runs, fit_minutes[kind]))
-            done = [r for r in runs if "time/fit_s" in r or "wall" in r]
-            if done:
-                fit_minutes[kind][name] = sum(r.get("time/fit_s", r["wall"]) for r in done) / len(done) / 60
+            cells.append(cell(e, runs, store.get(e.no_slower_than, {}).get(kind) if e.no_slower_than else None))
         rows.append(f"| {e.task} | {name} | {e.metric} | {e.tutorial} | {bar} | {cells[0]} | {cells[1]} |")
     machines = store.get("_machines", {})
     where = "; ".join(f"{kind.upper()} column: {machines[kind]}" for kind in ("cpu", "gpu") if kind in machines)
@@ -240,7 +241,7 @@ def main() -> None:
         store.setdefault(name, {})[kind] = runs
         store_file.parent.mkdir(parents=True, exist_ok=True)
         store_file.write_text(json.dumps(store, indent=1))  # after every experiment: a stopped run keeps the rest
-        print(f"{name}: {cell(e, runs, {})}", flush=True)
+        print(f"{name}: {cell(e, runs)}", flush=True)
     text = table(store, command)
     Path(a.out if not a.quick else store_file.with_suffix(".md")).write_text(text)
     print(text)

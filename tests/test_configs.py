@@ -42,6 +42,10 @@ def test_each_experiment_names_real_arguments_with_valid_values(experiment):
     _signature_matches_config(model, module_cls, provided)
     check_node("data", data_cls, {k: v for k, v in data.items() if k != "_target_"}, "the data")
     check_node("model", module_cls, {k: v for k, v in model.items() if k != "_target_"}, "the model", provided=provided)
+    # and the experiment's values build its task's network
+    module = module_cls(**{k: v for k, v in model.items() if k != "_target_"}, **provided)
+    assert experiment.startswith(module.task) and data_cls.__module__.startswith(f"seqlab.tasks.{module.task}.")
+    assert sum(p.numel() for p in module.parameters()) > 0
 
 
 @pytest.mark.parametrize("group", ["model/optimizer", "model/scheduler"])

@@ -34,13 +34,6 @@ SETTINGS_CODE = ("/hydra/", "/hydra_plugins/", "/optuna/", "/submitit/", "/jobli
                  "/lightning/pytorch/loops/")
 
 
-def _raised_in(e: BaseException) -> str:
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename if tb is not None else ""
-
-
 def _frames(e: BaseException) -> list[str]:
     """The files of every frame the exception passed through, outermost first."""
     files, tb = [], e.__traceback__
@@ -48,6 +41,12 @@ def _frames(e: BaseException) -> list[str]:
         files.append(tb.tb_frame.f_code.co_filename)
         tb = tb.tb_next
     return files
+
+
+def _raised_in(e: BaseException) -> str:
+    """The file of the innermost frame: where the exception was raised."""
+    files = _frames(e)
+    return files[-1] if files else ""
 
 
 def _first_line(e: BaseException) -> str:
