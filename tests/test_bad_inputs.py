@@ -5,6 +5,11 @@ The commands run in this process (the entry points' own `main`, with sys.argv se
 dozens of cases cheap; test_framework.py and test_runs.py run others as real subprocesses.
 """
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from conftest import TINY_CHARLM, make_cfg, run_cli
@@ -103,7 +108,7 @@ CONFIG_CASES = [
     (["-m", "experiment=gru_toy", "model.cell=gru,lstm"], "unknown config key 'model.cell'"),
     (["-m", "experiment=gru_toy", "--cfg", "job"], "Only one of --run, --multirun, --cfg"),
     (["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"], "BasicSweeper does not support sweep type"),
-    (["-m", "hparams_search=gru_toy_optuna", "hydra.sweeper.max_failure_rate=-1"],
+    (["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.max_failure_rate=-1"],
      "hydra.sweeper.max_failure_rate must be a number in [0, 1]"),
     (["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.storage=sqlite:////proc/no/x.db"],
      "cannot open the Optuna study's storage"),
@@ -132,6 +137,14 @@ CONFIG_CASES = [
     (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
     (["data.min_freq=100000"], "model.sample_prompt='the ' has no character of this text's vocabulary"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
+    (["experiment=gru_toy", "trainer.enable_checkpointing=false"], "pass callbacks=none for a run without checkpoints"),
+    (["-m", "experiment=subseq", "hparams_search=arithmetic_optuna"],
+     "hparams_search=arithmetic_optuna searches the arithmetic task, but experiment=subseq trains subseq"),
+    (["-m", "experiment=arithmetic", "hparams_search=arithmetic_optuna", "hydra.sweeper.params.model.n_layers=choice(1)"],
+     "cannot be set on the command line; give the search range as the key itself: -m hparams_search=… "
+     "'model.n_layers=choice(1)'"),
+    (["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.backend=banana"],
+     "hydra.launcher.backend must be loky, multiprocessing or threading"),
 ]
 
 
@@ -175,6 +188,42 @@ def test_a_run_folder_given_by_hand_is_never_shared(tmp_path):
     (tmp_path / "mine" / "notes.txt").write_text("the user's")
     msg = one_error(*cli("train", f"hydra.run.dir={tmp_path / 'mine'}", cwd=tmp_path)[::2])
     assert "is a folder with files in it" in msg and sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_a_run_folder_built_from_settings_is_checked_too(tmp_path):
+    """hydra.run.dir=outputs/${name}/fixed names the same folder every time: the second run is
+    refused as one given literally would be."""
+    args = ["experiment=gru_toy", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+            "hydra.run.dir=outputs/${name}/fixed"]
+    code, _, err = cli("train", *args, cwd=tmp_path)
+    assert code == 0, err
+    msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
+    assert "hydra.run.dir=outputs/gru_toy/fixed already holds a run; continue it with resume=" in msg
+
+
+def test_an_empty_root_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQLAB_ROOT", "")
+    msg = one_error(*cli("train", "experiment=gru_toy", cwd=tmp_path)[::2])
+    assert "the SEQLAB_ROOT environment variable is empty" in msg and not left_behind(tmp_path)
+
+
+def test_a_search_that_fails_at_once_leaves_no_study(tmp_path):
+    """The first trial's overrides do not fit the experiment: no sweep folder and no Optuna
+    study file stay behind (a study that ran trials is kept: the same command continues it)."""
+    msg = one_error(*cli("train", "-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna",
+                         "model.nosuch=choice(1,2)", cwd=tmp_path)[::2])
+    assert "unknown config key 'model.nosuch'" in msg
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*"))
+
+
+def test_ctrl_c_while_starting(tmp_path):
+    """Ctrl-C in the seconds the console script spends importing torch and Lightning."""
+    proc = subprocess.Popen([sys.executable, "-c", "from seqlab.commands import train; train()", "experiment=gru_toy"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "stopped by Ctrl-C"
 
 
 def test_a_config_file_that_is_not_yaml(tmp_path):
@@ -232,6 +281,11 @@ def test_options_a_tool_does_not_take(checkpoints, tmp_path):
     assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer.<key>"
     msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "length=5", cwd=tmp_path)[::2])
     assert "unknown option 'length': seqlab-chat takes ckpt_path, device, beam_width, max_len" in msg
+    # a typo gets its correction; another idea that shares a prefix does not (length_penalty is not length)
+    msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "temprature=0", cwd=tmp_path)[::2])
+    assert "unknown option 'temprature': did you mean temperature=…? seqlab-generate takes ckpt_path" in msg
+    msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "length_penalty=1", cwd=tmp_path)[::2])
+    assert msg.startswith("error: unknown option 'length_penalty': seqlab-generate takes ckpt_path, prompt")
 
 
 def test_data_files_that_are_not_plain_files(tmp_path):

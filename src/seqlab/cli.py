@@ -249,7 +249,7 @@ def entry_point(config_name: str, rewrite=None):
             os.environ["HYDRA_FULL_ERROR"] = "1"
             from seqlab import sweep
 
-            sweep.current_sweep, sweep.empty = None, False
+            sweep.current_sweep, sweep.empty, sweep.new_study = None, False, None
             rundir.made.clear()
             try:
                 result = hydra_main()
@@ -270,10 +270,10 @@ def entry_point(config_name: str, rewrite=None):
                 if message is None:
                     raise
                 resume.restore()
-                rundir.clean_failed_start(None)
+                rundir.clean_failed_start(None, sweep.new_study)
                 exit_with(message)
             if sweep.empty:
-                rundir.clean_failed_start(None)
+                rundir.clean_failed_start(None, sweep.new_study)
                 exit_with("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")
             return result
 

@@ -42,6 +42,25 @@ def _composed(config_name: str, config_dirs: list[str], groups: list[str]) -> di
         GlobalHydra.instance().clear()
 
 
+def resolve(key: str, config_name: str, config_dirs: list[str], args: list[str]):
+    """The value of one key of the config the command line composes (None if it does not compose:
+    Hydra then reports why)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        search = [f"hydra.searchpath=[{','.join('file://' + d for d in config_dirs[1:])}]"] if config_dirs[1:] else []
+        overrides = [a for a in args if not a.startswith("-") and a not in config_dirs]
+        with initialize_config_dir(config_dir=config_dirs[0], version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides + search, return_hydra_config=True)
+            return OmegaConf.select(cfg, key)
+    except Exception:
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def explain(message: str, config_name: str, config_dirs: list[str], args: list[str]) -> str | None:
     """One line for a Hydra composition error message, or None if it is not one."""
     lines = [line for line in message.strip().splitlines() if line.strip()]
@@ -59,11 +78,12 @@ def explain(message: str, config_name: str, config_dirs: list[str], args: list[s
             task = node["_target_"].split(".")[2] if node["_target_"].startswith("seqlab.tasks.") else node["_target_"]
             hint = f"did you mean {close[0]}=…?" if close else f"the {task} {node_name} has: {', '.join(keys)}"
             return f"unknown config key {key!r}; {hint}"
+        if config_name != "train":  # eval, generate, chat: a short, closed list of options
+            options = [f"{k}.<key>" if isinstance(v, dict) else k for k, v in cfg.items() if k not in ("hydra", "paths")]
+            close = difflib.get_close_matches(key, options, n=1, cutoff=0.8)  # a typo, not a different idea
+            hint = f"did you mean {close[0]}=…? " if close else ""
+            return f"unknown option {key!r}: {hint}seqlab-{config_name} takes {', '.join(options)}"
         close = difflib.get_close_matches(key, _all_keys(cfg), n=1, cutoff=0.6)
-        if config_name != "train" and not close:  # eval, generate, chat: a short, closed list of options
-            takes = ", ".join(f"{k}.<key>" if isinstance(v, dict) else k for k, v in cfg.items()
-                              if k not in ("hydra", "paths"))
-            return f"unknown option {key!r}: seqlab-{config_name} takes {takes}"
         hint = f"did you mean {close[0]}=…?" if close else f"prefix it with + to add a new key (+{key}=…)"
         return f"unknown config key {key!r}; {hint} (list the keys with --cfg job)"
     if first.startswith("Ambiguous value for argument"):

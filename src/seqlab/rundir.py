@@ -83,12 +83,15 @@ def _remove_empty_parents(folder: Path, top: Path | None) -> None:
             break
 
 
-def clean_failed_start(outputs_dir: str | None) -> None:
+def clean_failed_start(outputs_dir: str | None, new_study: Path | None = None) -> None:
     """A sweep (or run) that failed before any job ran leaves no empty folders behind; a
-    sweep's own multirun.yaml alone does not count as content."""
+    sweep's own multirun.yaml alone does not count as content, nor does the Optuna study file
+    it created (`new_study`), which then holds no trial."""
     top = Path(outputs_dir).resolve() if outputs_dir else None
     for folder in map(Path.resolve, made):
         files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
         if folder.is_dir() and all(p.name == "multirun.yaml" for p in files):
             shutil.rmtree(folder, ignore_errors=True)
+            if new_study is not None:
+                new_study.unlink(missing_ok=True)
             _remove_empty_parents(folder, top or Path.cwd().resolve() / "outputs")

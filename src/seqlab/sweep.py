@@ -77,12 +77,16 @@ def print_summary(sweep_dir: Path) -> None:
 
 current_sweep: Path | None = None  # for the entry point, to print the summary when a sweep fails
 empty = False  # the last sweep had no jobs at all
+new_study: Path | None = None  # an Optuna SQLite file this sweep is about to create
 
 
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global current_sweep
+        global current_sweep, new_study
         current_sweep = Path(config.hydra.sweep.dir)
+        storage = str(config.hydra.sweeper.get("storage") or "")
+        study = Path(storage.removeprefix("sqlite:///")) if storage.startswith("sqlite:///") else None
+        new_study = study if study is not None and not study.exists() else None
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if config.hydra.mode is not None and str(config.hydra.mode) == "RunMode.MULTIRUN":

@@ -222,6 +222,9 @@ def report(cfg: DictConfig, out_dir: str, metrics: dict, best: str | None) -> No
         print(f"{cfg.model.monitor} = {metrics[cfg.model.monitor]:.4f}")
 
 
+TASKS = sorted((p.name for p in Path(__file__).with_name("tasks").iterdir() if p.is_dir()), key=len, reverse=True)
+
+
 def check_command_line(args: list[str]) -> list[str]:
     """Mistakes that would otherwise surface only after Hydra made folders (a run's name) or
     deep inside a sweeper or launcher; then `resume=`."""
@@ -231,7 +234,25 @@ def check_command_line(args: list[str]) -> list[str]:
     if any(a.startswith("resume=") for a in args) and any(a in ("-m", "--multirun") for a in args):
         raise SeqlabError("resume= continues one run and cannot be swept; drop -m (resume each sweep job's "
                           "folder on its own: resume=outputs/<name>/multirun/<time>/<job>)")
+    import os
+
+    if "SEQLAB_ROOT" in os.environ and not os.environ["SEQLAB_ROOT"].strip():  # else outputs/ lands in /
+        raise SeqlabError("the SEQLAB_ROOT environment variable is empty; set it to the folder that holds outputs/ "
+                          "(export SEQLAB_ROOT=$PWD) or unset it")
     sweep = any(a in ("-m", "--multirun") for a in args)
+    search = next((a.split("=", 1)[1] for a in args if a.startswith("hparams_search=")), "")
+    search_task = next((t for t in TASKS if search.startswith(t + "_")), None)
+    if search_task:  # its search space names the task's keys; some exist in every task and would train
+        from seqlab.cli import _config_dirs
+        from seqlab.config_errors import resolve
+
+        choices = [a for a in args if a.startswith("experiment=") and "," not in a]
+        target = str(resolve("model._target_", "train", _config_dirs(args), choices) or "")
+        task = target.split(".")[2] if target.startswith("seqlab.tasks.") else search_task
+        if task != search_task:
+            experiment = choices[0].split("=", 1)[1] if choices else "charlm"
+            raise SeqlabError(f"hparams_search={search} searches the {search_task} task, but experiment={experiment} "
+                              f"trains {task}; pass experiment={search_task} (or hparams_search={task}_optuna)")
     for a in args:
         key, _, value = a.lstrip("+").partition("=")
         if key == "experiment" and sweep and "," in value:
@@ -245,7 +266,21 @@ def check_command_line(args: list[str]) -> list[str]:
             raise SeqlabError(f"hydra.sweep.subdir={value} would put every job of the sweep in one folder; keep "
                               f"${{hydra.job.num}} in it, e.g. 'hydra.sweep.subdir={value}_${{hydra.job.num}}'")
         elif key == "hydra.run.dir" and not any(x.startswith("resume=") for x in args):
-            check_run_dir(value.strip("'\""))
+            path = value.strip("'\"")
+            if "${" in path and "${now:" not in path and "unique_dir" not in path:  # e.g. outputs/${name}
+                from seqlab.cli import _config_dirs
+                from seqlab.config_errors import resolve
+
+                path = resolve("hydra.run.dir", "train", _config_dirs(args), args)
+            if path is not None:
+                check_run_dir(str(path))
+        elif key.startswith("hydra.sweeper.params."):  # its keys hold dots (model.lr), which an override cannot name
+            name = key.removeprefix("hydra.sweeper.params.")
+            raise SeqlabError(f"{key} cannot be set on the command line; give the search range as the key itself: "
+                              f"-m hparams_search=… '{name}={value.strip(chr(34) + chr(39)) or 'choice(1,2)'}'")
+        elif key == "hydra.launcher.backend" and value not in ("loky", "multiprocessing", "threading"):
+            raise SeqlabError(f"{key} must be loky, multiprocessing or threading (joblib's backends), got {value}; "
+                              f"leave it out for loky")
         elif key == "hydra.sweeper.max_failure_rate":
             try:
                 ok = 0 <= float(value) <= 1

@@ -374,6 +374,12 @@ def check_config(cfg: dict, examples=None) -> None:
         sched = torch.optim.lr_scheduler
         check_torch_node("model.scheduler", model["scheduler"], (sched.LRScheduler, sched.ReduceLROnPlateau),
                          "torch LR scheduler", LIGHTNING_SCHEDULER_KEYS, examples)
+    savers = [name for name, node in (cfg.get("callbacks") or {}).items()
+              if isinstance(node, dict) and str(node.get("_target_", "")).endswith(("ModelCheckpoint", "StepCheckpoint"))]
+    if cfg["trainer"].get("enable_checkpointing") is False and savers:
+        raise SeqlabError(f"trainer.enable_checkpointing=false contradicts the checkpoint callbacks ({', '.join(savers)}) "
+                          "that write last.ckpt for resume=; drop the override, or pass callbacks=none for a run "
+                          "without checkpoints")
     for name, node in (cfg.get("callbacks") or {}).items():
         if isinstance(node, dict) and str(node.get("_target_", "")).startswith("seqlab."):
             args = {k: v for k, v in node.items() if k != "_target_"}
