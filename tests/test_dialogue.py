@@ -109,6 +109,19 @@ def test_user_pairs_as_a_json_list_with_held_out_prompts(tmp_path):
     assert len(replies) == (2 if held_out == ("question", "0") else 1)  # with all its replies
 
 
+def test_a_very_long_pair_is_named_with_the_setting_that_drops_it(tmp_path, capsys):
+    """Batches pad to their longest pair, so one 300-token reply makes training slow and large."""
+    pairs = [{"listen": f"question {i}", "reply": "short"} for i in range(20)]
+    pairs += [{"listen": "tell me all", "reply": " ".join(["word"] * 300)}]
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps(pairs), encoding="utf-8")
+    make_data("dialogue_tutorial", path=str(path)).setup()
+    assert "warning: the longest pair has 300 tokens" in capsys.readouterr().err
+    dm = make_data("dialogue_tutorial", path=str(path), max_tokens=100)
+    dm.setup()
+    assert capsys.readouterr().err == "" and len(dm.splits[0]) == 20
+
+
 # ---- model --------------------------------------------------------------------------------------
 
 def test_masks_shapes_and_contents():

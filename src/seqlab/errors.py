@@ -25,6 +25,11 @@ def exit_with(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def warn(message: str) -> None:
+    """One line the user should read, without stopping (Python's warnings print two)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 class SeqlabWarning(UserWarning):
     """Something the user should know about an answer (e.g. a question outside what the model
     learned); seqlab-generate shows it as one `warning:` line."""

@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
 from seqlab.datamodule import SeqlabDataModule
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, warn
 from seqlab.validation import NonNegativeInt, PositiveInt, Rate
 from seqlab.textfiles import read_json_records, resolve
 from seqlab.vocab import Vocab
@@ -27,6 +27,7 @@ SPECIALS = ("<unk>", "<pad>", "<sos>", "<eos>")
 UNK, PAD, SOS, EOS = range(4)
 NO_MATCH = -1  # a reference word outside the output vocabulary: no reply can match it
 EVAL_BS = 64
+LONG_PAIR = 200  # tokens; the tutorial's pairs have under 20, the chatterbot corpus's under 40 after data.max_tokens
 
 # The tutorial's cleaning: these characters become spaces, runs of ! , ? collapse to one.
 _DROP = re.compile(r"[*\"“”\n\\…+\-/=()‘•:\[\]|’;]")
@@ -181,6 +182,10 @@ class DialogueDataModule(SeqlabDataModule):
             pairs = [(a, b) for a, b in pairs if len(a) <= hp.max_tokens and len(b) <= hp.max_tokens]
         if not pairs:
             raise SeqlabError(f"no pair has at most data.max_tokens={hp.max_tokens} tokens on both sides; raise it or set it to null")
+        longest = max(max(len(a), len(b)) for a, b in pairs)
+        if longest > LONG_PAIR:  # a batch pads to its longest pair, and attention memory grows with its square
+            warn(f"the longest pair has {longest} tokens, so its batches are slow and large; pass e.g. "
+                 f"data.max_tokens=100 to drop pairs longer than that")
         self.splits = split_by_prompt(pairs, hp.val_frac, hp.test_frac, hp.seed)
         for name, part in zip(("training", "validation", "test"), self.splits):
             if not part:
