@@ -143,6 +143,13 @@ CONFIG_CASES = [
     (["-m", "experiment=arithmetic", "hparams_search=arithmetic_optuna", "hydra.sweeper.params.model.n_layers=choice(1)"],
      "cannot be set on the command line; give the search range as the key itself: -m hparams_search=… "
      "'model.n_layers=choice(1)'"),
+    (["trainer.strategy=dpp"], "trainer.strategy=dpp is not a Lightning strategy; did you mean trainer.strategy=ddp?"),
+    (["experiment=gru_toy", "callbacks.early_stopping.patience=3"],
+     "this run has no callback early_stopping (its callbacks: model_checkpoint"),
+    (["logger.wandb.project=x"], "this run has no logger wandb (its loggers: tensorboard); pick loggers with logger="),
+    (["trainer.detect_anomaly=true"], "add it with +trainer.detect_anomaly=…"),
+    (["model.optimizer.lrr=1"], "model.optimizer.lrr is not an argument of Adam; did you mean model.optimizer.lr=…?"),
+    (["model.optimizer.nesterov=true"], "model.optimizer.nesterov is not an argument of Adam; its arguments: lr, betas"),
     (["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.backend=banana"],
      "hydra.launcher.backend must be loky, multiprocessing or threading"),
 ]

@@ -2,6 +2,7 @@
 that names the fix."""
 
 import difflib
+import inspect
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -61,6 +62,42 @@ def resolve(key: str, config_name: str, config_dirs: list[str], args: list[str])
         GlobalHydra.instance().clear()
 
 
+EXAMPLE_CALLBACK = "{_target_:lightning.pytorch.callbacks.EarlyStopping,monitor:val/loss,patience:5}"
+
+
+def _missing_part(key: str, cfg: dict) -> str | None:
+    """An unknown key that is a real argument of the class its node builds (a Trainer argument
+    the config leaves at Lightning's default), or one below a callback or logger this run does
+    not have: say how to add it."""
+    import hydra
+
+    parts = key.split(".")
+    parent, depth = cfg, 0
+    while depth < len(parts) - 1 and isinstance(parent.get(parts[depth]), dict):
+        parent, depth = parent[parts[depth]], depth + 1
+    if depth == len(parts) - 1 and "_target_" in parent:
+        try:
+            params = inspect.signature(hydra.utils.get_class(parent["_target_"])).parameters
+        except Exception:
+            params = {}
+        name, where = parent["_target_"].rsplit(".", 1)[-1], ".".join(parts[:-1])
+        if parts[-1] in params:
+            return f"{key} is an argument of {name} that this config leaves at its default; add it with +{key}=…"
+        if depth >= 2 and params:  # model.optimizer, model.scheduler, callbacks.<name>, logger.<name>
+            known = [p for p in params if p not in ("self", "params", "optimizer", "args", "kwargs")]
+            close = difflib.get_close_matches(parts[-1], known, n=1)
+            hint = f"did you mean {where}.{close[0]}=…?" if close else f"its arguments: {', '.join(known)}"
+            return f"{key} is not an argument of {name}; {hint}"
+    if parts[0] in ("callbacks", "logger") and len(parts) > 2 and depth <= 1:
+        have = ", ".join(cfg.get(parts[0]) or {}) or "none"
+        if parts[0] == "logger":
+            return (f"this run has no logger {parts[1]} (its loggers: {have}); pick loggers with logger=…, e.g. "
+                    f"logger=many for TensorBoard and CSV")
+        return (f"this run has no callback {parts[1]} (its callbacks: {have}); add one with "
+                f"'+callbacks.{parts[1]}={EXAMPLE_CALLBACK}'")
+    return None
+
+
 def explain(message: str, config_name: str, config_dirs: list[str], args: list[str]) -> str | None:
     """One line for a Hydra composition error message, or None if it is not one."""
     lines = [line for line in message.strip().splitlines() if line.strip()]
@@ -70,6 +107,9 @@ def explain(message: str, config_name: str, config_dirs: list[str], args: list[s
         groups = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))
                   and group_options(a.split("=")[0].replace(".", "/"), config_dirs)]
         cfg = _composed(config_name, config_dirs, groups)
+        missing = _missing_part(key, cfg)
+        if missing:
+            return missing
         node_name = key.split(".")[0]
         node = cfg.get(node_name) if "." in key else None
         if isinstance(node, dict) and "_target_" in node:  # a key of the task's data or model

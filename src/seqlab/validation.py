@@ -9,6 +9,7 @@ naming the key, what it must be and an example:
     model.dropout must be a number in [0, 1), got 1.5; pass e.g. model.dropout=0.1
 """
 
+import difflib
 import inspect
 import math
 import os
@@ -306,6 +307,16 @@ def check_trainer(trainer: dict, examples=None) -> None:
             raise SeqlabError(f"trainer.limit_{stage}_batches=0 {stage}s on nothing; pass a number of batches (e.g. "
                               f"trainer.limit_{stage}_batches=10), a fraction (0.5) or null for all"
                               + (" (to skip testing: test=false)" if stage == "test" else ""))
+    strategy = trainer.get("strategy", "auto")
+    if isinstance(strategy, str):
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        known = ["auto", *StrategyRegistry.available_strategies()]
+        if strategy not in known:
+            close = difflib.get_close_matches(strategy, known, n=1)
+            raise SeqlabError(f"trainer.strategy={strategy} is not a Lightning strategy; "
+                              f"{f'did you mean trainer.strategy={close[0]}? ' if close else ''}"
+                              f"pass trainer.strategy=auto, or trainer=ddp for several GPUs")
     low, high = trainer.get("min_epochs"), trainer.get("max_epochs")
     if isinstance(low, int) and isinstance(high, int) and high > 0 and low > high:
         raise SeqlabError(f"trainer.min_epochs={low} is more than trainer.max_epochs={high}; "
