@@ -99,7 +99,8 @@ CONFIG_CASES = [
     (["model/optimizer=sgd", "model.optimizer.nesterov=true"], "Nesterov momentum requires a momentum"),
     (["model.hidden_size=10000000"], "not enough memory for this model"),
     (["callbacks.model_checkpoint.save_top_k=-2"], "Invalid value for save_top_k=-2. Must be >= -1"),
-    (["a=[1,2"], "cannot parse 'a=[1,2'"),
+    (["a=[1,2"], "'a=[1,2' has an unclosed '['; close it: a=[1,2]"),
+    (["a=b c=d"], "cannot parse 'a=b c=d'"),
     (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials must be an integer >= 1"),
     (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.direction=up"], "hydra.sweeper.direction must be minimize"),
     (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be an integer >= 1"),
@@ -131,7 +132,7 @@ CONFIG_CASES = [
     (["model.cell=“gru”"], "has typographic quotes; use straight quotes"),
     (["model.dropout=0.1,"], "ends with a comma; drop it (model.dropout=0.1)"),
     (["name=gru", "toy"], "part of a value the shell split at a space (quote it whole: 'name=gru toy')"),
-    (["--model.hidden_size=16"], "overrides are written without dashes: model.hidden_size=16"),
+    (["--model.hidden_size=16"], "overrides are written key=value without dashes, e.g. model.hidden_size=16"),
     (["experiment=gru_toy", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 trains on nothing"),
     (["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"], "would put every job of the sweep in one folder"),
     (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
@@ -150,6 +151,18 @@ CONFIG_CASES = [
     (["trainer.detect_anomaly=true"], "add it with +trainer.detect_anomaly=…"),
     (["model.optimizer.lrr=1"], "model.optimizer.lrr is not an argument of Adam; did you mean model.optimizer.lr=…?"),
     (["model.optimizer.nesterov=true"], "model.optimizer.nesterov is not an argument of Adam; its arguments: lr, betas"),
+    (["experiment=gru_toy", "+model.hidden_size=4"],
+     "+model.hidden_size adds a new key, but model.hidden_size is already set; drop the + (model.hidden_size=4)"),
+    (["experiment=gru_toy", "~model.hidden_size"],
+     "~model.hidden_size deleted a setting this run needs (model.hidden_size has no value); drop ~model.hidden_size"),
+    (["experiment=gru_toy", "~data.batch_size"], "~data.batch_size deleted a setting this run needs"),
+    (["~trainer"], "~trainer removes the trainer settings every run needs; drop it"),
+    (["model.optimizer.betas=[0.9,0.99"], "has an unclosed '['; close it: model.optimizer.betas=[0.9,0.99]"),
+    (["--epochs", "3"], "--epochs is not an option; overrides are written key=value without dashes, e.g. "
+                        "trainer.max_epochs=3"),
+    (["experiment=gru_toy", "model=charlm"], "the model is the charlm task's but the data is the gru_toy task's"),
+    (["model.optimizer=adamw"], "to pick an option of the config group write model/optimizer=adamw"),
+    (["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=slurm"], "SLURM's sbatch, which this machine does not have"),
     (["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.backend=banana"],
      "hydra.launcher.backend must be loky, multiprocessing or threading"),
 ]
@@ -206,6 +219,27 @@ def test_a_run_folder_built_from_settings_is_checked_too(tmp_path):
     assert code == 0, err
     msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
     assert "hydra.run.dir=outputs/gru_toy/fixed already holds a run; continue it with resume=" in msg
+
+
+def test_data_files_in_other_encodings(tmp_path):
+    """Each names the conversion that works (checked here with iconv where it exists)."""
+    (tmp_path / "latin1.txt").write_bytes("café naïve".encode("latin-1") * 100)
+    (tmp_path / "utf16.txt").write_text("hello world " * 100, encoding="utf-16")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 10)
+    msg = one_error(*cli("train", f"data.path={tmp_path / 'latin1.txt'}", cwd=tmp_path)[::2])
+    assert "not UTF-8 text" in msg and f"iconv -f LATIN1 -t UTF-8 {tmp_path / 'latin1.txt'} > latin1.utf8.txt" in msg
+    msg = one_error(*cli("train", f"data.path={tmp_path / 'utf16.txt'}", cwd=tmp_path)[::2])
+    assert "is UTF-16 text" in msg and "iconv -f UTF-16 -t UTF-8" in msg
+    msg = one_error(*cli("train", f"data.path={tmp_path / 'binary.txt'}", cwd=tmp_path)[::2])
+    assert "is binary, not text" in msg and not left_behind(tmp_path)
+
+
+def test_a_run_without_loggers(tmp_path):
+    """logger=none: nothing to log the learning rate to, so its monitor is left out."""
+    code, _, err = cli("train", "experiment=gru_toy", "logger=none", "trainer.max_epochs=1",
+                       "trainer.enable_progress_bar=false", cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    assert list(tmp_path.glob("outputs/gru_toy/runs/*/checkpoints/last.ckpt"))
 
 
 def test_an_empty_root_variable(tmp_path, monkeypatch):

@@ -228,6 +228,94 @@ def test_two_runs_asking_for_one_folder_get_one_each(tmp_path):
     assert seeds == {"seed=1", "seed=2"} and len(pids) == 2
 
 
+def test_two_runs_given_one_folder_by_hand_do_not_share_it(tmp_path):
+    """hydra.run.dir=<new folder> for two runs started at once: both find it empty, one takes it
+    (an atomic mkdir of its .hydra/), the other is refused before it writes anything."""
+    jobs = [subprocess.Popen([sys.executable, "-m", "seqlab.train", "experiment=gru_toy", "trainer.max_epochs=2",
+                              "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}) for _ in range(2)]
+    results = [(job.wait(timeout=300), job.stderr.read()) for job in jobs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    msg = one_line_error(subprocess.CompletedProcess([], 2, "", refused))
+    assert msg.startswith(f"error: hydra.run.dir={tmp_path / 'run'} already holds a run")
+    writers = {p.name.split(".")[-2] for p in (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*")}
+    assert len(writers) == 1 and (tmp_path / "run" / "result.json").is_file()
+
+
+def test_a_second_ctrl_c_during_validation_stops_at_once(tmp_path):
+    """The first Ctrl-C waits for the validation to end; a second one stops now, with the one
+    line and exit 130 (Lightning would print its own message and exit 1); a run with no
+    checkpoint yet leaves nothing."""
+    job = subprocess.Popen([sys.executable, "-m", "seqlab.train", "experiment=subseq", "data.val_size=200000",
+                            "trainer.limit_train_batches=2", "trainer.num_sanity_val_steps=0", "threads=1",
+                            "trainer.enable_progress_bar=false", "callbacks.log_examples.every_n_epochs=0"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("outputs/subseq/runs/*/tensorboard/events.*")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(2)  # in the long validation of the first epoch
+    job.send_signal(signal.SIGINT)
+    time.sleep(1)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("stopped at once by a second SIGINT at step 2 ")
+    assert "no checkpoint was written yet; nothing to resume" in err and not list(tmp_path.rglob("*.ckpt"))
+    assert not (tmp_path / "outputs").exists() or not any(p.is_file() for p in (tmp_path / "outputs").rglob("*"))
+
+
+def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
+    job = subprocess.Popen([sys.executable, "-m", "seqlab.train", "-m", "experiment=gru_toy", "seed=1,2",
+                            "trainer.enable_progress_bar=false", "callbacks.step_checkpoint.every_n_train_steps=3"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("outputs/gru_toy/multirun/*/0_*/checkpoints/last.ckpt")) and time.time() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGTERM)
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == 143, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("stopped by SIGTERM at step ") and "resume=" in last
+    assert "sweep summary (1 jobs)" in out and "| failed: stopped by SIGTERM" in out
+
+
+def test_a_signal_while_the_run_starts_leaves_nothing(tmp_path):
+    """SIGTERM or Ctrl-C before training has begun: one line, 130 / 143, no run folder."""
+    for sig, delay in ((signal.SIGTERM, 0.3), (signal.SIGINT, 2.5), (signal.SIGTERM, 3.0)):
+        job = subprocess.Popen([sys.executable, "-c", "from seqlab.commands import train; train()",
+                                "experiment=gru_toy", "trainer.enable_progress_bar=false"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        job.send_signal(sig)
+        _, err = job.communicate(timeout=120)
+        assert job.returncode == 128 + sig and "Traceback" not in err, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        if not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("*.ckpt")):
+            assert last in ("stopped by Ctrl-C", "stopped by SIGTERM"), last  # stopped before the first checkpoint
+            assert not (tmp_path / "outputs").exists() or not any(p.is_file() for p in (tmp_path / "outputs").rglob("*"))
+        subprocess.run(["rm", "-rf", str(tmp_path / "outputs")])
+
+
+def test_a_moved_run_resumes_from_its_own_files(tmp_path):
+    """A run folder copied elsewhere and resumed: the best checkpoint it tests is its own copy,
+    not the file in the old folder (which is gone here)."""
+    import shutil
+
+    args = ["experiment=gru_toy", "trainer.enable_progress_bar=false"]
+    assert run_cli("seqlab.train", *args, "trainer.max_epochs=5", f"hydra.run.dir={tmp_path / 'a'}").returncode == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")
+    proc = run_cli("seqlab.train", f"resume={tmp_path / 'b'}", "trainer.max_epochs=10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = json.loads((tmp_path / "b" / "result.json").read_text())["best_checkpoint"]
+    assert best.startswith(str(tmp_path / "b" / "checkpoints"))
+    assert len(list((tmp_path / "b" / "checkpoints").glob("best-*.ckpt"))) == 1
+
+
 @pytest.mark.slow
 def test_slurm_preemption_requeues_and_the_requeued_job_resumes(small_text, tmp_path):
     """As on a SLURM cluster under the slurm launcher: the pre-emption signal (submitit's USR2)

@@ -100,10 +100,16 @@ class GracefulStop(L.Callback):
         self.dirpath, self.resume_hint = Path(dirpath), resume_hint
         self.received: int | None = None
         self.previous = {}
+        self.trainer = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.trainer = trainer
 
     def _handle(self, signum, frame) -> None:
         if self.received is not None:  # the second one: stop now (finished checkpoints are intact)
-            raise KeyboardInterrupt
+            # (not KeyboardInterrupt: Lightning turns that into its own message and exit 1)
+            self.received = signum
+            self._stop(self.trainer, save=False, now=True)
         self.received = signum
 
     def install(self) -> None:
@@ -120,18 +126,19 @@ class GracefulStop(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self.install()
 
-    def _stop(self, trainer, save: bool) -> None:
+    def _stop(self, trainer, save: bool, now: bool = False) -> None:
         name = signal.Signals(self.received).name
         last = self.dirpath / "last.ckpt"
         if save:
             trainer.save_checkpoint(last, weights_only=False)
         saved = last.is_file()
-        where = (f"last.ckpt holds step {trainer.global_step}" if save else "last.ckpt holds the last finished epoch") \
+        where = (f"last.ckpt holds step {trainer.global_step}" if save else "last.ckpt holds the last saved step") \
             if saved else "no checkpoint was written yet"
         code = 128 + self.received
         self.received = None
         hint = f"continue with: {self.resume_hint}" if saved else "nothing to resume; start it again"
-        raise Interrupted(f"stopped by {name} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+        at = f" at step {trainer.global_step} (epoch {trainer.current_epoch})" if trainer is not None else ""
+        raise Interrupted(f"stopped{' at once' if now else ''} by {'a second ' if now else ''}{name}{at}; "
                           f"{where}; {hint}", code, saved)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -145,3 +152,28 @@ class GracefulStop(L.Callback):
     def on_test_batch_end(self, trainer, *args) -> None:
         if self.received is not None:  # training is over: its checkpoints are written
             self._stop(trainer, save=False)
+
+
+class MovedRun(L.Callback):
+    """Resuming a run folder that was moved or copied: the checkpoint callbacks' saved state
+    names files in the old folder (the best checkpoint among them, which the test would then
+    read). Renamed to the same files in this run's `checkpoints/` before the callbacks load it."""
+
+    def __init__(self, dirpath: str):
+        self.dirpath = str(Path(dirpath).resolve())
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        for state in checkpoint.get("callbacks", {}).values():
+            old = state.get("dirpath") if isinstance(state, dict) else None
+            if not old or old == self.dirpath or Path(old).name != Path(self.dirpath).name:
+                continue
+
+            def moved(path):
+                return self.dirpath + path[len(old):] if isinstance(path, str) and path.startswith(old) else path
+
+            for key in ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state:
+                    state[key] = moved(state[key])
+            if isinstance(state.get("best_k_models"), dict):
+                state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
+

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -184,7 +185,64 @@ def _parse_hint(a: str, args: list[str]) -> str | None:
         return f"{a!r} has typographic quotes; use straight quotes ' or \" (or none): {key}={value.strip('“”‘’')}"
     if value.endswith(","):
         return f"{a!r} ends with a comma; drop it ({key}={value.rstrip(',')}), or add -m and a second value to sweep"
+    for opening, closing in ("[]", "{}", "()"):
+        if value.count(opening) > value.count(closing):
+            return f"{a!r} has an unclosed '{opening}'; close it: {key}={value}{closing * (value.count(opening) - value.count(closing))}"
+        if value.count(closing) > value.count(opening):
+            return f"{a!r} has a '{closing}' that no '{opening}' opens; match them, e.g. {key}={opening}{value.replace(closing, '')}{closing}"
+    for quote in "'\"":
+        if value.count(quote) % 2:
+            return f"{a!r} has an unclosed {quote}; close it, or drop the quotes"
     return None
+
+
+# Hydra's own flags (the ones after which a value follows are listed in TAKES_VALUE).
+HYDRA_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-r", "--run",
+               "-m", "--multirun", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name", "-cd",
+               "--config-dir", "-i", "--info", "--experimental-rerun"}
+TAKES_VALUE = {"-c", "--cfg", "-p", "--package", "-sc", "--shell-completion", "-cp", "--config-path", "-cn",
+               "--config-name", "-cd", "--config-dir", "--experimental-rerun"}
+# What people used to argparse scripts type, and the override that means it.
+FLAG_ALIASES = {"epochs": "trainer.max_epochs", "max_epochs": "trainer.max_epochs", "lr": "model.optimizer.lr",
+                "learning_rate": "model.optimizer.lr", "batch_size": "data.batch_size", "bs": "data.batch_size",
+                "gpus": "trainer.devices", "devices": "trainer.devices", "data": "data.path", "output_dir": "hydra.run.dir"}
+
+
+def _check_flags(args: list[str]) -> None:
+    """Dashed words Hydra does not know (`--epochs 3`, `--lr=0.1`) would end in argparse's usage
+    block; name the override meant instead."""
+    skip = False
+    for i, a in enumerate(args):
+        if skip or not a.startswith("-") or a in HYDRA_FLAGS or a.split("=", 1)[0] in ("--config-dir", "--config-path",
+                                                                                        "--config-name", "--info"):
+            skip = not skip and a in TAKES_VALUE
+            continue
+        name, eq, value = a.lstrip("-").partition("=")
+        if not eq and i + 1 < len(args) and "=" not in args[i + 1] and not args[i + 1].startswith("-"):
+            value = args[i + 1]
+        key = FLAG_ALIASES.get(name.replace("-", "_"), name.replace("-", "_"))
+        raise SeqlabError(f"{a} is not an option; overrides are written key=value without dashes, e.g. "
+                          f"{key}={value or '…'}")
+
+
+def blame_deletion(message: str, args: list[str]) -> str:
+    """A key deleted with ~key that the run then misses: the ~ is the mistake to name."""
+    for a in args:
+        key = a[1:].split("=", 1)[0] if a.startswith("~") else ""
+        if key and (message.startswith((f"{key} ", f"{key}.")) or f"'{key}'" in message or f"'{key}." in message):
+            off = " (to switch it off: model/scheduler=none)" if key == "model.scheduler" else ""
+            return f"~{key} deleted a setting this run needs ({message.split(';')[0]}); drop ~{key}{off}"
+    return message
+
+
+received: list[int] = []  # the signal that ended a run before training installed its handler
+
+
+def _stop(signum, frame):
+    """SIGTERM as Ctrl-C until training installs its own handler (module-level: DDP's spawn
+    pickles the handlers Lightning saves)."""
+    received.append(signum)
+    raise KeyboardInterrupt
 
 
 def entry_point(config_name: str, rewrite=None):
@@ -205,8 +263,14 @@ def entry_point(config_name: str, rewrite=None):
                 resume.started()
                 if not e.saved:
                     rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
+                elif is_multirun() and _output_dir():  # the sweep summary shows how to continue the job
+                    Path(_output_dir(), "result.json").write_text(json.dumps({"error": e.message}))
                 print(e.message, file=sys.stderr, flush=True)
                 raise SystemExit(e.code) from None
+            except KeyboardInterrupt:  # a signal before training started: nothing to keep
+                resume.restore()
+                rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
+                raise
             except Exception as e:
                 message = user_error(e)
                 if message is None:
@@ -218,7 +282,8 @@ def entry_point(config_name: str, rewrite=None):
                     raise
                 resume.restore()
                 rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
-                exit_with(message)
+                rundir.clean_failed_start(None)
+                exit_with(blame_deletion(message, sys.argv[1:]))
 
         hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)
 
@@ -229,10 +294,7 @@ def entry_point(config_name: str, rewrite=None):
             args = sys.argv[1:]
             args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
             try:
-                dashed = next((a for a in args if a.startswith("--") and "=" in a and not a.startswith("--config")), None)
-                if dashed is not None:  # Hydra's overrides are key=value; its own flags take no '='
-                    raise SeqlabError(f"{dashed} is not an option; overrides are written without dashes: "
-                                      f"{dashed.lstrip('-')}")
+                _check_flags(args)
                 if config_name != "train":  # eval, generate and chat print their results and write no files
                     hydra_key = next((a for a in args if a.lstrip("+~").startswith(("hydra.", "hydra/"))), None)
                     if hydra_key is not None:
@@ -241,6 +303,8 @@ def entry_point(config_name: str, rewrite=None):
                     if any(a in ("-m", "--multirun") for a in args):
                         raise SeqlabError(f"seqlab-{config_name} does not sweep; drop -m (a loop in the shell runs it "
                                           f"for several checkpoints)")
+                rundir.made.clear()
+                rundir.given.clear()
                 args = rewrite(args) if rewrite else args
             except SeqlabError as e:
                 exit_with(str(e))
@@ -250,12 +314,22 @@ def entry_point(config_name: str, rewrite=None):
             from seqlab import sweep
 
             sweep.current_sweep, sweep.empty, sweep.new_study = None, False, None
-            rundir.made.clear()
+            received.clear()
+            signal.signal(signal.SIGTERM, _stop)
             try:
                 result = hydra_main()
             except KeyboardInterrupt:
-                print("stopped by Ctrl-C", file=sys.stderr, flush=True)
-                raise SystemExit(130) from None
+                if sweep.current_sweep is not None:
+                    sweep.print_summary(sweep.current_sweep)
+                rundir.clean_interrupted_start()
+                signum = received[-1] if received else signal.SIGINT
+                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                print(f"stopped by {name}", file=sys.stderr, flush=True)
+                raise SystemExit(128 + signum) from None
+            except SystemExit:
+                if sweep.current_sweep is not None:  # a sweep job stopped by a signal
+                    sweep.print_summary(sweep.current_sweep)
+                raise
             except Exception as e:
                 from hydra.errors import OverrideParseException
 
@@ -271,7 +345,7 @@ def entry_point(config_name: str, rewrite=None):
                     raise
                 resume.restore()
                 rundir.clean_failed_start(None, sweep.new_study)
-                exit_with(message)
+                exit_with(blame_deletion(message, args))
             if sweep.empty:
                 rundir.clean_failed_start(None, sweep.new_study)
                 exit_with("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")

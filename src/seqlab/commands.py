@@ -1,17 +1,26 @@
 """The console scripts (seqlab-train, -eval, -generate, -chat). Importing a tool takes seconds
-(torch, Lightning); a Ctrl-C in that time ends as one during a run does: one line and exit
-130, not an import traceback."""
+(torch, Lightning); a Ctrl-C or SIGTERM in that time ends as one during a run does: one line
+and exit 130 / 143, not an import traceback."""
 
 import importlib
+import os
+import signal
 import sys
 
 
+def _stop_while_importing(signum, frame):
+    # Nothing is written before the tool starts, so leaving at once loses nothing; raising
+    # KeyboardInterrupt instead could leave a module half-imported behind an `except`.
+    print(f"stopped by {'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name}", file=sys.stderr,
+          flush=True)
+    os._exit(128 + signum)
+
+
 def _run(tool: str):
-    try:
-        main = importlib.import_module(f"seqlab.{tool}").main
-    except KeyboardInterrupt:
-        print("stopped by Ctrl-C", file=sys.stderr, flush=True)
-        raise SystemExit(130) from None
+    before = {s: signal.signal(s, _stop_while_importing) for s in (signal.SIGINT, signal.SIGTERM)}
+    main = importlib.import_module(f"seqlab.{tool}").main
+    for s, handler in before.items():
+        signal.signal(s, handler)
     return main()
 
 

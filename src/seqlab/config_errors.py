@@ -102,6 +102,10 @@ def explain(message: str, config_name: str, config_dirs: list[str], args: list[s
     """One line for a Hydra composition error message, or None if it is not one."""
     lines = [line for line in message.strip().splitlines() if line.strip()]
     first = lines[0] if lines else ""
+    if first.startswith("Could not append") and "already" in message:  # +key=… for a key the config has
+        key = first.split("'")[1]
+        value = next((a.split("=", 1)[1] for a in args if a.lstrip("+").split("=", 1)[0] == key and "=" in a), "…")
+        return f"+{key} adds a new key, but {key} is already set; drop the + ({key}={value}), or write ++{key}={value}"
     if first.startswith("Could not override") or first.startswith("Could not append"):
         key = first.split("'")[1]
         groups = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))

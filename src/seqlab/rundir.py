@@ -4,6 +4,7 @@ checkpoint leaves nothing behind."""
 import errno
 import hashlib
 import itertools
+import os
 import re
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 from seqlab.errors import SeqlabError
 
 made: list[Path] = []  # the folders this process made (a failed start removes them if still empty)
+given: list[Path] = []  # empty folders the user gave as hydra.run.dir: a failed run empties them, not removes
 
 
 def unique_dir(path: str) -> str:
@@ -34,8 +36,8 @@ def unique_dir(path: str) -> str:
             raise SeqlabError(f"the run folder's path is too long for the file system ({len(path)} characters); "
                               f"pass a shorter name= (or paths.root_dir=)") from None
         shown = path if len(path) <= 120 else path[:60] + "…" + path[-40:]
-        raise SeqlabError(f"cannot create the run folder {shown} ({e.strerror or e}); "
-                          f"set paths.root_dir=<a writable folder>") from None
+        where = "SEQLAB_ROOT=<a writable folder>" if os.environ.get("SEQLAB_ROOT") else "paths.root_dir=<a writable folder>"
+        raise SeqlabError(f"cannot create the run folder {shown} ({e.strerror or e}); set {where}") from None
     raise AssertionError("unreachable")
 
 
@@ -69,6 +71,10 @@ def clean_failed_run(output_dir: str | None, outputs_dir: str | None, launch_dir
     # eval, generate and chat run in the current folder, which is the user's, never ours to delete
     if out == cwd or out in cwd.parents or not (out / ".hydra").is_dir() or any(out.rglob("*.ckpt")):
         return
+    if out in [p.resolve() for p in given]:
+        for p in out.iterdir():
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        return
     shutil.rmtree(out, ignore_errors=True)
     _remove_empty_parents(out, Path(outputs_dir).resolve() if outputs_dir else None)
 
@@ -95,3 +101,13 @@ def clean_failed_start(outputs_dir: str | None, new_study: Path | None = None) -
             if new_study is not None:
                 new_study.unlink(missing_ok=True)
             _remove_empty_parents(folder, top or Path.cwd().resolve() / "outputs")
+
+
+def clean_interrupted_start() -> None:
+    """A signal while Hydra set a run up (before training could write a checkpoint): the run
+    folders this process made go, with the folders made for them alone."""
+    for folder in map(Path.resolve, made):
+        if folder.is_dir() and not any(folder.rglob("*.ckpt")):
+            shutil.rmtree(folder, ignore_errors=True)
+            _remove_empty_parents(folder, Path.cwd().resolve() / "outputs")
+

@@ -31,11 +31,18 @@ def read_text(path: Path, what: str = "data.path") -> str:
         raise SeqlabError(f"data path is a folder, not a file: {path}; set {what}=<a UTF-8 text file>")
     if not path.is_file():  # a pipe or a device would block or never end
         raise SeqlabError(f"data path is not a regular file: {path}; set {what}=<a UTF-8 text file>")
+    raw = path.read_bytes()
+    if b"\0" in raw[:1 << 16]:  # text in no common encoding holds NUL bytes (UTF-16 aside)
+        kind = "UTF-16 text" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "binary, not text"
+        fix = f"convert it: iconv -f UTF-16 -t UTF-8 {path} > {path.stem}.utf8.txt" if "UTF-16" in kind \
+            else f"set {what}=<a UTF-8 text file>"
+        raise SeqlabError(f"data file is {kind}: {path}; {fix}")
     try:
-        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a byte-order mark is not text
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not text
     except UnicodeDecodeError as e:
         raise SeqlabError(
-            f"data file is not UTF-8 text: {path} (byte {e.start}); convert it, e.g. `iconv -t UTF-8`, or set {what}"
+            f"data file is not UTF-8 text: {path} (byte {e.start}); convert it from its encoding, e.g. "
+            f"iconv -f LATIN1 -t UTF-8 {path} > {path.stem}.utf8.txt, or set {what}"
         ) from None
     if not text.strip():
         raise SeqlabError(f"data file is empty: {path}; set {what}=<a non-empty text file>")

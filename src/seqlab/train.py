@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.callbacks import GracefulStop
+from seqlab.callbacks import GracefulStop, MovedRun
 from seqlab.checkpoint import check_against_run, read_checkpoint
 from seqlab.cli import command_name, entry_point
 from seqlab.errors import Interrupted, SeqlabError
@@ -80,10 +80,13 @@ def build(cfg: DictConfig, plain: dict | None = None):
     if not cfg.trainer.get("enable_progress_bar", True):
         # trainer.enable_progress_bar=false alone switches the bar off (Lightning refuses both).
         callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
+    loggers = instantiate_list(cfg.get("logger"))
+    if not loggers:  # logger=none: the learning rate has nowhere to go (Lightning refuses the monitor)
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.LearningRateMonitor)]
     slurm = slurm_requeue()
     plugins = {"plugins": [*(plain["trainer"].get("plugins") or []), slurm]} if slurm else {}
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=instantiate_list(cfg.get("logger")) or False, _convert_="all", **plugins
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all", **plugins
     )
     return datamodule, model, trainer
 
@@ -155,6 +158,8 @@ def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
         stale.unlink(missing_ok=True)
     stop = GracefulStop(out_dir / "checkpoints", f"{command_name('train')} resume={out_dir}")
     trainer.callbacks.append(stop)
+    if ckpt_path and Path(ckpt_path).resolve().is_relative_to(out_dir.resolve()):  # resume=: maybe a moved folder
+        trainer.callbacks.append(MovedRun(out_dir / "checkpoints"))
     monitor = cfg.model.monitor
     hp_keys = hp_metric_keys(monitor)
     for lg in trainer.loggers:
@@ -235,11 +240,13 @@ def check_command_line(args: list[str]) -> list[str]:
         raise SeqlabError("resume= continues one run and cannot be swept; drop -m (resume each sweep job's "
                           "folder on its own: resume=outputs/<name>/multirun/<time>/<job>)")
     import os
+    import shutil
 
     if "SEQLAB_ROOT" in os.environ and not os.environ["SEQLAB_ROOT"].strip():  # else outputs/ lands in /
         raise SeqlabError("the SEQLAB_ROOT environment variable is empty; set it to the folder that holds outputs/ "
                           "(export SEQLAB_ROOT=$PWD) or unset it")
     sweep = any(a in ("-m", "--multirun") for a in args)
+    claim = None  # a run folder given by hand, taken once every check has passed
     search = next((a.split("=", 1)[1] for a in args if a.startswith("hparams_search=")), "")
     search_task = next((t for t in TASKS if search.startswith(t + "_")), None)
     if search_task:  # its search space names the task's keys; some exist in every task and would train
@@ -255,6 +262,10 @@ def check_command_line(args: list[str]) -> list[str]:
                               f"trains {task}; pass experiment={search_task} (or hparams_search={task}_optuna)")
     for a in args:
         key, _, value = a.lstrip("+").partition("=")
+        if a.startswith("~") and key.lstrip("~") in ("model", "data", "trainer", "paths", "hydra", "name"):
+            node = key.lstrip("~")
+            raise SeqlabError(f"{a} removes the {node} settings every run needs; drop it"
+                              + ("" if node == "name" else f" (another {node} config is picked with {node}=<option>)"))
         if key == "experiment" and sweep and "," in value:
             raise SeqlabError(f"experiment={value} sweeps over experiments, whose jobs would share one sweep folder; "
                               f"sweep one experiment at a time: -m experiment={value.split(',')[0]} …")
@@ -274,10 +285,15 @@ def check_command_line(args: list[str]) -> list[str]:
                 path = resolve("hydra.run.dir", "train", _config_dirs(args), args)
             if path is not None:
                 check_run_dir(str(path))
+                claim = None if "${" in str(path) else str(path)
         elif key.startswith("hydra.sweeper.params."):  # its keys hold dots (model.lr), which an override cannot name
             name = key.removeprefix("hydra.sweeper.params.")
             raise SeqlabError(f"{key} cannot be set on the command line; give the search range as the key itself: "
                               f"-m hparams_search=… '{name}={value.strip(chr(34) + chr(39)) or 'choice(1,2)'}'")
+        elif key == "hydra/launcher" and value == "slurm" and sweep and not shutil.which("sbatch"):
+            raise SeqlabError("hydra/launcher=slurm submits each job with SLURM's sbatch, which this machine does not "
+                              "have; run the command on a SLURM login node, or use hydra/launcher=parallel to run the "
+                              "jobs here")
         elif key == "hydra.launcher.backend" and value not in ("loky", "multiprocessing", "threading"):
             raise SeqlabError(f"{key} must be loky, multiprocessing or threading (joblib's backends), got {value}; "
                               f"leave it out for loky")
@@ -295,7 +311,10 @@ def check_command_line(args: list[str]) -> list[str]:
             raise SeqlabError(f"{key} must be an integer >= 1 (or -1: every core), got {value}; pass e.g. {key}=2")
         elif key == "hydra.sweeper.direction" and value not in ("minimize", "maximize"):
             raise SeqlabError(f"{key} must be minimize or maximize, got {value}; leave it out: it follows model.monitor_mode")
-    return resume_args(args)
+    args = resume_args(args)
+    if claim is not None and not sweep:
+        claim_run_dir(claim)
+    return args
 
 
 def check_run_dir(path: str) -> None:
@@ -315,6 +334,29 @@ def check_run_dir(path: str) -> None:
                               f"a new folder")
         raise SeqlabError(f"hydra.run.dir={path} is a folder with files in it; a run needs a new or empty folder "
                           f"(e.g. hydra.run.dir={path.rstrip('/')}/run)")
+
+
+def claim_run_dir(path: str) -> None:
+    """Two runs started at once with the same hydra.run.dir both find it empty: the one that
+    makes its `.hydra/` first (an atomic mkdir) has it, the other is refused."""
+    import os
+
+    from seqlab import rundir
+
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) >= 1:  # a requeued job comes back to its own
+        return
+    folder = Path(path).expanduser().absolute()
+    top_new = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)  # mkdir's first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".hydra").mkdir()
+    except FileExistsError:
+        raise SeqlabError(f"hydra.run.dir={path} already holds a run (started just now); pass a new folder") from None
+    except OSError as e:
+        raise SeqlabError(f"cannot create the run folder {path} ({e.strerror or e}); pass a writable hydra.run.dir") from None
+    rundir.made.append(top_new or folder / ".hydra")  # removed again if the run fails to start
+    if top_new is None:
+        rundir.given.append(folder)
 
 
 @entry_point("train", rewrite=check_command_line)

@@ -328,6 +328,10 @@ def locate(prefix: str, node) -> type:
     """The class a config node builds (its `_target_`), with a one-line error if there is none."""
     import hydra
 
+    if isinstance(node, (str, int, float)) and not isinstance(node, bool):  # model.optimizer=adamw for model/optimizer=adamw
+        group = prefix.replace(".", "/")
+        raise SeqlabError(f"{prefix}={node} replaces the {prefix} settings with a value; to pick an option of the "
+                          f"config group write {group}={node}")
     target = node.get("_target_") if isinstance(node, dict) else None
     if not target:
         raise SeqlabError(f"{prefix} has no _target_ (the class it builds); pick an option of its config group")
@@ -375,10 +379,16 @@ def check_config(cfg: dict, examples=None) -> None:
     model, data = cfg["model"], cfg["data"]
     module_cls, data_cls = locate("model", model), locate("data", data)
     task = getattr(module_cls, "task", "") or module_cls.__name__
+    model_task, data_task = (c.__module__.split(".")[2] if c.__module__.startswith("seqlab.tasks.") else None
+                             for c in (module_cls, data_cls))
+    if model_task and data_task and model_task != data_task:  # e.g. model=charlm under experiment=gru_toy
+        raise SeqlabError(f"the model is the {model_task} task's but the data is the {data_task} task's (a model= or "
+                          f"data= override picked another task's); pass experiment={model_task} or experiment={data_task} "
+                          f"for one task's model and data, or drop that override")
     args = {k: v for k, v in model.items() if k not in ("_target_", "optimizer", "scheduler")}
     check_node("model", module_cls, args, f"the {task} model", examples=examples)
     check_node("data", data_cls, {k: v for k, v in data.items() if k != "_target_"}, f"the {task} data",
-               examples=examples)
+               provided=(), examples=examples)
     check_torch_node("model.optimizer", model.get("optimizer") or {}, (torch.optim.Optimizer,), "torch optimizer",
                      examples=examples)
     if model.get("scheduler"):  # model/scheduler=none leaves it empty

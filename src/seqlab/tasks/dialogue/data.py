@@ -166,7 +166,8 @@ class DialogueDataModule(SeqlabDataModule):
             raise SeqlabError(f"data.language={language} picks a chatterbot corpus, but this run reads a pairs file; "
                               f"use data=dialogue_chatterbot data.language={language}, or drop data.language")
         if val_frac + test_frac >= 1:
-            raise SeqlabError(f"data.val_frac + data.test_frac must be below 1, got {val_frac} + {test_frac}")
+            raise SeqlabError(f"data.val_frac + data.test_frac must be below 1 (the rest trains), got {val_frac} + "
+                              f"{test_frac}; pass e.g. data.val_frac=0.1 data.test_frac=0.1")
         self.splits = None
         self.src_vocab: Vocab | None = None
         self.tgt_vocab: Vocab | None = None

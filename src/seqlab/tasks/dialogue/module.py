@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import BLEUScore
 
 from seqlab.decoding import Hypotheses, beam_search, greedy_search
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, warn
 from seqlab.module import SeqlabModule
 from seqlab.tasks.dialogue.data import EOS, PAD, SOS, SPECIALS, UNK, detokenize, tokenize
 from seqlab.tasks.dialogue.figures import attention_figure
@@ -24,6 +24,7 @@ from seqlab.vocab import Vocab
 
 BeamWidth = Annotated[int, Range(1, 100)]
 ReplyLength = Annotated[int, Range(1, 1000)]  # tokens; decoding stops at <eos> long before
+MAX_PROMPT = 500  # words of a message that are read (training pairs are far shorter)
 
 
 class DialogueModule(SeqlabModule):
@@ -93,6 +94,9 @@ class DialogueModule(SeqlabModule):
         tokens = tokenize(prompt or "")
         if not tokens:
             raise SeqlabError(f"the prompt {prompt!r} has no words; pass a sentence, e.g. prompt=\"hi, who are you?\"")
+        if len(tokens) > MAX_PROMPT:  # attention grows with the square of the length: 20,000 words take a minute
+            warn(f"the message has {len(tokens)} words; only its first {MAX_PROMPT} are read")
+            tokens = tokens[:MAX_PROMPT]
         src = self.src_vocab.encode(tokens).to(self.device)[None]
         hyp = self.decode(src, beam_width or self.hparams.beam_width, max_len or self.hparams.max_len)
         return detokenize(self.reply_tokens(hyp.tokens[0].tolist()))

@@ -50,7 +50,8 @@ class GRUToyDataModule(SeqlabDataModule):
             raise SeqlabError(f"data.vocab must be a list of distinct single characters, got {vocab!r}; pass e.g. data.vocab=[h,a,t,M]")
         missing = sorted(set(text) - set(vocab))
         if missing:
-            raise SeqlabError(f"data.text has characters not in data.vocab: {''.join(missing)!r}; add them to data.vocab")
+            raise SeqlabError(f"data.text has characters not in data.vocab: {''.join(missing)!r}; write it with the "
+                              f"characters {''.join(vocab)!r} only (or, training a new model, add them to data.vocab)")
         if len(text) - 1 < batch_size * seq_len:
             raise SeqlabError(f"data.text has {len(text)} characters, too few for one batch of {batch_size}×{seq_len} "
                               f"(and the targets one further); use a longer text or smaller data.batch_size/data.seq_len")
