@@ -235,6 +235,18 @@ def blame_deletion(message: str, args: list[str]) -> str:
     return message
 
 
+def quiet_lightning() -> None:
+    """Lines Lightning prints that do not concern a seqlab run: an advertisement, a torch
+    deprecation inside Lightning, and a warning about data-loading workers seqlab does not use."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.getMessage()).startswith("💡 Tip"))
+
+
 received: list[int] = []  # the signal that ended a run before training installed its handler
 
 
@@ -316,6 +328,7 @@ def entry_point(config_name: str, rewrite=None):
             sweep.current_sweep, sweep.empty, sweep.new_study = None, False, None
             received.clear()
             signal.signal(signal.SIGTERM, _stop)
+            quiet_lightning()
             try:
                 result = hydra_main()
             except KeyboardInterrupt:
