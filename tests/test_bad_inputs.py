@@ -151,6 +151,12 @@ CONFIG_CASES = [
     (["trainer.detect_anomaly=true"], "add it with +trainer.detect_anomaly=…"),
     (["model.optimizer.lrr=1"], "model.optimizer.lrr is not an argument of Adam; did you mean model.optimizer.lr=…?"),
     (["model.optimizer.nesterov=true"], "model.optimizer.nesterov is not an argument of Adam; its arguments: lr, betas"),
+    (["experimnet=gru_toy"], "unknown config key 'experimnet'; did you mean experiment=gru_toy?"),
+    (["experiment=gru_toy", "++model.hiden=4"], "model.hiden is not an option of the gru_toy model; did you mean "
+                                                "model.hidden_size=…?"),
+    (["--cfg", "jobs"], "--cfg takes one of job, hydra, all, got 'jobs'"),
+    (["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.n_trials=2",
+      "model.hidden_size=choice(0,-1)"], "no Optuna trial finished: the first failed with 'model.hidden_size must be"),
     (["experiment=gru_toy", "+model.hidden_size=4"],
      "+model.hidden_size adds a new key, but model.hidden_size is already set; drop the + (model.hidden_size=4)"),
     (["experiment=gru_toy", "~model.hidden_size"],
@@ -232,6 +238,28 @@ def test_data_files_in_other_encodings(tmp_path):
     assert "is UTF-16 text" in msg and "iconv -f UTF-16 -t UTF-8" in msg
     msg = one_error(*cli("train", f"data.path={tmp_path / 'binary.txt'}", cwd=tmp_path)[::2])
     assert "is binary, not text" in msg and not left_behind(tmp_path)
+
+
+def test_a_json_list_with_a_syntax_error_names_the_place(tmp_path):
+    (tmp_path / "pairs.json").write_text('[{"listen": "hi", "reply": "hello"},\n {"listen": "a" "reply": "b"}]')
+    msg = one_error(*cli("train", "experiment=dialogue", f"data.path={tmp_path / 'pairs.json'}", cwd=tmp_path)[::2])
+    assert "is not valid JSON: Expecting ',' delimiter at line 2, column 17; fix it there" in msg
+
+
+def test_resume_of_a_run_whose_settings_are_gone(tmp_path):
+    """The checkpoint is there, .hydra/ is not: the line says how to start from the checkpoint."""
+    run = tmp_path / "run"
+    code, _, err = cli("train", "experiment=gru_toy", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                       f"hydra.run.dir={run}", cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    import shutil
+
+    shutil.rmtree(run / ".hydra")
+    msg = one_error(*cli("train", f"resume={run}", cwd=tmp_path)[::2])
+    assert f"start a new run from it: seqlab-train experiment=<its experiment> ckpt_path={run}/checkpoints/last.ckpt" in msg
+    code, _, err = cli("train", "experiment=gru_toy", f"ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=2",
+                       "trainer.enable_progress_bar=false", cwd=tmp_path)
+    assert code == 0, err[-3000:]
 
 
 def test_a_run_without_loggers(tmp_path):

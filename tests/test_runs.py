@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import lightning as L
 import pytest
 import torch
 from conftest import ROOT, TINY_CHARLM, make_cfg, one_line_error, run_cli
@@ -298,6 +299,48 @@ def test_a_signal_while_the_run_starts_leaves_nothing(tmp_path):
             assert last in ("stopped by Ctrl-C", "stopped by SIGTERM"), last  # stopped before the first checkpoint
             assert not (tmp_path / "outputs").exists() or not any(p.is_file() for p in (tmp_path / "outputs").rglob("*"))
         subprocess.run(["rm", "-rf", str(tmp_path / "outputs")])
+
+
+def test_eval_stops_on_a_signal_in_one_line(tmp_path):
+    """Lightning ends a test interrupted by Ctrl-C with exit 1 and no word of it; seqlab-eval
+    says so and exits 130 / 143."""
+    args = ["experiment=subseq", "model.hidden_size=16", "model.emb_dim=8", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={tmp_path / 'run'}", "test=false"]
+    assert run_cli("seqlab.train", *args).returncode == 0
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        job = subprocess.Popen([sys.executable, "-m", "seqlab.eval", f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
+                                "data.test_size=4000000", "data.eval_batch_size=8", "trainer.enable_progress_bar=true"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        time.sleep(10)  # in the test loop (a slow machine may still be making the data: the same line then)
+        job.send_signal(sig)
+        _, err = job.communicate(timeout=120)
+        name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+        assert job.returncode == 128 + sig and "Traceback" not in err, err[-3000:]
+        assert err.strip().splitlines()[-1].startswith(f"stopped by {name}")
+
+
+class SignalAfterLastBatch(L.Callback):
+    """Sends this process SIGTERM at the end of the first epoch's last training batch."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == 0 and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_at_an_epochs_last_batch_lets_its_validation_run(tmp_path):
+    """Stopping right there would save a step that a resume treats as validated: the run
+    validates the epoch (and keeps its best checkpoint) before it stops."""
+    from seqlab.errors import Interrupted
+
+    cfg = make_cfg(["experiment=gru_toy", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1",
+                    "trainer.enable_progress_bar=false", "+callbacks.signal._target_=test_runs.SignalAfterLastBatch"],
+                   tmp_path)
+    with pytest.raises(Interrupted) as stopped:
+        train(cfg)
+    assert stopped.value.code == 143 and "(epoch 1)" in stopped.value.message
+    assert list((tmp_path / "checkpoints").glob("best-epoch00.ckpt"))  # the epoch validated before the stop
 
 
 def test_a_moved_run_resumes_from_its_own_files(tmp_path):

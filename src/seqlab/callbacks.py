@@ -142,12 +142,25 @@ class GracefulStop(L.Callback):
                           f"{where}; {hint}", code, saved)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.received is not None:
+        # After an epoch's last batch its validation comes next: stop after it (at the epoch end),
+        # or a resume from this step would skip that validation and its best checkpoint.
+        if self.received is not None and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             self._stop(trainer, save=not trainer.fast_dev_run)
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
+    # A signal during an epoch's last batch or its validation: the epoch ends first, with its
+    # checkpoints (best and last: Lightning calls checkpoint callbacks after this one's
+    # on_train_epoch_end), and the run stops as the next epoch starts.
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
         if self.received is not None:
-            self._stop(trainer, save=not trainer.fast_dev_run)
+            self._stop(trainer, save=not (self.dirpath / "last.ckpt").is_file() and not trainer.fast_dev_run)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.received is not None:  # the last epoch ended: nothing left to resume
+            name, code = signal.Signals(self.received).name, 128 + self.received
+            self.received = None
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(self.dirpath / "last.ckpt")
+            raise Interrupted(f"stopped by {name} after the last epoch, before the test; test it with: "
+                              f"seqlab-eval ckpt_path={best}", code, True)
 
     def on_test_batch_end(self, trainer, *args) -> None:
         if self.received is not None:  # training is over: its checkpoints are written

@@ -97,6 +97,10 @@ def user_error(e: BaseException) -> str | None:
         if isinstance(e, (MisconfigurationException, HydraException, OmegaConfBaseException)):
             return _first_line(e)
         if isinstance(e, ValueError) and str(e) == "Record does not exist." and "/optuna/" in _raised_in(e):
+            reason = _first_trial_error()
+            if reason:
+                return (f"no Optuna trial finished: the first failed with '{reason}' (the sweep summary lists "
+                        f"each); fix the search space or the overrides")
             return ("no Optuna trial finished with a value of the monitored metric (each job's result.json says "
                     "why); check model.monitor and that the trials validate (trainer.check_val_every_n_epoch)")
         if isinstance(e, (ValueError, TypeError, RuntimeError, ZeroDivisionError)) and \
@@ -208,9 +212,21 @@ FLAG_ALIASES = {"epochs": "trainer.max_epochs", "max_epochs": "trainer.max_epoch
                 "gpus": "trainer.devices", "devices": "trainer.devices", "data": "data.path", "output_dir": "hydra.run.dir"}
 
 
+FLAG_CHOICES = {("-c", "--cfg"): ("job", "hydra", "all"),
+                ("-i", "--info"): ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")}
+
+
 def _check_flags(args: list[str]) -> None:
-    """Dashed words Hydra does not know (`--epochs 3`, `--lr=0.1`) would end in argparse's usage
-    block; name the override meant instead."""
+    """Dashed words Hydra does not know (`--epochs 3`, `--lr=0.1`) and wrong values of its own
+    (`--cfg jobs`) would end in argparse's usage block; name the override or value meant."""
+    for i, a in enumerate(args):
+        for flags, choices in FLAG_CHOICES.items():
+            if a in flags:
+                value = args[i + 1] if i + 1 < len(args) else None
+                optional = a in ("-i", "--info")
+                if (value is None and not optional) or (value is not None and "=" not in value
+                                                        and not value.startswith("-") and value not in choices):
+                    raise SeqlabError(f"{a} takes one of {', '.join(choices)}, got {value!r}; e.g. {a} {choices[0]}")
     skip = False
     for i, a in enumerate(args):
         if skip or not a.startswith("-") or a in HYDRA_FLAGS or a.split("=", 1)[0] in ("--config-dir", "--config-path",
@@ -233,6 +249,18 @@ def blame_deletion(message: str, args: list[str]) -> str:
             off = " (to switch it off: model/scheduler=none)" if key == "model.scheduler" else ""
             return f"~{key} deleted a setting this run needs ({message.split(';')[0]}); drop ~{key}{off}"
     return message
+
+
+def _first_trial_error() -> str | None:
+    """The reason the first job of the current sweep failed, from its result.json."""
+    from seqlab import sweep
+
+    if sweep.current_sweep is None:
+        return None
+    for row in sweep.collect(sweep.current_sweep):
+        if row["status"].startswith("failed: "):
+            return row["status"].removeprefix("failed: ")
+    return None
 
 
 def quiet_lightning() -> None:
@@ -334,10 +362,13 @@ def entry_point(config_name: str, rewrite=None):
             except KeyboardInterrupt:
                 if sweep.current_sweep is not None:
                     sweep.print_summary(sweep.current_sweep)
-                rundir.clean_interrupted_start()
+                nothing_kept = rundir.clean_interrupted_start()
                 signum = received[-1] if received else signal.SIGINT
                 name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-                print(f"stopped by {name}", file=sys.stderr, flush=True)
+                started = "" if config_name != "train" else (
+                    "; the sweep's finished jobs are kept" if sweep.current_sweep else
+                    " before training began; nothing was written, nothing to resume" if nothing_kept else "")
+                print(f"stopped by {name}{started}", file=sys.stderr, flush=True)
                 raise SystemExit(128 + signum) from None
             except SystemExit:
                 if sweep.current_sweep is not None:  # a sweep job stopped by a signal

@@ -127,9 +127,14 @@ def explain(message: str, config_name: str, config_dirs: list[str], args: list[s
             close = difflib.get_close_matches(key, options, n=1, cutoff=0.8)  # a typo, not a different idea
             hint = f"did you mean {close[0]}=…? " if close else ""
             return f"unknown option {key!r}: {hint}seqlab-{config_name} takes {', '.join(options)}"
+        groups = [p.name for d in config_dirs for p in Path(d).iterdir() if p.is_dir() and p.name not in ("hydra", "debug")]
+        value = next((a.split("=", 1)[1] for a in args if a.lstrip("+~").split("=", 1)[0] == key and "=" in a), "…")
+        group = difflib.get_close_matches(key, groups, n=1, cutoff=0.75) if "." not in key else []
+        if group:  # experimnet=gru_toy
+            return f"unknown config key {key!r}; did you mean {group[0]}={value}?"
         close = difflib.get_close_matches(key, _all_keys(cfg), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}=…?" if close else f"prefix it with + to add a new key (+{key}=…)"
-        return f"unknown config key {key!r}; {hint} (list the keys with --cfg job)"
+        hint = f"did you mean {close[0]}=…?" if close else "this config has no such key"
+        return f"unknown config key {key!r}; {hint} (list the keys with: seqlab-{config_name} --cfg job)"
     if first.startswith("Ambiguous value for argument"):
         return (f"{first.rstrip('.')}: a value with commas is a sweep; add -m to sweep it, or write a list "
                 f"in brackets, e.g. 'key=[a,b]'")

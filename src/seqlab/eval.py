@@ -3,13 +3,33 @@
     seqlab-eval ckpt_path=outputs/charlm/runs/<time>/checkpoints/last.ckpt [data.path=other.txt]
 """
 
+import signal
+from contextlib import contextmanager
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import load_datamodule, load_module
 from seqlab.cli import entry_point
-from seqlab.errors import SeqlabError
+from seqlab.errors import Interrupted, SeqlabError
 from seqlab.validation import check_trainer
+
+
+@contextmanager
+def stop_on_signals():
+    """Lightning turns Ctrl-C during a test into its own message and exit 1; SIGINT and SIGTERM
+    here end with one line and 130 / 143 instead (an exception Lightning passes on)."""
+
+    def stop(signum, frame):
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        raise Interrupted(f"stopped by {name}; the evaluation did not finish", 128 + signum, saved=True)
+
+    before = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def data_overrides(args: list[str]) -> list[str]:
@@ -34,7 +54,8 @@ def main(cfg: DictConfig) -> dict:
             raise SeqlabError(f"{given} changes the {key} this model was built for; evaluate it on data of its "
                               f"own format (drop those settings)")
     trainer = hydra.utils.instantiate(cfg.trainer, _convert_="all")
-    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    with stop_on_signals():
+        results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     for k, v in sorted(results.items()):
         print(f"{k}: {v:.4f}")
     return results

@@ -42,6 +42,9 @@ def resume_args(args: list[str]) -> list[str]:
                           "(or drop resume= to start a new run from that checkpoint)")
     overrides_file, last = run_dir / ".hydra" / "overrides.yaml", run_dir / "checkpoints" / "last.ckpt"
     if not overrides_file.is_file():
+        if last.is_file():  # the checkpoint is there, the run's settings are not
+            raise SeqlabError(f"resume={run_dir} has checkpoints/last.ckpt but not the run's settings (.hydra/); "
+                              f"start a new run from it: seqlab-train experiment=<its experiment> ckpt_path={last}")
         raise SeqlabError(f"resume={run_dir} is not a seqlab run folder (no .hydra/overrides.yaml); "
                           f"pass resume=outputs/<name>/runs/<time>")
     if not last.is_file():

@@ -103,11 +103,15 @@ def clean_failed_start(outputs_dir: str | None, new_study: Path | None = None) -
             _remove_empty_parents(folder, top or Path.cwd().resolve() / "outputs")
 
 
-def clean_interrupted_start() -> None:
+def clean_interrupted_start() -> bool:
     """A signal while Hydra set a run up (before training could write a checkpoint): the run
-    folders this process made go, with the folders made for them alone."""
+    folders this process made go, with the folders made for them alone. False if one holds a
+    checkpoint (it stays)."""
+    kept = False
     for folder in map(Path.resolve, made):
         if folder.is_dir() and not any(folder.rglob("*.ckpt")):
             shutil.rmtree(folder, ignore_errors=True)
             _remove_empty_parents(folder, Path.cwd().resolve() / "outputs")
+        kept |= folder.is_dir()
+    return not kept
 

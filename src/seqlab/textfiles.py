@@ -55,8 +55,10 @@ def read_json_records(path: Path, what: str = "data.path") -> list:
     try:
         data = json.loads(text)
         return data if isinstance(data, list) else [data]
-    except json.JSONDecodeError:
-        pass
+    except json.JSONDecodeError as e:
+        if text.lstrip().startswith("["):  # meant as one JSON list: its own error is the one to show
+            raise SeqlabError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}; fix it there "
+                              f"(or write one JSON object per line)") from None
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():

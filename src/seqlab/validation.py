@@ -213,8 +213,9 @@ def check_node(prefix: str, cls, args: dict, what: str, provided: typing.Iterabl
     params, hints = signature_of(cls)
     for key, value in args.items():
         if key not in params:
-            raise SeqlabError(f"{prefix}.{key} is not an option of {what} (its options: {', '.join(params)}); "
-                              f"remove it with ~{prefix}.{key}")
+            close = difflib.get_close_matches(key, list(params), n=1)
+            hint = f"did you mean {prefix}.{close[0]}=…?" if close else f"drop it (its options: {', '.join(params)})"
+            raise SeqlabError(f"{prefix}.{key} is not an option of {what}; {hint}")
         check_value(f"{prefix}.{key}", value, hints.get(key), examples(f"{prefix}.{key}") if examples else None)
     if provided is not None:
         missing = [k for k, p in params.items() if p.default is p.empty and k not in args and k not in provided]
