@@ -387,6 +387,8 @@ def entry_point(config_name: str, rewrite=None):
                 message = message or user_error(e)
                 if message is None:
                     raise
+                if sweep.current_sweep is not None:
+                    rundir.clean_failed_sweep(sweep.current_sweep, sweep.new_study)
                 resume.restore()
                 rundir.clean_failed_start(None, sweep.new_study)
                 exit_with(blame_deletion(message, args))

@@ -103,6 +103,17 @@ def clean_failed_start(outputs_dir: str | None, new_study: Path | None = None) -
             _remove_empty_parents(folder, top or Path.cwd().resolve() / "outputs")
 
 
+def clean_failed_sweep(sweep_dir: Path, new_study: Path | None) -> None:
+    """A sweep that failed with no job past its first checkpoint: its summary has been printed,
+    and its folder (and the Optuna study it created) would hold nothing to keep."""
+    sweep_dir = Path(sweep_dir).resolve()
+    if sweep_dir.is_dir() and not any(sweep_dir.rglob("*.ckpt")):
+        shutil.rmtree(sweep_dir, ignore_errors=True)
+        if new_study is not None:
+            new_study.unlink(missing_ok=True)
+        _remove_empty_parents(sweep_dir, Path.cwd().resolve() / "outputs")
+
+
 def clean_interrupted_start() -> bool:
     """A signal while Hydra set a run up (before training could write a checkpoint): the run
     folders this process made go, with the folders made for them alone. False if one holds a
