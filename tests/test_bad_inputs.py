@@ -227,6 +227,13 @@ def test_a_run_folder_built_from_settings_is_checked_too(tmp_path):
     assert "hydra.run.dir=outputs/gru_toy/fixed already holds a run; continue it with resume=" in msg
 
 
+def test_a_sweep_folder_that_cannot_be_written(tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    msg = one_error(*cli("train", "-m", "experiment=gru_toy", f"hydra.sweep.dir={tmp_path / 'file' / 'x'}",
+                         cwd=tmp_path)[::2])
+    assert "Not a directory; set hydra.sweep.dir=<a writable folder>" in msg
+
+
 def test_data_files_in_other_encodings(tmp_path):
     """Each names the conversion that works (checked here with iconv where it exists)."""
     (tmp_path / "latin1.txt").write_bytes("café naïve".encode("latin-1") * 100)

@@ -25,7 +25,16 @@ CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 # OS errors that are the machine's state, not a bug: reported in one line.
 FAULTS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space", errno.EACCES: "check the permissions",
-          errno.EROFS: "write somewhere else", errno.ENOTDIR: "pick another folder", errno.EEXIST: "pick another folder"}
+          errno.EROFS: "write somewhere else", errno.ENOTDIR: None, errno.EEXIST: None}
+
+
+def _folder_fix(filename) -> str:
+    """The setting that chose the folder a write failed in, to point at a writable one."""
+    given = dict(a.lstrip("+").split("=", 1) for a in sys.argv[1:] if "=" in a)
+    keys = ("hydra.sweep.dir", "hydra.run.dir", "paths.root_dir")
+    key = next((k for k in keys if given.get(k) and str(filename or "").startswith(given[k])), None)
+    key = key or ("hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in sys.argv) else "paths.root_dir")
+    return f"set {key}=<a writable folder>"
 
 
 # Where an exception raised by a library is the user's setting, not a bug: Hydra and its
@@ -79,7 +88,7 @@ def user_error(e: BaseException) -> str | None:
         if isinstance(e, OSError) and (e.errno in FAULTS or (e.errno in (errno.ENOENT, errno.EPERM)
                                                              and any("/hydra/" in f for f in _frames(e)))):
             where = f" {e.filename}" if e.filename else ""
-            return f"cannot write{where}: {e.strerror}; {FAULTS.get(e.errno, 'pick another folder')}" + \
+            return f"cannot write{where}: {e.strerror}; {FAULTS.get(e.errno) or _folder_fix(e.filename)}" + \
                 (" (finished checkpoints are intact)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
         if isinstance(e, yaml.YAMLError):  # a config file of the user's (--config-dir) that does not parse
             mark = getattr(e, "problem_mark", None)
