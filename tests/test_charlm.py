@@ -163,3 +163,5 @@ def test_split_by_lines_or_by_characters_for_a_single_line():
     one_line = "x" * 1000  # a corpus without line breaks: nothing to split by lines
     train_part, val_part = split_text(one_line, 0.8)
     assert len(train_part) == 800 and len(val_part) == 200
+    train_part, val_part = split_text(one_line + "\n", 0.8)  # a final newline does not make a second line
+    assert len(train_part) == 801 and len(val_part) == 200

@@ -45,6 +45,10 @@ def test_grid_sweep_leaves_named_jobs_and_a_summary(small_text, tmp_path):
         result = json.loads((sweep / r["job"] / "result.json").read_text())
         assert float(r["value"]) == pytest.approx(result["value"]) and 0 < result["value"] < 10
     assert "model.optimizer.lr=0.003" in (sweep / "summary.md").read_text()
+    # a job's folder name holds '=' and ',': resume= of it still reads as one path
+    proc = run_cli("seqlab.train", f"resume={sweep / jobs[0]}", "trainer.max_epochs=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((sweep / jobs[0] / "result.json").read_text())["best_checkpoint"].startswith(str(sweep / jobs[0]))
 
 
 def test_optuna_sweep_records_trials_and_continues_the_study(small_text, tmp_path):

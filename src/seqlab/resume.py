@@ -50,6 +50,11 @@ def resume_args(args: list[str]) -> list[str]:
     if not last.is_file():
         raise SeqlabError(f"{run_dir} has no checkpoints/last.ckpt to resume from; start it again, "
                           f"or pass ckpt_path=<a .ckpt file>")
+    from seqlab.rundir import in_use
+
+    if in_use(run_dir):
+        raise SeqlabError(f"resume={run_dir}: that run is still going (another seqlab-train is writing it); wait "
+                          f"for it to end, or stop it first (its Ctrl-C line names this same resume=)")
     old = [o for o in yaml.safe_load(overrides_file.read_text()) or []
            if _key(o) not in ("ckpt_path", "resume", "hydra.run.dir")]
     new = [a for a in args if not a.startswith("resume=")]
@@ -67,7 +72,15 @@ def resume_args(args: list[str]) -> list[str]:
     _pending = run_dir.resolve()
     _events.clear()
     _events.update((_pending / "tensorboard").glob("events.out.tfevents.*"))
-    return [*old, *new, f"ckpt_path={last}", f"hydra.run.dir={run_dir.resolve()}"]
+    return [*old, *new, f"ckpt_path={_quoted(str(last.resolve()))}", f"hydra.run.dir={_quoted(str(run_dir.resolve()))}"]
+
+
+def _quoted(value: str) -> str:
+    """A value as a Hydra override: a sweep job's folder name holds '=' and ',', which Hydra
+    would otherwise read as syntax."""
+    if not any(c in value for c in "=,[]{}()'\" :~*?<>|\\ "):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def restore(run_dir: Path | None = None) -> None:

@@ -96,11 +96,59 @@ def clean_failed_start(outputs_dir: str | None, new_study: Path | None = None) -
     top = Path(outputs_dir).resolve() if outputs_dir else None
     for folder in map(Path.resolve, made):
         files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-        if folder.is_dir() and all(p.name == "multirun.yaml" for p in files):
+        if folder.is_dir() and all(p.name in ("multirun.yaml", LOCK.name) for p in files):
             shutil.rmtree(folder, ignore_errors=True)
             if new_study is not None:
                 new_study.unlink(missing_ok=True)
             _remove_empty_parents(folder, top or Path.cwd().resolve() / "outputs")
+
+
+LOCK = Path(".hydra") / "seqlab.lock"  # held (flock) while a run trains; the kernel drops it when the process ends
+_held: dict[Path, int] = {}
+
+
+def hold(run_dir: Path) -> None:
+    """Mark a run folder as in use by this process until `release` or the process ends (even by
+    kill -9): a second run or a resume= of it meanwhile is refused instead of sharing it."""
+    import fcntl
+
+    path = (Path(run_dir) / LOCK).resolve()
+    if path in _held:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SeqlabError(f"{run_dir} is in use by a seqlab-train that is still running; wait for it to end (or stop "
+                          f"it), or pass a new folder") from None
+    _held[path] = fd
+
+
+def in_use(run_dir: Path) -> bool:
+    """Another process holds the run folder."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK
+    if not path.is_file() or path.resolve() in _held:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def release(run_dir: Path) -> None:
+    path = (Path(run_dir) / LOCK).resolve()
+    fd = _held.pop(path, None)
+    if fd is not None:
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def clean_failed_sweep(sweep_dir: Path, new_study: Path | None) -> None:

@@ -133,10 +133,17 @@ def torch_threads(n: int | None):
 
 def train(cfg: DictConfig) -> tuple[dict, str | None]:
     """Fit, then test the best checkpoint; returns the metrics and the best checkpoint's path."""
+    from seqlab import rundir
+
     plain = OmegaConf.to_container(cfg, resolve=True)
     check_config(plain, defaults_of(cfg))
-    with torch_threads(cfg.get("threads")):
-        return _train(cfg, plain)
+    out_dir = Path(cfg.paths.output_dir)
+    rundir.hold(out_dir)  # a resume= of this folder meanwhile is refused
+    try:
+        with torch_threads(cfg.get("threads")):
+            return _train(cfg, plain)
+    finally:
+        rundir.release(out_dir)
 
 
 def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
@@ -147,12 +154,12 @@ def _train(cfg: DictConfig, plain: dict) -> tuple[dict, str | None]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = (hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path")
                  else requeued_checkpoint(Path(cfg.paths.output_dir)))
-    if ckpt_path:  # a missing or corrupt file, or one already past the epochs asked for, fails now
-        done, max_epochs = read_checkpoint(ckpt_path).get("epoch", 0), cfg.trainer.get("max_epochs")
-        if max_epochs not in (None, -1) and done >= max_epochs and cfg.get("train", True):
-            raise SeqlabError(f"{ckpt_path} stopped at epoch {done}, past trainer.max_epochs={max_epochs}; pass "
-                              f"trainer.max_epochs={done + 2} or more to train on from it (or train=false to test it)")
-    datamodule, model, trainer = build(cfg, plain)
+    done = read_checkpoint(ckpt_path).get("epoch", 0) if ckpt_path else 0  # a missing or corrupt file fails now
+    datamodule, model, trainer = build(cfg, plain)  # (checks the checkpoint's task and network against the run)
+    max_epochs = cfg.trainer.get("max_epochs")
+    if ckpt_path and max_epochs not in (None, -1) and done >= max_epochs and cfg.get("train", True):
+        raise SeqlabError(f"{ckpt_path} stopped at epoch {done}, past trainer.max_epochs={max_epochs}; pass "
+                          f"trainer.max_epochs={done + 2} or more to train on from it (or train=false to test it)")
     out_dir = Path(cfg.paths.output_dir)
     for stale in (out_dir / "checkpoints").glob(".*.ckpt.*.tmp"):  # a save that a kill cut short
         stale.unlink(missing_ok=True)
@@ -329,6 +336,10 @@ def check_run_dir(path: str) -> None:
                           "out for outputs/<name>/runs/<time>")
     folder = Path(path).expanduser()
     if folder.is_dir() and any(folder.iterdir()):
+        from seqlab import rundir
+
+        if rundir.in_use(folder):
+            raise SeqlabError(f"hydra.run.dir={path} is in use by a run that is still going; pass a new folder")
         if (folder / ".hydra").is_dir():
             raise SeqlabError(f"hydra.run.dir={path} already holds a run; continue it with resume={path}, or pass "
                               f"a new folder")
@@ -355,6 +366,7 @@ def claim_run_dir(path: str) -> None:
     except OSError as e:
         raise SeqlabError(f"cannot create the run folder {path} ({e.strerror or e}); pass a writable hydra.run.dir") from None
     rundir.made.append(top_new or folder / ".hydra")  # removed again if the run fails to start
+    rundir.hold(folder)  # from now until this run ends, a second run or a resume= of it is refused
     if top_new is None:
         rundir.given.append(folder)
 

@@ -392,6 +392,11 @@ def check_config(cfg: dict, examples=None) -> None:
                provided=(), examples=examples)
     check_torch_node("model.optimizer", model.get("optimizer") or {}, (torch.optim.Optimizer,), "torch optimizer",
                      examples=examples)
+    opt = model.get("optimizer") or {}
+    if opt.get("nesterov") and (not opt.get("momentum") or opt.get("dampening", 0)):
+        raise SeqlabError(f"model.optimizer.nesterov=true needs a momentum and no dampening (momentum="
+                          f"{opt.get('momentum', 0)}, dampening={opt.get('dampening', 0)}); pass e.g. "
+                          f"model.optimizer.momentum=0.9 model.optimizer.dampening=0")
     if model.get("scheduler"):  # model/scheduler=none leaves it empty
         sched = torch.optim.lr_scheduler
         check_torch_node("model.scheduler", model["scheduler"], (sched.LRScheduler, sched.ReduceLROnPlateau),

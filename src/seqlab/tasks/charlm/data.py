@@ -79,9 +79,10 @@ class CharStreams(IterableDataset):
 
 def split_text(text: str, train_frac: float) -> tuple[str, str]:
     """Ordered split by lines: the first `train_frac` of the lines (ceil) train, the rest
-    validation. A text of a single line (nothing to split by) is split by characters."""
+    validation. A text of a single line (nothing to split by, a final newline aside) is split by
+    characters."""
     lines = text.split("\n")
-    if len(lines) < 2:
+    if sum(1 for line in lines if line) < 2:
         cut = math.ceil(len(text) * train_frac)
         return text[:cut], text[cut:]
     n_train = math.ceil(len(lines) * train_frac)
@@ -107,8 +108,16 @@ class CharLMDataModule(SeqlabDataModule):
 
     def model_kwargs(self) -> dict:
         if self.vocab is None:
+            self.check_lengths(1)  # (before the model is built on its vocabulary)
             self.vocab = Vocab.build(self.read()[0], min_freq=self.hparams.min_freq, specials=("<unk>",))
         return {"vocab": list(self.vocab.itos)}
+
+    def check_lengths(self, world: int) -> None:
+        bs = self.hparams.batch_size
+        for name, part in zip(("training", "validation"), self.read()):
+            if len(part) < 2 * bs * world:
+                raise SeqlabError(f"the {name} text has {len(part)} characters, too few for {bs} streams on "
+                                  f"{world} device(s); use a longer file or a smaller data.batch_size")
 
     def use_model(self, module) -> None:
         """Evaluating a checkpoint on another text: encode it with the model's own vocabulary."""
@@ -119,10 +128,7 @@ class CharLMDataModule(SeqlabDataModule):
         texts = self.read()
         rank, world = self.rank_and_world()
         bs = self.hparams.batch_size
-        for name, part in zip(("training", "validation"), texts):
-            if len(part) < 2 * bs * world:
-                raise SeqlabError(f"the {name} text has {len(part)} characters, too few for {bs} streams on "
-                                  f"{world} device(s); use a longer file or a smaller data.batch_size")
+        self.check_lengths(world)
         # Each rank reads its own `batch_size` streams of the text: no duplicated data under DDP.
         self.train_streams, self.val_streams = (
             batchify(self.vocab.encode(part), bs * world)[rank * bs : (rank + 1) * bs].to(self.device())
