@@ -154,6 +154,7 @@ CONFIG_CASES = [
     (["model.optimizer.lrr=1"], "model.optimizer.lrr is not an argument of Adam; did you mean model.optimizer.lr=…?"),
     (["model.optimizer.nesterov=true"], "model.optimizer.nesterov is not an argument of Adam; its arguments: lr, betas"),
     (["experimnet=gru_toy"], "unknown config key 'experimnet'; did you mean experiment=gru_toy?"),
+    (["experiment=dialogue", "data.max_tokens=0"], "pass e.g. data.max_tokens=null"),  # (off by default: off works)
     (["experiment=gru_toy", "++model.hiden=4"], "model.hiden is not an option of the gru_toy model; did you mean "
                                                 "model.hidden_size=…?"),
     (["--cfg", "jobs"], "--cfg takes one of job, hydra, all, got 'jobs'"),
@@ -194,6 +195,8 @@ def test_run_folder_below_a_regular_file(tmp_path):
     (tmp_path / "file").write_text("a file, not a folder")
     msg = one_error(*cli("train", f"hydra.run.dir={tmp_path / 'file' / 'run'}", cwd=tmp_path)[::2])
     assert "file" in msg and ("Not a directory" in msg or "pick another folder" in msg)
+    msg = one_error(*cli("train", f"hydra.run.dir={tmp_path / 'file'}", cwd=tmp_path)[::2])
+    assert f"hydra.run.dir={tmp_path / 'file'} is a file, not a folder; pass a new folder" in msg
     (tmp_path / "f2").write_text("x")
     msg = one_error(*cli("train", f"paths.root_dir={tmp_path / 'f2'}", cwd=tmp_path)[::2])
     assert "cannot create the run folder" in msg
@@ -360,6 +363,9 @@ def test_options_a_tool_does_not_take(checkpoints, tmp_path):
     msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "length=5", cwd=tmp_path)[::2])
     assert "unknown option 'length': seqlab-chat takes ckpt_path, device, beam_width, max_len" in msg
     # a typo gets its correction; another idea that shares a prefix does not (length_penalty is not length)
+    msg = one_error(*cli("eval", "experiment=charlm", f"ckpt_path={checkpoints['charlm']}", cwd=tmp_path)[::2])
+    assert msg == ("error: unknown option 'experiment' (a checkpoint knows its experiment): seqlab-eval takes "
+                   "ckpt_path, data.<key>, trainer.<key>")
     msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "temprature=0", cwd=tmp_path)[::2])
     assert "unknown option 'temprature': did you mean temperature=…? seqlab-generate takes ckpt_path" in msg
     msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "length_penalty=1", cwd=tmp_path)[::2])

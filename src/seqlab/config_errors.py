@@ -110,7 +110,7 @@ def explain(message: str, config_name: str, config_dirs: list[str], args: list[s
         key = first.split("'")[1]
         groups = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))
                   and group_options(a.split("=")[0].replace(".", "/"), config_dirs)]
-        cfg = _composed(config_name, config_dirs, groups)
+        cfg = _composed(config_name, config_dirs, groups) or _composed(config_name, config_dirs, [])
         missing = _missing_part(key, cfg)
         if missing:
             return missing
@@ -126,7 +126,9 @@ def explain(message: str, config_name: str, config_dirs: list[str], args: list[s
             options = [f"{k}.<key>" if isinstance(v, dict) else k for k, v in cfg.items() if k not in ("hydra", "paths")]
             close = difflib.get_close_matches(key, options, n=1, cutoff=0.8)  # a typo, not a different idea
             hint = f"did you mean {close[0]}=…? " if close else ""
-            return f"unknown option {key!r}: {hint}seqlab-{config_name} takes {', '.join(options)}"
+            why = " (a checkpoint knows its experiment)" if key in ("experiment", "model", "data") and \
+                "ckpt_path" in options else ""
+            return f"unknown option {key!r}{why}: {hint}seqlab-{config_name} takes {', '.join(options)}"
         groups = [p.name for d in config_dirs for p in Path(d).iterdir() if p.is_dir() and p.name not in ("hydra", "debug")]
         value = next((a.split("=", 1)[1] for a in args if a.lstrip("+~").split("=", 1)[0] == key and "=" in a), "…")
         group = difflib.get_close_matches(key, groups, n=1, cutoff=0.75) if "." not in key else []

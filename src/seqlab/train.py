@@ -335,6 +335,9 @@ def check_run_dir(path: str) -> None:
         raise SeqlabError("hydra.run.dir is empty; pass a new folder (e.g. hydra.run.dir=outputs/my_run), or leave it "
                           "out for outputs/<name>/runs/<time>")
     folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SeqlabError(f"hydra.run.dir={path} is a file, not a folder; pass a new folder (e.g. "
+                          f"hydra.run.dir={folder.parent / 'run'})")
     if folder.is_dir() and any(folder.iterdir()):
         from seqlab import rundir
 

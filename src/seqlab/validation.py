@@ -179,7 +179,9 @@ def check_value(key: str, value, annotation, example=None) -> None:
     """Raise a one-line SeqlabError if `value` does not fit `annotation`."""
     if annotation is None or fits(value, annotation):
         return
-    if example is None or example is inspect.Parameter.empty or not fits(example, annotation):
+    if example is None and fits(None, annotation):
+        example = "null"  # a setting that is off by default: off works
+    elif example is None or example is inspect.Parameter.empty or not fits(example, annotation):
         example = example_for(annotation)
     shown = repr(value) if isinstance(value, str) else _show(value)
     raise SeqlabError(f"{key} must be {describe(annotation)}, got {shown}; pass e.g. {key}={_show(example)}")
