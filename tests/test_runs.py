@@ -328,11 +328,12 @@ def test_eval_stops_on_a_signal_in_one_line(tmp_path):
             f"hydra.run.dir={tmp_path / 'run'}", "test=false"]
     assert run_cli("seqlab.train", *args).returncode == 0
     for sig in (signal.SIGINT, signal.SIGTERM):
-        job = subprocess.Popen([sys.executable, "-m", "seqlab.eval", f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
+        job = subprocess.Popen([sys.executable, "-c", "from seqlab.commands import eval; eval()",
+                                f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
                                 "data.test_size=4000000", "data.eval_batch_size=8", "trainer.enable_progress_bar=true"],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        time.sleep(10)  # in the test loop (a slow machine may still be making the data: the same line then)
+        time.sleep(10)  # in the test loop (a slow machine may still be starting: a line of the same kind then)
         job.send_signal(sig)
         _, err = job.communicate(timeout=120)
         name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
