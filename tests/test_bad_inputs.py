@@ -157,7 +157,7 @@ CONFIG_CASES = [
     (["experiment=dialogue", "data.max_tokens=0"], "pass e.g. data.max_tokens=null"),  # (off by default: off works)
     (["experiment=gru_toy", "++model.hiden=4"], "model.hiden is not an option of the gru_toy model; did you mean "
                                                 "model.hidden_size=…?"),
-    (["--cfg", "jobs"], "--cfg takes one of job, hydra, all, got 'jobs'"),
+    (["--cfg", "jobs"], "argument --cfg/-c: invalid choice: 'jobs' (choose from 'job', 'hydra', 'all')"),
     (["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.n_trials=2",
       "model.hidden_size=choice(0,-1)"], "no Optuna trial finished: the first failed with 'model.hidden_size must be"),
     (["experiment=gru_toy", "+model.hidden_size=4"],
@@ -230,6 +230,19 @@ def test_a_run_folder_built_from_settings_is_checked_too(tmp_path):
     assert code == 0, err
     msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
     assert "hydra.run.dir=outputs/gru_toy/fixed already holds a run; continue it with resume=" in msg
+
+
+def test_a_failed_sweep_never_removes_a_folder_it_did_not_make(tmp_path):
+    """Every job refused and no checkpoint anywhere: the sweep folder goes only if this sweep
+    made it; a hand-given one (here the current folder, with the user's file) stays."""
+    (tmp_path / "notes.txt").write_text("the user's")
+    msg = one_error(*cli("train", "-m", "experiment=gru_toy", "model.hidden_size=0,-1", "hydra.sweep.dir=.",
+                         cwd=tmp_path)[::2])
+    assert "model.hidden_size must be an integer >= 1" in msg
+    assert (tmp_path / "notes.txt").read_text() == "the user's"
+    (tmp_path / "x").mkdir()
+    msg = one_error(*cli("train", "-m", "experiment=gru_toy", "model.hidden_size=0,-1", cwd=tmp_path / "x")[::2])
+    assert "model.hidden_size must be" in msg and not (tmp_path / "x" / "outputs").exists()
 
 
 def test_a_sweep_folder_that_cannot_be_written(tmp_path):

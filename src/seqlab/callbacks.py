@@ -106,11 +106,10 @@ class GracefulStop(L.Callback):
         self.trainer = trainer
 
     def _handle(self, signum, frame) -> None:
-        if self.received is not None:  # the second one: stop now (finished checkpoints are intact)
-            # (not KeyboardInterrupt: Lightning turns that into its own message and exit 1)
-            self.received = signum
-            self._stop(self.trainer, save=False, now=True)
+        second = self.received is not None
         self.received = signum
+        if second:  # stop now (finished checkpoints are intact), by an exception Lightning passes on:
+            self._stop(self.trainer, save=False, now=True)  # it turns KeyboardInterrupt into exit 1
 
     def install(self) -> None:
         for s in self.SIGNALS:

@@ -18,8 +18,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from seqlab import resume, rundir  # (rundir registers the config resolvers)
-from seqlab.config_errors import explain
-from seqlab.errors import Interrupted, SeqlabError, exit_with
+from seqlab.config_errors import explain, group_options
+from seqlab.errors import Interrupted, SeqlabError, exit_with, signal_name
 
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
@@ -209,40 +209,29 @@ def _parse_hint(a: str, args: list[str]) -> str | None:
     return None
 
 
-# Hydra's own flags (the ones after which a value follows are listed in TAKES_VALUE).
-HYDRA_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-r", "--run",
-               "-m", "--multirun", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name", "-cd",
-               "--config-dir", "-i", "--info", "--experimental-rerun"}
-TAKES_VALUE = {"-c", "--cfg", "-p", "--package", "-sc", "--shell-completion", "-cp", "--config-path", "-cn",
-               "--config-name", "-cd", "--config-dir", "--experimental-rerun"}
 # What people used to argparse scripts type, and the override that means it.
 FLAG_ALIASES = {"epochs": "trainer.max_epochs", "max_epochs": "trainer.max_epochs", "lr": "model.optimizer.lr",
                 "learning_rate": "model.optimizer.lr", "batch_size": "data.batch_size", "bs": "data.batch_size",
                 "gpus": "trainer.devices", "devices": "trainer.devices", "data": "data.path", "output_dir": "hydra.run.dir"}
 
 
-FLAG_CHOICES = {("-c", "--cfg"): ("job", "hydra", "all"),
-                ("-i", "--info"): ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")}
+def _check_flags(args: list[str], tool: str) -> None:
+    """Hydra's own command-line parser, run first: dashed words it does not know (`--epochs 3`,
+    `--lr=0.1`) and wrong values of its flags (`--cfg jobs`) would end in argparse's usage
+    block; name the override or value meant instead."""
+    from hydra._internal.utils import get_args_parser  # (what hydra.main parses with)
 
+    parser = get_args_parser()
 
-def _check_flags(args: list[str]) -> None:
-    """Dashed words Hydra does not know (`--epochs 3`, `--lr=0.1`) and wrong values of its own
-    (`--cfg jobs`) would end in argparse's usage block; name the override or value meant."""
-    for i, a in enumerate(args):
-        for flags, choices in FLAG_CHOICES.items():
-            if a in flags:
-                value = args[i + 1] if i + 1 < len(args) else None
-                optional = a in ("-i", "--info")
-                if (value is None and not optional) or (value is not None and "=" not in value
-                                                        and not value.startswith("-") and value not in choices):
-                    raise SeqlabError(f"{a} takes one of {', '.join(choices)}, got {value!r}; e.g. {a} {choices[0]}")
-    skip = False
-    for i, a in enumerate(args):
-        if skip or not a.startswith("-") or a in HYDRA_FLAGS or a.split("=", 1)[0] in ("--config-dir", "--config-path",
-                                                                                        "--config-name", "--info"):
-            skip = not skip and a in TAKES_VALUE
-            continue
+    def fail(message: str):
+        raise SeqlabError(f"{message} (seqlab-{tool} --hydra-help lists these flags)")
+
+    parser.error = fail
+    _, unknown = parser.parse_known_args(args)
+    if unknown:
+        a = unknown[0]
         name, eq, value = a.lstrip("-").partition("=")
+        i = args.index(a)
         if not eq and i + 1 < len(args) and "=" not in args[i + 1] and not args[i + 1].startswith("-"):
             value = args[i + 1]
         key = FLAG_ALIASES.get(name.replace("-", "_"), name.replace("-", "_"))
@@ -255,7 +244,8 @@ def blame_deletion(message: str, args: list[str]) -> str:
     for a in args:
         key = a[1:].split("=", 1)[0] if a.startswith("~") else ""
         if key and (message.startswith((f"{key} ", f"{key}.")) or f"'{key}'" in message or f"'{key}." in message):
-            off = " (to switch it off: model/scheduler=none)" if key == "model.scheduler" else ""
+            group = key.replace(".", "/")  # a config group with a `none` option switches it off that way
+            off = f" (to switch it off: {group}=none)" if "none" in group_options(group, _config_dirs(args)) else ""
             return f"~{key} deleted a setting this run needs ({message.split(';')[0]}); drop ~{key}{off}"
     return message
 
@@ -294,6 +284,16 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
+def _clean_run(cfg) -> None:
+    rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
+
+
+def _record_job_error(message: str) -> None:
+    """A sweep job's one-line reason, where the sweep summary reads it."""
+    if is_multirun() and _output_dir():
+        Path(_output_dir(), "result.json").write_text(json.dumps({"error": message}))
+
+
 def entry_point(config_name: str, rewrite=None):
     """Decorate `fn(cfg)` as a console entry point: `rewrite(args)` may adjust the command line
     first (e.g. resume=), then Hydra composes the config and runs `fn`; user errors become one
@@ -311,27 +311,25 @@ def entry_point(config_name: str, rewrite=None):
             except Interrupted as e:
                 resume.started()
                 if not e.saved:
-                    rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
-                elif is_multirun() and _output_dir():  # the sweep summary shows how to continue the job
-                    Path(_output_dir(), "result.json").write_text(json.dumps({"error": e.message}))
+                    _clean_run(cfg)
+                else:  # the sweep summary shows how to continue the job
+                    _record_job_error(e.message)
                 print(e.message, file=sys.stderr, flush=True)
                 raise SystemExit(e.code) from None
             except KeyboardInterrupt:  # a signal before training started: nothing to keep
                 resume.restore()
-                rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
+                _clean_run(cfg)
                 raise
             except Exception as e:
                 message = user_error(e)
                 if message is None:
                     raise
                 if is_multirun():  # the sweep summary shows the reason
-                    out = _output_dir()
-                    if out:
-                        Path(out, "result.json").write_text(json.dumps({"error": message}))
+                    _record_job_error(message)
                     raise
                 resume.restore()
-                rundir.clean_failed_run(_output_dir(), cfg.get("paths", {}).get("outputs_dir"), _launch_dir())
-                rundir.clean_failed_start(None)
+                _clean_run(cfg)
+                rundir.clean_made()
                 exit_with(blame_deletion(message, sys.argv[1:]))
 
         hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)
@@ -343,7 +341,7 @@ def entry_point(config_name: str, rewrite=None):
             args = sys.argv[1:]
             args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
             try:
-                _check_flags(args)
+                _check_flags(args, config_name)
                 if config_name != "train":  # eval, generate and chat print their results and write no files
                     hydra_key = next((a for a in args if a.lstrip("+~").startswith(("hydra.", "hydra/"))), None)
                     if hydra_key is not None:
@@ -371,9 +369,9 @@ def entry_point(config_name: str, rewrite=None):
             except KeyboardInterrupt:
                 if sweep.current_sweep is not None:
                     sweep.print_summary(sweep.current_sweep)
-                nothing_kept = rundir.clean_interrupted_start()
+                nothing_kept = rundir.clean_made()
                 signum = received[-1] if received else signal.SIGINT
-                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                name = signal_name(signum)
                 started = "" if config_name != "train" else (
                     "; the sweep's finished jobs are kept" if sweep.current_sweep else
                     " before training began; nothing was written, nothing to resume" if nothing_kept else "")
@@ -396,13 +394,11 @@ def entry_point(config_name: str, rewrite=None):
                 message = message or user_error(e)
                 if message is None:
                     raise
-                if sweep.current_sweep is not None:
-                    rundir.clean_failed_sweep(sweep.current_sweep, sweep.new_study)
                 resume.restore()
-                rundir.clean_failed_start(None, sweep.new_study)
+                rundir.clean_made(sweep.new_study, sweep.current_sweep)
                 exit_with(blame_deletion(message, args))
             if sweep.empty:
-                rundir.clean_failed_start(None, sweep.new_study)
+                rundir.clean_made(sweep.new_study, sweep.current_sweep)
                 exit_with("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")
             return result
 

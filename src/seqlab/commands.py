@@ -7,12 +7,13 @@ import os
 import signal
 import sys
 
+from seqlab.errors import signal_name
+
 
 def _stop_while_importing(signum, frame):
     # Nothing is written before the tool starts, so leaving at once loses nothing; raising
     # KeyboardInterrupt instead could leave a module half-imported behind an `except`.
-    print(f"stopped by {'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name} while starting; "
-          f"nothing was written", file=sys.stderr, flush=True)
+    print(f"stopped by {signal_name(signum)} while starting; nothing was written", file=sys.stderr, flush=True)
     os._exit(128 + signum)
 
 

@@ -27,8 +27,9 @@ def _all_keys(cfg, prefix: str = "") -> list[str]:
     return keys
 
 
-def _composed(config_name: str, config_dirs: list[str], groups: list[str]) -> dict:
-    """The config with only the command line's group choices (experiment=…, model/optimizer=…)."""
+def _compose(config_name: str, config_dirs: list[str], overrides: list[str], read):
+    """`read(cfg)` of the config `overrides` compose (outside a Hydra run, its hydra node
+    included); None if they do not compose (Hydra then reports why)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -36,30 +37,23 @@ def _composed(config_name: str, config_dirs: list[str], groups: list[str]) -> di
     try:
         search = [f"hydra.searchpath=[{','.join('file://' + d for d in config_dirs[1:])}]"] if config_dirs[1:] else []
         with initialize_config_dir(config_dir=config_dirs[0], version_base="1.3"):
-            return OmegaConf.to_container(compose(config_name=config_name, overrides=groups + search))
-    except Exception:
-        return {}
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def resolve(key: str, config_name: str, config_dirs: list[str], args: list[str]):
-    """The value of one key of the config the command line composes (None if it does not compose:
-    Hydra then reports why)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    try:
-        search = [f"hydra.searchpath=[{','.join('file://' + d for d in config_dirs[1:])}]"] if config_dirs[1:] else []
-        overrides = [a for a in args if not a.startswith("-") and a not in config_dirs]
-        with initialize_config_dir(config_dir=config_dirs[0], version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=overrides + search, return_hydra_config=True)
-            return OmegaConf.select(cfg, key)
+            return read(compose(config_name=config_name, overrides=overrides + search, return_hydra_config=True))
     except Exception:
         return None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _composed(config_name: str, config_dirs: list[str], groups: list[str]) -> dict:
+    """The config with only the command line's group choices (experiment=…, model/optimizer=…)."""
+    cfg = _compose(config_name, config_dirs, groups, OmegaConf.to_container) or {}
+    return {k: v for k, v in cfg.items() if k != "hydra"}
+
+
+def resolve(key: str, config_name: str, config_dirs: list[str], args: list[str]):
+    """The value of one key of the config the command line composes."""
+    overrides = [a for a in args if not a.startswith("-") and a not in config_dirs]
+    return _compose(config_name, config_dirs, overrides, lambda cfg: OmegaConf.select(cfg, key))
 
 
 EXAMPLE_CALLBACK = "{_target_:lightning.pytorch.callbacks.EarlyStopping,monitor:val/loss,patience:5}"

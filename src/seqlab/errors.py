@@ -1,5 +1,6 @@
 """User-facing errors: one line that names the problem and the fix, exit code 2."""
 
+import signal
 import sys
 
 
@@ -23,6 +24,11 @@ class Interrupted(Exception):
 def exit_with(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def signal_name(signum: int) -> str:
+    """How a stop line names the signal: Ctrl-C for SIGINT (what the user pressed)."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def warn(message: str) -> None:

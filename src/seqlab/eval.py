@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import load_datamodule, load_module
 from seqlab.cli import entry_point
-from seqlab.errors import Interrupted, SeqlabError
+from seqlab.errors import Interrupted, SeqlabError, signal_name
 from seqlab.validation import check_trainer
 
 
@@ -21,8 +21,7 @@ def stop_on_signals():
     here end with one line and 130 / 143 instead (an exception Lightning passes on)."""
 
     def stop(signum, frame):
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        raise Interrupted(f"stopped by {name}; the evaluation did not finish", 128 + signum, saved=True)
+        raise Interrupted(f"stopped by {signal_name(signum)}; the evaluation did not finish", 128 + signum, saved=True)
 
     before = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from seqlab.errors import SeqlabError
 
-made: list[Path] = []  # the folders this process made (a failed start removes them if still empty)
+made: list[Path] = []  # the folders this process made (a failed start removes those without a checkpoint)
 given: list[Path] = []  # empty folders the user gave as hydra.run.dir: a failed run empties them, not removes
 
 
@@ -89,18 +89,20 @@ def _remove_empty_parents(folder: Path, top: Path | None) -> None:
             break
 
 
-def clean_failed_start(outputs_dir: str | None, new_study: Path | None = None) -> None:
-    """A sweep (or run) that failed before any job ran leaves no empty folders behind; a
-    sweep's own multirun.yaml alone does not count as content, nor does the Optuna study file
-    it created (`new_study`), which then holds no trial."""
-    top = Path(outputs_dir).resolve() if outputs_dir else None
+def clean_made(study: Path | None = None, sweep_dir: Path | None = None) -> bool:
+    """After a failed or interrupted start: remove the folders this process made (a run or sweep
+    folder, or the parents made for a hand-given one) that hold no checkpoint, with the folders
+    made for them alone; and the Optuna `study` file it created if `sweep_dir` is gone. Never
+    a folder the user gave. True if nothing it made is kept."""
+    kept = False
     for folder in map(Path.resolve, made):
-        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-        if folder.is_dir() and all(p.name in ("multirun.yaml", LOCK.name) for p in files):
+        if folder.is_dir() and not any(folder.rglob("*.ckpt")):
             shutil.rmtree(folder, ignore_errors=True)
-            if new_study is not None:
-                new_study.unlink(missing_ok=True)
-            _remove_empty_parents(folder, top or Path.cwd().resolve() / "outputs")
+            _remove_empty_parents(folder, Path.cwd().resolve() / "outputs")
+        kept |= folder.is_dir()
+    if study is not None and not (sweep_dir is not None and Path(sweep_dir).exists()):
+        study.unlink(missing_ok=True)
+    return not kept
 
 
 LOCK = Path(".hydra") / "seqlab.lock"  # held (flock) while a run trains; the kernel drops it when the process ends
@@ -151,26 +153,49 @@ def release(run_dir: Path) -> None:
         os.close(fd)
 
 
-def clean_failed_sweep(sweep_dir: Path, new_study: Path | None) -> None:
-    """A sweep that failed with no job past its first checkpoint: its summary has been printed,
-    and its folder (and the Optuna study it created) would hold nothing to keep."""
-    sweep_dir = Path(sweep_dir).resolve()
-    if sweep_dir.is_dir() and not any(sweep_dir.rglob("*.ckpt")):
-        shutil.rmtree(sweep_dir, ignore_errors=True)
-        if new_study is not None:
-            new_study.unlink(missing_ok=True)
-        _remove_empty_parents(sweep_dir, Path.cwd().resolve() / "outputs")
+def requeued() -> bool:
+    """A SLURM job started again after a requeue: it comes back to its own run folder."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) >= 1
 
 
-def clean_interrupted_start() -> bool:
-    """A signal while Hydra set a run up (before training could write a checkpoint): the run
-    folders this process made go, with the folders made for them alone. False if one holds a
-    checkpoint (it stays)."""
-    kept = False
-    for folder in map(Path.resolve, made):
-        if folder.is_dir() and not any(folder.rglob("*.ckpt")):
-            shutil.rmtree(folder, ignore_errors=True)
-            _remove_empty_parents(folder, Path.cwd().resolve() / "outputs")
-        kept |= folder.is_dir()
-    return not kept
+def check_given(path: str) -> None:
+    """A run folder given by hand (hydra.run.dir) is new or empty: a run never writes into another
+    run's folder, or into a folder of the user's files."""
+    if "${" in path or requeued():
+        return
+    if not path:
+        raise SeqlabError("hydra.run.dir is empty; pass a new folder (e.g. hydra.run.dir=outputs/my_run), or leave it "
+                          "out for outputs/<name>/runs/<time>")
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SeqlabError(f"hydra.run.dir={path} is a file, not a folder; pass a new folder (e.g. "
+                          f"hydra.run.dir={folder.parent / 'run'})")
+    if folder.is_dir() and any(folder.iterdir()):
+        if in_use(folder):
+            raise SeqlabError(f"hydra.run.dir={path} is in use by a run that is still going; pass a new folder")
+        if (folder / ".hydra").is_dir():
+            raise SeqlabError(f"hydra.run.dir={path} already holds a run; continue it with resume={path}, or pass "
+                              f"a new folder")
+        raise SeqlabError(f"hydra.run.dir={path} is a folder with files in it; a run needs a new or empty folder "
+                          f"(e.g. hydra.run.dir={path.rstrip('/')}/run)")
 
+
+def claim(path: str) -> None:
+    """Take a checked hand-given run folder: two runs started at once both find it empty, and
+    the one that makes its `.hydra/` first (an atomic mkdir) has it; its lock keeps it until the
+    run ends."""
+    if requeued():
+        return
+    folder = Path(path).expanduser().absolute()
+    top_new = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)  # mkdir's first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".hydra").mkdir()
+    except FileExistsError:
+        raise SeqlabError(f"hydra.run.dir={path} already holds a run (started just now); pass a new folder") from None
+    except OSError as e:
+        raise SeqlabError(f"cannot create the run folder {path} ({e.strerror or e}); pass a writable hydra.run.dir") from None
+    made.append(top_new or folder / ".hydra")  # removed again if the run fails to start
+    if top_new is None:
+        given.append(folder)
+    hold(folder)

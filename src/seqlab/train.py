@@ -112,9 +112,9 @@ def slurm_requeue():
 def requeued_checkpoint(out_dir: Path) -> str | None:
     """A SLURM job started again after a requeue continues from its newest checkpoint (the HPC
     checkpoint of the pre-emption, or a later last.ckpt)."""
-    import os
+    from seqlab.rundir import requeued
 
-    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
+    if not requeued():
         return None
     found = [*out_dir.glob("hpc_ckpt_*.ckpt"), *out_dir.glob("checkpoints/last.ckpt")]
     return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
@@ -240,15 +240,17 @@ TASKS = sorted((p.name for p in Path(__file__).with_name("tasks").iterdir() if p
 def check_command_line(args: list[str]) -> list[str]:
     """Mistakes that would otherwise surface only after Hydra made folders (a run's name) or
     deep inside a sweeper or launcher; then `resume=`."""
-    from seqlab.errors import SeqlabError
+    import os
+    import shutil
+
+    from seqlab import rundir
+    from seqlab.cli import _config_dirs
+    from seqlab.config_errors import resolve
     from seqlab.validation import check_name
 
     if any(a.startswith("resume=") for a in args) and any(a in ("-m", "--multirun") for a in args):
         raise SeqlabError("resume= continues one run and cannot be swept; drop -m (resume each sweep job's "
                           "folder on its own: resume=outputs/<name>/multirun/<time>/<job>)")
-    import os
-    import shutil
-
     if "SEQLAB_ROOT" in os.environ and not os.environ["SEQLAB_ROOT"].strip():  # else outputs/ lands in /
         raise SeqlabError("the SEQLAB_ROOT environment variable is empty; set it to the folder that holds outputs/ "
                           "(export SEQLAB_ROOT=$PWD) or unset it")
@@ -257,9 +259,6 @@ def check_command_line(args: list[str]) -> list[str]:
     search = next((a.split("=", 1)[1] for a in args if a.startswith("hparams_search=")), "")
     search_task = next((t for t in TASKS if search.startswith(t + "_")), None)
     if search_task:  # its search space names the task's keys; some exist in every task and would train
-        from seqlab.cli import _config_dirs
-        from seqlab.config_errors import resolve
-
         choices = [a for a in args if a.startswith("experiment=") and "," not in a]
         target = str(resolve("model._target_", "train", _config_dirs(args), choices) or "")
         task = target.split(".")[2] if target.startswith("seqlab.tasks.") else search_task
@@ -286,12 +285,9 @@ def check_command_line(args: list[str]) -> list[str]:
         elif key == "hydra.run.dir" and not any(x.startswith("resume=") for x in args):
             path = value.strip("'\"")
             if "${" in path and "${now:" not in path and "unique_dir" not in path:  # e.g. outputs/${name}
-                from seqlab.cli import _config_dirs
-                from seqlab.config_errors import resolve
-
                 path = resolve("hydra.run.dir", "train", _config_dirs(args), args)
             if path is not None:
-                check_run_dir(str(path))
+                rundir.check_given(str(path))
                 claim = None if "${" in str(path) else str(path)
         elif key.startswith("hydra.sweeper.params."):  # its keys hold dots (model.lr), which an override cannot name
             name = key.removeprefix("hydra.sweeper.params.")
@@ -320,58 +316,8 @@ def check_command_line(args: list[str]) -> list[str]:
             raise SeqlabError(f"{key} must be minimize or maximize, got {value}; leave it out: it follows model.monitor_mode")
     args = resume_args(args)
     if claim is not None and not sweep:
-        claim_run_dir(claim)
+        rundir.claim(claim)
     return args
-
-
-def check_run_dir(path: str) -> None:
-    """A run folder given by hand is new or empty: a run never writes into another run's folder
-    (or into a folder of the user's files). A requeued SLURM job comes back to its own."""
-    import os
-
-    if "${" in path or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) >= 1:
-        return
-    if not path:
-        raise SeqlabError("hydra.run.dir is empty; pass a new folder (e.g. hydra.run.dir=outputs/my_run), or leave it "
-                          "out for outputs/<name>/runs/<time>")
-    folder = Path(path).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise SeqlabError(f"hydra.run.dir={path} is a file, not a folder; pass a new folder (e.g. "
-                          f"hydra.run.dir={folder.parent / 'run'})")
-    if folder.is_dir() and any(folder.iterdir()):
-        from seqlab import rundir
-
-        if rundir.in_use(folder):
-            raise SeqlabError(f"hydra.run.dir={path} is in use by a run that is still going; pass a new folder")
-        if (folder / ".hydra").is_dir():
-            raise SeqlabError(f"hydra.run.dir={path} already holds a run; continue it with resume={path}, or pass "
-                              f"a new folder")
-        raise SeqlabError(f"hydra.run.dir={path} is a folder with files in it; a run needs a new or empty folder "
-                          f"(e.g. hydra.run.dir={path.rstrip('/')}/run)")
-
-
-def claim_run_dir(path: str) -> None:
-    """Two runs started at once with the same hydra.run.dir both find it empty: the one that
-    makes its `.hydra/` first (an atomic mkdir) has it, the other is refused."""
-    import os
-
-    from seqlab import rundir
-
-    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) >= 1:  # a requeued job comes back to its own
-        return
-    folder = Path(path).expanduser().absolute()
-    top_new = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)  # mkdir's first
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / ".hydra").mkdir()
-    except FileExistsError:
-        raise SeqlabError(f"hydra.run.dir={path} already holds a run (started just now); pass a new folder") from None
-    except OSError as e:
-        raise SeqlabError(f"cannot create the run folder {path} ({e.strerror or e}); pass a writable hydra.run.dir") from None
-    rundir.made.append(top_new or folder / ".hydra")  # removed again if the run fails to start
-    rundir.hold(folder)  # from now until this run ends, a second run or a resume= of it is refused
-    if top_new is None:
-        rundir.given.append(folder)
 
 
 @entry_point("train", rewrite=check_command_line)
