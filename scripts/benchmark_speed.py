@@ -28,7 +28,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from seqlab.callbacks import GracefulStop
-from seqlab.cli import CONF_DIR
+from seqlab.run.cli import CONF_DIR
 from seqlab.train import build
 
 # What one training example is, to count throughput.

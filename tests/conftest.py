@@ -9,8 +9,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from seqlab.cli import CONF_DIR
-from seqlab.validation import check_node, locate
+from seqlab.run.cli import CONF_DIR
+from seqlab.run.schema import check_arguments, locate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def make_data(experiment: str, **changes):
     node = config_node(experiment, "data")
     cls = locate("data", node)
     args = {k: v for k, v in node.items() if k != "_target_"} | changes
-    check_node("data", cls, changes, "the data")
+    check_arguments("data", cls, changes, provided=None)
     return cls(**args)
 
 
@@ -95,7 +95,7 @@ def make_model(experiment: str, provided: dict, **changes):
     node = config_node(experiment, "model")
     cls = locate("model", node)
     args = {k: v for k, v in node.items() if k != "_target_"} | changes
-    check_node("model", cls, changes, "the model", provided=set(provided) | set(args))
+    check_arguments("model", cls, changes, provided=None)
     return cls(**args, **provided)
 
 

@@ -9,16 +9,27 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from seqlab.cli import CONF_DIR
 from seqlab.module import SeqlabModule
-from seqlab.validation import check_node, check_torch_node, locate, signature_of
+from seqlab.run.cli import CONF_DIR
+from seqlab.run.schema import check_arguments, check_config, locate
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 NEEDS_PACKAGE = {"dialogue_chatterbot": "chatterbot_corpus"}
 
 
+def signature_of(cls) -> dict[str, inspect.Parameter]:
+    """The keyword arguments of `cls(...)`, following `**kwargs` up to the base classes that take them."""
+    params = {}
+    for klass in [c for c in cls.__mro__ if "__init__" in vars(c)]:
+        sig = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        params |= {p.name: p for p in sig if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in params}
+        if not any(p.kind == p.VAR_KEYWORD for p in sig):
+            return params
+    return params
+
+
 def _signature_matches_config(node: dict, cls, provided=()) -> None:
-    params, _ = signature_of(cls)
+    params = signature_of(cls)
     args = {k: v for k, v in node.items() if k != "_target_"}
     for name, p in params.items():
         if p.default is not p.empty:
@@ -40,8 +51,8 @@ def test_each_experiment_names_real_arguments_with_valid_values(experiment):
     provided = data_cls(**{k: v for k, v in data.items() if k != "_target_"}).model_kwargs()
     _signature_matches_config(data, data_cls)
     _signature_matches_config(model, module_cls, provided)
-    check_node("data", data_cls, {k: v for k, v in data.items() if k != "_target_"}, "the data")
-    check_node("model", module_cls, {k: v for k, v in model.items() if k != "_target_"}, "the model", provided=provided)
+    check_arguments("data", data_cls, {k: v for k, v in data.items() if k != "_target_"})
+    check_arguments("model", module_cls, {k: v for k, v in model.items() if k != "_target_"}, provided=provided)
     # and the experiment's values build its task's network
     module = module_cls(**{k: v for k, v in model.items() if k != "_target_"}, **provided)
     assert experiment.startswith(module.task) and data_cls.__module__.startswith(f"seqlab.tasks.{module.task}.")
@@ -57,14 +68,18 @@ def test_optimizer_and_scheduler_options_build_torch_objects(group):
     for option in options:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=["experiment=gru_toy_tutorial", f"{group}={option}"])
+            cfg = compose(config_name="train", overrides=["experiment=gru_toy_tutorial", f"{group}={option}"],
+                          return_hydra_config=True)
         GlobalHydra.instance().clear()
-        node = OmegaConf.to_container(OmegaConf.select(cfg, group.replace("/", ".")), resolve=True)
+        choices = dict(cfg.hydra.runtime.choices)
+        plain = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
+        plain["model"]["scheduler"] = OmegaConf.to_container(cfg.model.scheduler, resolve=True)  # (T_max interpolates)
+        plain["callbacks"] = plain["logger"] = None  # (their folders interpolate the run's)
+        check_config(plain, choices)  # the option's arguments fit its class's signature
+        node = plain["model"][group.split("/")[1]]
         if not node:
             assert option == "none"
             continue
-        check_torch_node(group.replace("/", "."), node, bases, "torch class",
-                         ("monitor", "interval", "frequency"))
         # and the base class's configure_optimizers builds it
         opt = {"_target_": "torch.optim.SGD", "lr": 0.1} if group.endswith("scheduler") else node
         sched_node = node if group.endswith("scheduler") else {}

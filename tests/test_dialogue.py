@@ -11,6 +11,7 @@ from conftest import make_cfg, make_data, make_model, one_line_error, run_cli
 
 from seqlab.decoding import beam_search, greedy_search
 from seqlab.errors import SeqlabError
+from seqlab.run.schema import check_options
 from seqlab.tasks.dialogue.data import EOS, PAD, SOS, collate, detokenize, tokenize
 from seqlab.tasks.dialogue.model import DialogueTransformer, causal_mask, make_masks
 from seqlab.tasks.dialogue.module import exact_match
@@ -312,12 +313,14 @@ def test_respond_and_log_examples():
                         n_examples=3)
     dm.setup()
     with pytest.raises(SeqlabError, match="has no words"):
-        module.answer("   ")
-    with pytest.raises(SeqlabError, match="beam_width"):
-        module.answer("hi", beam_width=0)
-    with pytest.raises(SeqlabError, match="takes no option 'length'"):
-        module.answer("hi", length=3)
-    assert isinstance(module.answer("a sentence of words never seen"), str)  # unknown words: <unk>, no error
+        module.respond("   ")
+    # the options as seqlab-generate and seqlab-chat check them: respond's annotations
+    with pytest.raises(SeqlabError, match="beam_width must be an integer from 1 to 100 or null, got 0"):
+        check_options("chat", {"beam_width": 0}, ["ckpt_path"], module.respond, module.task)
+    with pytest.raises(SeqlabError, match="unknown option 'length': seqlab-chat takes ckpt_path, beam_width, max_len"):
+        check_options("chat", {"length": 3}, ["ckpt_path"], module.respond, module.task)
+    module.eval()
+    assert isinstance(module.respond("a sentence of words never seen"), str)  # unknown words: <unk>, no error
     module.eval()
     module.validation_step(next(iter(dm.val_dataloader())), 0)
 

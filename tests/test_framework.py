@@ -35,10 +35,12 @@ def test_trainer_presets_compose(trainer, tmp_path):
 
 @pytest.mark.parametrize("logger", LOGGERS)
 def test_logger_configs_instantiate(logger, tmp_path):
-    from seqlab.train import instantiate_list
+    from omegaconf import OmegaConf
+
+    from seqlab.train import make
 
     cfg = make_cfg([f"logger={logger}"], tmp_path)
-    loggers = instantiate_list(cfg.get("logger"))
+    loggers = [make(f"logger.{k}", v) for k, v in (OmegaConf.to_container(cfg.logger, resolve=True) or {}).items()]
     assert len(loggers) == {"none": 0, "many": 2}.get(logger, 1)
 
 

@@ -217,8 +217,8 @@ def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
 
 def test_two_runs_asking_for_one_folder_get_one_each(tmp_path):
     """Two runs that start in the same second ask for the same timestamped folder: the second
-    gets <time>_1. Here both ask for the same name on purpose, at the same time."""
-    folder = "${seqlab.unique_dir:" + str(tmp_path / "runs" / "same") + "}"
+    gets <time>_1. Here both ask for the same name on purpose (a time to the year), at the same time."""
+    folder = str(tmp_path / "runs" / "same_") + "${now:%Y}"
     jobs = [subprocess.Popen([sys.executable, "-m", "seqlab.train", "experiment=gru_toy", "trainer.max_epochs=5",
                               f"seed={seed}", "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}",
                               f"paths.root_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -228,7 +228,8 @@ def test_two_runs_asking_for_one_folder_get_one_each(tmp_path):
         _, err = job.communicate(timeout=300)
         assert job.returncode == 0, err[-3000:]
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert folders == ["same", "same_1"]
+    year = time.strftime("%Y")
+    assert folders == [f"same_{year}", f"same_{year}_1"]
     seeds, pids = set(), set()
     for name in folders:
         run = tmp_path / "runs" / name
@@ -406,6 +407,6 @@ def test_slurm_preemption_requeues_and_the_requeued_job_resumes(small_text, tmp_
     # the same job again, as SLURM restarts it
     proc = run_cli(*args[2:], env={**slurm, "SLURM_RESTART_COUNT": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"Restoring states from the checkpoint path at {run / 'checkpoints' / 'last.ckpt'}" in proc.stdout + proc.stderr
+    assert f"starting from {run / 'checkpoints' / 'last.ckpt'} (step {stopped_at}," in proc.stderr
     end = _last(run)
     assert end["epoch"] == 1 and end["global_step"] == 50 and stopped_at < 50

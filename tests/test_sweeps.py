@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 import pytest
-from conftest import CONF, TASKS, TINY_CHARLM, compose_with_hydra, make_cfg, run_cli
+from conftest import one_line_error, CONF, TASKS, TINY_CHARLM, compose_with_hydra, make_cfg, run_cli
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -61,8 +61,10 @@ def test_optuna_sweep_records_trials_and_continues_the_study(small_text, tmp_pat
     assert "Best parameters" in proc.stdout + proc.stderr
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert len(rows) == 2 and all(r["status"] == "ok" and float(r["value"]) > 0 for r in rows)
-    # The same command with the same storage continues the study: 2 more trials, 4 in all.
-    proc = run_cli("seqlab.train", *args)
+    # The same command with the same storage continues the study: 2 more trials, 4 in all (in a new
+    # sweep folder: the first one, which holds the first trials, is never written into again).
+    assert "already holds a sweep" in one_line_error(run_cli("seqlab.train", *args, in_process=True))
+    proc = run_cli("seqlab.train", *args, f"hydra.sweep.dir={tmp_path / 'sweep2'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with sqlite3.connect(db) as con:
         states = [s for (s,) in con.execute("select state from trials")]
@@ -140,9 +142,9 @@ def test_a_failed_job_is_listed_with_its_reason_and_the_sweep_goes_on(tmp_path):
                    "model.hidden_size=4,0,8", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == ("error: model.hidden_size must be an integer >= 1, got 0; "
-                                                    "pass e.g. model.hidden_size=8")
+                                                    "pass e.g. model.hidden_size=1")
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "failed: model.hidden_size must be an integer >= 1, got 0; "
-                                           "pass e.g. model.hidden_size=8", "ok"]
+                                           "pass e.g. model.hidden_size=1", "ok"]
     assert "sweep summary (3 jobs)" in proc.stdout  # printed although a job failed
     assert "Traceback" not in (sweep / rows[1]["job"] / "train.log").read_text()

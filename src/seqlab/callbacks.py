@@ -8,9 +8,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from seqlab.errors import Interrupted, SeqlabError
+from seqlab.errors import STOP_SIGNALS, Interrupted, SeqlabError, signal_name
 from seqlab.module import evaluating
-from seqlab.validation import NonNegativeInt, PositiveInt
+from seqlab.types import NonNegativeInt, PositiveInt
 
 
 class LogExamples(L.Callback):
@@ -89,15 +89,15 @@ class StepCheckpoint(L.Callback):
 
 
 class GracefulStop(L.Callback):
-    """SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end training at the next step boundary
-    with `last.ckpt` written, then the run exits 130 / 143 with one line naming the command that
-    continues it. A signal during validation lets the validation finish first (it ends the epoch
-    whose checkpoint is then written); a second signal stops at once."""
+    """A stop signal (Ctrl-C, a scheduler's SIGTERM, a closed terminal's SIGHUP, …) ends training at
+    the next step boundary with `last.ckpt` written; the command then exits 128 + the signal
+    with one line naming the command that continues it. A signal during validation lets the
+    validation finish first (it ends the epoch whose checkpoint is then written); a second
+    signal stops at once. `keep`: signals left to their handlers (SLURM's requeue signal)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, dirpath: str, resume_hint: str):
+    def __init__(self, dirpath: str, resume_hint: str, keep: tuple = ()):
         self.dirpath, self.resume_hint = Path(dirpath), resume_hint
+        self.signals = [s for s in STOP_SIGNALS if s not in keep]
         self.received: int | None = None
         self.previous = {}
         self.trainer = None
@@ -108,11 +108,11 @@ class GracefulStop(L.Callback):
     def _handle(self, signum, frame) -> None:
         second = self.received is not None
         self.received = signum
-        if second:  # stop now (finished checkpoints are intact), by an exception Lightning passes on:
-            self._stop(self.trainer, save=False, now=True)  # it turns KeyboardInterrupt into exit 1
+        if second:  # stop now (finished checkpoints are intact), by an exception Lightning passes on
+            self._stop(self.trainer, save=False, now=True)
 
     def install(self) -> None:
-        for s in self.SIGNALS:
+        for s in self.signals:
             self.previous.setdefault(s, signal.getsignal(s))
             signal.signal(s, self._handle)
 
@@ -126,19 +126,17 @@ class GracefulStop(L.Callback):
         self.install()
 
     def _stop(self, trainer, save: bool, now: bool = False) -> None:
-        name = signal.Signals(self.received).name
+        signum, self.received = self.received, None
         last = self.dirpath / "last.ckpt"
         if save:
             trainer.save_checkpoint(last, weights_only=False)
         saved = last.is_file()
         where = (f"last.ckpt holds step {trainer.global_step}" if save else "last.ckpt holds the last saved step") \
             if saved else "no checkpoint was written yet"
-        code = 128 + self.received
-        self.received = None
         hint = f"continue with: {self.resume_hint}" if saved else "nothing to resume; start it again"
         at = f" at step {trainer.global_step} (epoch {trainer.current_epoch})" if trainer is not None else ""
-        raise Interrupted(f"stopped{' at once' if now else ''} by {'a second ' if now else ''}{name}{at}; "
-                          f"{where}; {hint}", code, saved)
+        name = f"a second {signal.Signals(signum).name}" if now else signal.Signals(signum).name
+        raise Interrupted(signum, f"stopped{' at once' if now else ''} by {name}{at}; {where}; {hint}", saved)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # After an epoch's last batch its validation comes next: stop after it (at the epoch end),
@@ -155,15 +153,25 @@ class GracefulStop(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.received is not None:  # the last epoch ended: nothing left to resume
-            name, code = signal.Signals(self.received).name, 128 + self.received
-            self.received = None
+            signum, self.received = self.received, None
             best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(self.dirpath / "last.ckpt")
-            raise Interrupted(f"stopped by {name} after the last epoch, before the test; test it with: "
-                              f"seqlab-eval ckpt_path={best}", code, True)
+            raise Interrupted(signum, f"stopped by {signal_name(signum)} after the last epoch, before the test; test it "
+                              f"with: seqlab-eval ckpt_path={best}", saved=True)
 
     def on_test_batch_end(self, trainer, *args) -> None:
         if self.received is not None:  # training is over: its checkpoints are written
             self._stop(trainer, save=False)
+
+
+class RunRecord(L.Callback):
+    """Keeps in each checkpoint the overrides the run was trained with: `resume=` replays them,
+    so they always describe the state that checkpoint holds."""
+
+    def __init__(self, overrides: list[str]):
+        self.overrides = list(overrides)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["seqlab_run"] = {"overrides": self.overrides}
 
 
 class MovedRun(L.Callback):

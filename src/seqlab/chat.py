@@ -11,11 +11,15 @@ Ctrl-C or Ctrl-D ends the chat.
 
 import sys
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import load_module
-from seqlab.cli import entry_point
+from seqlab.module import evaluating
+from seqlab.run.cli import Context, tool_main
+from seqlab.run.schema import check_options
 from seqlab.tasks.dialogue.data import tokenize
+
+TAKES = ["ckpt_path", "device", "empty_reply"]  # its own options; the others are those of the dialogue task's respond()
 
 
 def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> int:
@@ -28,16 +32,16 @@ def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> in
         if not line:
             return n
         text = line.strip()
-        reply = module.answer(text, **options) if tokenize(text) else empty_reply
+        with evaluating(module):
+            reply = module.respond(text, **options) if tokenize(text) else empty_reply
         print(reply or "...", file=out, flush=True)  # a model that says <eos> at once still gets a line
         n += 1
 
 
-@entry_point("chat")
-def main(cfg: DictConfig) -> int:
+def run(cfg: DictConfig, ctx: Context) -> int:
     module, _ = load_module(cfg.ckpt_path, expect_task="dialogue", device=cfg.device)
-    options = {"beam_width": cfg.beam_width, "max_len": cfg.max_len}
-    module.answer("hi", **options)  # checks the options once, before the first line
+    given = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}
+    options = check_options("chat", given, TAKES, module.respond, module.task)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"chatting with {cfg.ckpt_path}; Ctrl-D to quit", file=sys.stderr)
@@ -45,12 +49,10 @@ def main(cfg: DictConfig) -> int:
     def show_prompt():
         print("> ", end="", file=sys.stderr, flush=True)
 
-    try:
-        return chat(module, sys.stdin, sys.stdout, options, cfg.empty_reply, show_prompt if interactive else None)
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        raise SystemExit(130) from None
+    return chat(module, sys.stdin, sys.stdout, options, cfg.empty_reply, show_prompt if interactive else None)
 
+
+main = tool_main("chat", run, TAKES)
 
 if __name__ == "__main__":
     main()

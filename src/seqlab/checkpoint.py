@@ -13,7 +13,6 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from seqlab.errors import SeqlabError
-from seqlab.validation import check_node
 
 # Hyperparameters that do not shape the network: a checkpoint may differ from the run in them.
 NOT_ARCHITECTURE = ("optimizer", "scheduler", "monitor", "monitor_mode")
@@ -33,9 +32,7 @@ def read_checkpoint(path: str | None) -> dict:
         raise SeqlabError(f"{p} is not a PyTorch checkpoint file; pass a .ckpt written by seqlab-train")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e):
-            raise SeqlabError(f"cannot read checkpoint {p} (corrupt or truncated); use another .ckpt") from None
+    except pickle.UnpicklingError:  # torch's refusal of objects a weights-only file never holds
         raise SeqlabError(f"{p} is a torch file but not a seqlab checkpoint (it holds Python objects a checkpoint "
                           f"never has); pass a .ckpt written by seqlab-train") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
@@ -97,15 +94,16 @@ def load_module(path: str, expect_task: str | None = None, device: str = "cpu"):
     return module.to(pick_device(device)).eval(), ckpt
 
 
-def load_datamodule(ckpt: dict, path, overrides: dict | None = None):
-    """The task's data module with the hyperparameters it was trained with, and `overrides`
-    (data.<key>=… on the command line), each checked against what that data module takes."""
+def data_class(ckpt: dict, path) -> type:
     _, data_cls = task_classes(ckpt, path)
     if data_cls is None:
         raise SeqlabError(f"{path} records no data module; evaluate a checkpoint written by seqlab-train")
-    overrides = dict(overrides or {})
-    check_node("data", data_cls, overrides, f"the {ckpt['seqlab']['task']} data")
-    return data_cls(**(dict(ckpt.get("datamodule_hyper_parameters", {})) | overrides))
+    return data_cls
+
+
+def load_datamodule(ckpt: dict, path, overrides: dict | None = None):
+    """The task's data module with the hyperparameters it was trained with, and `overrides`."""
+    return data_class(ckpt, path)(**(dict(ckpt.get("datamodule_hyper_parameters", {})) | dict(overrides or {})))
 
 
 def check_against_run(path: str, model, data: dict | None = None) -> None:
@@ -128,24 +126,66 @@ def check_against_run(path: str, model, data: dict | None = None) -> None:
         what = ", ".join(differ) if differ else f"the shape of {sorted(clash)[0]}"
         raise SeqlabError(f"ckpt_path={path} has another network than this run: {what}; "
                           f"use the checkpoint's settings or another checkpoint")
+    for part in ("optimizer", "scheduler"):  # their state is restored with the weights: it must fit the class
+        was = (ckpt.get("hyper_parameters", {}).get(part) or {}).get("_target_")
+        now = (model.hparams.get(part) or {}).get("_target_")
+        if was != now:
+            raise SeqlabError(f"{path} was trained with model.{part} {was or 'none'}, this run asks for {now or 'none'}, "
+                              f"whose state cannot be restored from it; keep that model/{part} (or train afresh)",
+                              f"model.{part}")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file in the same folder, flushes it to disk and
-    renames it over the target: a kill mid-save (or a full disk) leaves the previous checkpoint
-    intact, never a half-written one. (Lightning's own transaction stages the file in the system
-    temp folder, which is a non-atomic copy when that is another filesystem.)"""
+    """Writes each checkpoint to an unnamed file in the same folder, flushes it to disk and only
+    then gives it the target's name: a kill (even -9) or a full disk leaves the previous
+    checkpoint intact and no half-written file. (Lightning's own transaction stages the file in
+    the system temp folder, which is a non-atomic copy when that is another filesystem.)"""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:  # O_TMPFILE: the file has no name until linked, so a kill leaves nothing behind
+            fd, tmp = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644), None
+        except (AttributeError, OSError):  # a file system without it: a hidden temporary name
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
+                writes = _Writes(f)
+                try:
+                    torch.save(checkpoint, writes)
+                except RuntimeError:
+                    if writes.error is None:
+                        raise
+                    raise writes.error from None  # torch reports a full disk as its own RuntimeError
                 f.flush()
                 os.fsync(f.fileno())
+                if tmp is None:  # (a folder's descriptor makes it linkat, which follows /proc's link)
+                    tmp = tempfile.mktemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                    folder = os.open(path.parent, os.O_RDONLY)
+                    try:
+                        os.link(f"/proc/self/fd/{f.fileno()}", Path(tmp).name, dst_dir_fd=folder)
+                    finally:
+                        os.close(folder)
             os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except OSError as e:  # named by the file it was for (the boundary shows it)
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+
+class _Writes:
+    """A file's `write`, keeping the OSError (e.g. a full disk) that torch's writer hides."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
             raise
+
+    def flush(self) -> None:
+        self.f.flush()

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from seqlab.errors import signal_name
+from seqlab.errors import STOP_SIGNALS, signal_name
 
 
 def _stop_while_importing(signum, frame):
@@ -18,7 +18,7 @@ def _stop_while_importing(signum, frame):
 
 
 def _run(tool: str):
-    before = {s: signal.signal(s, _stop_while_importing) for s in (signal.SIGINT, signal.SIGTERM)}
+    before = {s: signal.signal(s, _stop_while_importing) for s in STOP_SIGNALS}
     main = importlib.import_module(f"seqlab.{tool}").main
     for s, handler in before.items():
         signal.signal(s, handler)

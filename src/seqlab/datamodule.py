@@ -45,6 +45,8 @@ class SeqlabDataModule(L.LightningDataModule):
     data (a vocabulary, the example format), as plain values the model saves in turn.
     """
 
+    task: str = ""  # the task's name: the same as its module's `task`
+
     def __init__(self):
         super().__init__()
         self.save_hyperparameters()  # the subclass's arguments

@@ -3,7 +3,7 @@
     seqlab-generate ckpt_path=… prompt="the meaning of life" length=300 temperature=0.8 seed=1
     seqlab-generate ckpt_path=… prompt=12+7=? temperature=0
 
-The options a task takes are those of its module's `respond` (conf/generate.yaml lists them).
+The options are those of the checkpoint's task's `respond` (its signature and docstring).
 """
 
 import sys
@@ -12,40 +12,31 @@ import warnings
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import load_module
-from seqlab.cli import entry_point
 from seqlab.errors import SeqlabError, SeqlabWarning
+from seqlab.module import evaluating
+from seqlab.run.cli import Context, tool_main
+from seqlab.run.schema import check_options
 
-NOT_OPTIONS = ("ckpt_path", "prompt", "device", "paths")
-
-
-def quote_prompt(args: list[str]) -> list[str]:
-    """Take `prompt=12+7=?` as typed: the shell has already removed any quotes, and Hydra's
-    grammar would read the symbols. A prompt already quoted for Hydra stays as it is."""
-    out = []
-    for a in args:
-        key, eq, value = a.partition("=")
-        if eq and key.lstrip("+") == "prompt" and not (value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1):
-            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-            a = f"{key}={value}"
-        out.append(a)
-    return out
+TAKES = ["ckpt_path", "prompt", "device"]  # its own options; the others are those of the checkpoint task's respond()
 
 
-@entry_point("generate", rewrite=quote_prompt)
-def main(cfg: DictConfig) -> str:
+def run(cfg: DictConfig, ctx: Context) -> str:
     module, _ = load_module(cfg.ckpt_path, device=cfg.device)
+    given = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}
+    options = check_options("generate", given, TAKES, module.respond, module.task)
     if cfg.prompt is None:
-        raise SeqlabError("no prompt given; pass prompt=…, e.g. prompt='the will to power'")
-    options = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_OPTIONS and v is not None}
-    with warnings.catch_warnings(record=True) as caught:
+        raise SeqlabError("no prompt given; pass prompt=…, e.g. prompt='…' (what this task reads: see its respond())")
+    with warnings.catch_warnings(record=True) as caught, evaluating(module):
         warnings.simplefilter("always", SeqlabWarning)
-        out = module.answer(str(cfg.prompt), **options)
+        out = module.respond(str(cfg.prompt), **options)
     for w in caught:  # e.g. a question outside what the model learned: one line, then the answer
         if issubclass(w.category, SeqlabWarning):
             print(f"warning: {w.message}", file=sys.stderr)
     print(out)
     return out
 
+
+main = tool_main("generate", run, TAKES)
 
 if __name__ == "__main__":
     main()

@@ -4,18 +4,21 @@ checkpoint records beyond Lightning's own (the task's classes, the random state,
 resume mid-epoch from).
 """
 
-import inspect
+import dataclasses
 from contextlib import contextmanager
 from typing import Literal
 
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import LRSchedulerConfig
 from torchmetrics import Metric, MetricCollection
 
 from seqlab import recurrent
-from seqlab.errors import SeqlabError
-from seqlab.validation import LIGHTNING_SCHEDULER_KEYS, check_value
+
+# Keys of a scheduler node that say how Lightning steps the scheduler (monitor, interval,
+# frequency, …), not arguments of the scheduler itself.
+STEPPING_KEYS = tuple(f.name for f in dataclasses.fields(LRSchedulerConfig) if f.name != "scheduler")
 
 @contextmanager
 def evaluating(module: torch.nn.Module):
@@ -27,6 +30,14 @@ def evaluating(module: torch.nn.Module):
             yield module
     finally:
         module.train(was_training)
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The Trainer a module is attached to, or None (Lightning's `module.trainer` raises then)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
 
 
 def class_path(obj) -> str:
@@ -43,8 +54,9 @@ class SeqlabModule(L.LightningModule):
     - `evaluate(batch, batch_idx, stage)`: update `self.metrics[stage]` ("val" or "test"), the
       collections `init_metrics` built (logged as val/<name>, test/<name> after each pass);
     - `respond(prompt, **options)`: what `seqlab.generate`/`seqlab.chat` print; its keyword
-      options are annotated (seqlab.validation checks them) and documented in the docstring;
-    - `log_examples(writer)`: the TensorBoard text and pictures drawn after a validation pass.
+      options are annotated (the tools check them) and documented in the docstring;
+    - optionally `log_examples(writer)`: TensorBoard text and pictures drawn after a validation
+      pass (none by default).
 
     Its `__init__` takes the task's own arguments (no defaults: the YAML config holds them) and
     `**common` (optimizer, scheduler, monitor, monitor_mode), passed on to this one. Everything
@@ -77,7 +89,7 @@ class SeqlabModule(L.LightningModule):
         raise self._missing("respond")
 
     def log_examples(self, writer) -> None:
-        raise self._missing("log_examples")
+        """Draw examples into TensorBoard (a SummaryWriter) after a validation pass; none by default."""
 
     # ---- metrics ----------------------------------------------------------------------
     def init_metrics(self, metrics: dict[str, Metric]) -> None:
@@ -93,7 +105,8 @@ class SeqlabModule(L.LightningModule):
         # which a GPU step of a few milliseconds would feel.
         self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
         self._loss_steps += 1
-        if self.trainer._logger_connector.should_update_logs or self.trainer.fast_dev_run:
+        every = self.trainer.log_every_n_steps
+        if (every and (self.global_step + 1) % every == 0) or self.trainer.fast_dev_run:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
@@ -120,21 +133,28 @@ class SeqlabModule(L.LightningModule):
 
     # ---- optimizer and LR schedule ------------------------------------------------------
     def configure_optimizers(self):
+        optimizer = self.make_optimizer()
+        scheduler = self.make_scheduler(optimizer)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return hydra.utils.instantiate(self.hparams.optimizer, params=self.parameters())
+
+    def make_scheduler(self, optimizer) -> dict | None:
+        """Lightning's scheduler config: the scheduler built from the node's own arguments, and
+        the node's stepping keys (model/scheduler=none: no schedule)."""
         hp = self.hparams
-        optimizer = hydra.utils.instantiate(hp.optimizer, params=self.parameters())
-        if not hp.scheduler:  # model/scheduler=none
-            return optimizer
-        args = dict(hp.scheduler)
-        step = {k: args.pop(k) for k in LIGHTNING_SCHEDULER_KEYS if k in args}
+        args = dict(hp.scheduler or {})
+        if not args:
+            return None
+        step = {"interval": "epoch"} | {k: args.pop(k) for k in STEPPING_KEYS if k in args}
         scheduler_cls = hydra.utils.get_class(args.pop("_target_"))
         if issubclass(scheduler_cls, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            # It follows the run's monitor unless told otherwise (a tutorial follows train/loss);
-            # its direction is the monitor's, or "min" for another metric (a loss).
+            # It follows the run's monitor unless told otherwise (a tutorial follows train/loss),
+            # in the monitor's direction, or "min" for another metric (a loss).
             step["monitor"] = step.get("monitor") or hp.monitor
-            if args.get("mode") is None:
-                args["mode"] = hp.monitor_mode if step["monitor"] == hp.monitor else "min"
-        scheduler = scheduler_cls(optimizer, **args)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", **step}}
+            args.setdefault("mode", hp.monitor_mode if step["monitor"] == hp.monitor else "min")
+        return {"scheduler": scheduler_cls(optimizer, **args), **step}
 
     # ---- state carried from batch to batch (truncated backprop through time) -----------
     def carried_state(self, stage: str, batch_size: int):
@@ -163,16 +183,18 @@ class SeqlabModule(L.LightningModule):
     # resumed run's first training step (after the sanity check and the data loaders, which
     # draw from the same generator, have started).
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         datamodule = getattr(trainer, "datamodule", None) if trainer else None
         checkpoint["seqlab"] = {"task": self.task, "module": class_path(self),
                                 "datamodule": class_path(datamodule) if datamodule is not None else None}
         resume = {"step": trainer.global_step if trainer else -1, "torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available():
             resume["cuda_rng"] = torch.cuda.get_rng_state_all()
-        if trainer is not None and "train" in self._carried:
+        if trainer is not None:
             done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            if 0 < done < trainer.num_training_batches:
+            finished = done >= trainer.num_training_batches
+            resume["epochs_done"] = trainer.current_epoch + int(finished)
+            if "train" in self._carried and 0 < done and not finished:
                 resume["carried"] = self._carried["train"]
         checkpoint["seqlab_resume"] = resume
 
@@ -189,30 +211,11 @@ class SeqlabModule(L.LightningModule):
                 state, size = saved["carried"]
                 self._carried["train"] = (recurrent.to(state, self.device), size)
 
-    # ---- answering: seqlab.generate and seqlab.chat -------------------------------------
-    def respond_options(self) -> dict[str, inspect.Parameter]:
-        """The keyword options `respond` takes."""
-        params = inspect.signature(self.respond).parameters
-        return {k: p for k, p in params.items() if k != "prompt" and p.kind == p.KEYWORD_ONLY}
-
-    def answer(self, prompt: str, **options) -> str:
-        """`respond` with its options checked (name and value) and the model in eval mode."""
-        known = self.respond_options()
-        hints = inspect.get_annotations(type(self).respond, eval_str=True)
-        for name, value in options.items():
-            if name not in known:
-                takes = ", ".join(known) or "no options"
-                raise SeqlabError(f"a {self.task} model takes no option {name!r} (it takes: {takes}); drop {name}=…")
-            if value is not None:
-                check_value(name, value, hints.get(name), example=known[name].default)
-        with evaluating(self):
-            return self.respond(prompt, **{k: v for k, v in options.items() if v is not None})
-
     def tensorboard(self):
         """The TensorBoard SummaryWriter of this run, or None (no TensorBoard logger, or not rank 0)."""
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        if self._trainer is None or not self.trainer.is_global_zero:
+        if attached_trainer(self) is None or not self.trainer.is_global_zero:
             return None
         for logger in self.trainer.loggers:
             if isinstance(logger, TensorBoardLogger):

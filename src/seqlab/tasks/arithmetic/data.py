@@ -25,11 +25,12 @@ import string
 from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch.utils.data import DataLoader, IterableDataset
 
 from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError
-from seqlab.validation import NonNegativeInt, PositiveInt, Range
+from seqlab.types import NonNegativeInt, PositiveInt
 
 OPS = "+-*"
 END = "\x00"  # the sensei's filler before the answer, and the end of an answer
@@ -206,7 +207,9 @@ class TrainQuestions(IterableDataset):
 
 
 class ArithmeticDataModule(SeqlabDataModule):
-    def __init__(self, ops: str, digits: Annotated[int, Range(1, MAX_DIGITS)], fixed: list[str] | None,
+    task = "arithmetic"
+
+    def __init__(self, ops: str, digits: Annotated[int, Field(ge=1, le=MAX_DIGITS)], fixed: list[str] | None,
                  balance_digits: bool, alphabet: Literal["compact", "printable"], train_size: PositiveInt,
                  batch_size: PositiveInt, val_size: PositiveInt, test_size: PositiveInt, eval_batch_size: PositiveInt,
                  seed: NonNegativeInt):

@@ -10,6 +10,7 @@ import warnings
 from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
@@ -19,7 +20,7 @@ from seqlab.sampling import make_generator
 from seqlab.tasks.arithmetic.data import END, FORMAT_HINT, IGNORE, out_of_range, parse_question
 from seqlab.tasks.arithmetic.figures import answer_figure
 from seqlab.tasks.arithmetic.model import TaoRNN, answer
-from seqlab.validation import PositiveInt, Range, SampleSeed, Temperature
+from seqlab.types import PositiveInt, SampleSeed, Temperature
 
 
 class ArithmeticModule(SeqlabModule):
@@ -62,7 +63,7 @@ class ArithmeticModule(SeqlabModule):
             self._examples = (x[:8].cpu(), q_len[:8].cpu(), y[:8].cpu(), got[:8].cpu())
 
     def respond(self, prompt: str, *, temperature: Temperature = 0.0, seed: SampleSeed | None = None,
-                max_len: Annotated[int, Range(1, 1000)] = 25) -> str:
+                max_len: Annotated[int, Field(ge=1, le=1000)] = 25) -> str:
         """The net's answer to a question like `12+7=?`, each character sampled with
         `temperature` (0 = greedy) and fed back in, up to its closing END or `max_len`."""
         parse_question(prompt)  # one line naming the format if it is not a question

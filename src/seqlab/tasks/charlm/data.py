@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError
 from seqlab.textfiles import read_text, resolve
-from seqlab.validation import Fraction, NonNegativeInt, PositiveInt
+from seqlab.types import Fraction, NonNegativeInt, PositiveInt
 from seqlab.vocab import Vocab
 
 
@@ -92,6 +92,9 @@ def split_text(text: str, train_frac: float) -> tuple[str, str]:
 class CharLMDataModule(SeqlabDataModule):
     """Characters (lower-cased with `lower`); the vocabulary from the training part (`min_freq`,
     plus `<unk>`); validation text as above. As in the tutorial, the test set is the validation text."""
+
+    task = "charlm"
+
 
     def __init__(self, path: str | None, lower: bool, train_frac: Fraction, min_freq: PositiveInt,
                  batch_size: PositiveInt, bptt: PositiveInt, random_bptt: bool, seed: NonNegativeInt):

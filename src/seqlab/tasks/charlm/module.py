@@ -10,6 +10,7 @@ import math
 from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
@@ -17,7 +18,7 @@ from seqlab.errors import SeqlabError
 from seqlab.module import SeqlabModule
 from seqlab.sampling import make_generator
 from seqlab.tasks.charlm.model import CharRNN, generate
-from seqlab.validation import Dropout, NonNegativeInt, PositiveInt, Range, SampleSeed, Temperature
+from seqlab.types import Dropout, NonNegativeInt, PositiveInt, SampleSeed, Temperature
 from seqlab.vocab import Vocab
 
 MAX_LENGTH = 100_000  # characters one generate call may ask for
@@ -46,8 +47,7 @@ class CharLMModule(SeqlabModule):
                  sample_prompt: str, sample_length: NonNegativeInt, sample_temperature: Temperature, **common):
         super().__init__(**common)
         self.vocab = Vocab(vocab)
-        known = sample_prompt and (self.vocab.encode(self._cased(sample_prompt)) != self.vocab.unk_index).any()
-        if sample_length and not known:
+        if sample_length and not any(c in self.vocab for c in self._cased(sample_prompt)):
             shown = "".join(c for c in vocab if len(c) == 1)[:30]
             raise SeqlabError(f"model.sample_prompt={sample_prompt!r} has no character of this text's vocabulary "
                               f"({shown!r}…), so the TensorBoard samples cannot start; set model.sample_prompt to "
@@ -72,7 +72,7 @@ class CharLMModule(SeqlabModule):
     def evaluate(self, batch, batch_idx, stage):
         self.metrics[stage].update(self._loss(batch, stage), batch[1].numel())
 
-    def respond(self, prompt: str, *, length: Annotated[int, Range(0, MAX_LENGTH)] = 200,
+    def respond(self, prompt: str, *, length: Annotated[int, Field(ge=0, le=MAX_LENGTH)] = 200,
                 temperature: Temperature = 0.8, seed: SampleSeed | None = None) -> str:
         """The prompt's continuation: `length` characters sampled with `temperature` (0 = greedy)."""
         if not prompt:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError, warn
-from seqlab.validation import NonNegativeInt, PositiveInt, Rate
+from seqlab.types import NonNegativeInt, PositiveInt, Rate
 from seqlab.textfiles import read_json_records, resolve
 from seqlab.vocab import Vocab
 
@@ -156,6 +156,8 @@ def split_by_prompt(pairs: list, val_frac: float, test_frac: float, seed: int):
 
 
 class DialogueDataModule(SeqlabDataModule):
+    task = "dialogue"
+
     def __init__(self, corpus: Literal["pairs", "chatterbot"], path: str | None, language: str, val_frac: Rate,
                  test_frac: Rate, min_freq: PositiveInt, max_tokens: PositiveInt | None, batch_size: PositiveInt,
                  seed: NonNegativeInt):

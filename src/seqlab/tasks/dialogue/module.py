@@ -8,6 +8,7 @@ of the replies the data gives for the prompt) and bleu (corpus BLEU-4 of the dec
 from typing import Annotated
 
 import torch
+from pydantic import Field
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -19,11 +20,11 @@ from seqlab.module import SeqlabModule
 from seqlab.tasks.dialogue.data import EOS, PAD, SOS, SPECIALS, UNK, detokenize, tokenize
 from seqlab.tasks.dialogue.figures import attention_figure
 from seqlab.tasks.dialogue.model import DialogueTransformer
-from seqlab.validation import Dropout, NonNegativeFloat, PositiveInt, Probability, Range
+from seqlab.types import Dropout, NonNegativeFloat, PositiveInt, Probability
 from seqlab.vocab import Vocab
 
-BeamWidth = Annotated[int, Range(1, 100)]
-ReplyLength = Annotated[int, Range(1, 1000)]  # tokens; decoding stops at <eos> long before
+BeamWidth = Annotated[int, Field(ge=1, le=100)]
+ReplyLength = Annotated[int, Field(ge=1, le=1000)]  # tokens; decoding stops at <eos> long before
 MAX_PROMPT = 500  # words of a message that are read (training pairs are far shorter)
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError
-from seqlab.validation import PositiveInt
+from seqlab.types import PositiveInt
 
 
 def make_batches(ids: torch.Tensor, batch_size: int, seq_len: int, layout: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -40,6 +40,8 @@ def make_batches(ids: torch.Tensor, batch_size: int, seq_len: int, layout: str) 
 
 
 class GRUToyDataModule(SeqlabDataModule):
+    task = "gru_toy"
+
     def __init__(self, text: str, vocab: list[str], batch_size: PositiveInt, seq_len: PositiveInt,
                  layout: Literal["tutorial", "streams"]):
         super().__init__()

@@ -10,16 +10,17 @@ continuing `check_prompt`, feeding each character back in, gives `check_expect`.
 from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqlab.errors import SeqlabError
-from seqlab.module import SeqlabModule, evaluating
+from seqlab.module import SeqlabModule, attached_trainer, evaluating
 from seqlab.sampling import make_generator
 from seqlab.tasks.gru_toy.figures import reading_figure
 from seqlab.tasks.gru_toy.model import MatrixGRU, generate
-from seqlab.validation import PositiveInt, Range, SampleSeed, Temperature
+from seqlab.types import PositiveInt, SampleSeed, Temperature
 
 
 class GRUToyModule(SeqlabModule):
@@ -59,7 +60,7 @@ class GRUToyModule(SeqlabModule):
         with evaluating(self):
             return self.respond(hp.check_prompt, length=len(hp.check_expect) - len(hp.check_prompt), temperature=0.0)
 
-    def respond(self, prompt: str, *, length: Annotated[int, Range(0, 10_000)] = 10, temperature: Temperature = 0.8,
+    def respond(self, prompt: str, *, length: Annotated[int, Field(ge=0, le=10_000)] = 10, temperature: Temperature = 0.8,
                 seed: SampleSeed | None = None) -> str:
         """The prompt and `length` characters after it (as the tutorial prints them: "Ma" ->
         "MathMathMath"), each sampled with `temperature` (0 = greedy) and fed back in, from a
@@ -71,7 +72,7 @@ class GRUToyModule(SeqlabModule):
         return prompt + "".join(self.vocab[i] for i in generate(self.model, ids, length, temperature, make_generator(seed)))
 
     def log_examples(self, writer) -> None:
-        text = self.trainer.datamodule.hparams.text if self._trainer and self.trainer.datamodule else None
+        text = self.trainer.datamodule.hparams.text if attached_trainer(self) and self.trainer.datamodule else None
         if text:
             writer.add_figure("examples/gru_toy", reading_figure(self.model, self.vocab, text, self.device),
                               self.global_step, close=True)

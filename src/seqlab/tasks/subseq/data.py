@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from seqlab.datamodule import SeqlabDataModule, tensor_batches
 from seqlab.errors import SeqlabError
-from seqlab.validation import NonNegativeInt, PositiveInt
+from seqlab.types import NonNegativeInt, PositiveInt
 
 FORMAT = ("seq_len", "max_start", "min_len", "digit_low", "digit_high")  # what an example looks like
 
@@ -73,6 +73,9 @@ class FreshExamples(IterableDataset):
 class SubseqDataModule(SeqlabDataModule):
     """Fresh training examples every epoch (from `seed` and the epoch number); fixed validation
     and test sets from their own seeds, so runs with different seeds are scored on the same sets."""
+
+    task = "subseq"
+
 
     def __init__(self, seq_len: PositiveInt, max_start: NonNegativeInt, min_len: PositiveInt, digit_low: PositiveInt,
                  digit_high: PositiveInt, train_size: PositiveInt, val_size: PositiveInt, test_size: PositiveInt,

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 
-from seqlab.module import SeqlabModule
+from seqlab.module import SeqlabModule, attached_trainer
 from seqlab.tasks.subseq.data import FORMAT, parse_prompt
 from seqlab.tasks.subseq.model import Seq2Seq
-from seqlab.validation import Dropout, NonNegativeFloat, PositiveInt, Probability
+from seqlab.types import Dropout, NonNegativeFloat, PositiveInt, Probability
 
 
 class SubseqModule(SeqlabModule):
@@ -34,7 +34,7 @@ class SubseqModule(SeqlabModule):
         """This epoch's ratio: `teacher_forcing`, or moving linearly to `teacher_forcing_end`
         over the run's epochs."""
         start, end = self.hparams.teacher_forcing, self.hparams.teacher_forcing_end
-        if end is None or self._trainer is None or not self.trainer.max_epochs or self.trainer.max_epochs < 2:
+        if end is None or attached_trainer(self) is None or not self.trainer.max_epochs or self.trainer.max_epochs < 2:
             return start
         return start + (end - start) * min(1.0, self.current_epoch / (self.trainer.max_epochs - 1))
 

@@ -1,0 +1,1 @@
+"""seqlab's Hydra configs. A package only so that they ship inside the wheel (as seqlab.conf)."""

@@ -1,0 +1,199 @@
+"""Sweep summary: a table of every job's overrides, its monitored metric and its status (with a
+failed job's one-line reason), rewritten as each job ends (so a sweep that stops early still
+leaves one); seqlab-train prints it when the sweep ends.
+
+`SweepSummary` is registered as a Hydra callback in conf/hydra/default.yaml; it works with any
+sweeper and launcher because it reads what each job left on disk (`.hydra/overrides.yaml`,
+`result.json`). The resolvers name a sweep's job folders and its Optuna direction.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import re
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from seqlab.errors import Interrupted, SeqlabError
+
+
+def job_name(override_dirname: str, limit: int = 100) -> str:
+    """A sweep job's folder name from its overrides: floats shortened to 4 significant digits
+    (an Optuna draw like 0.23560757511413075 reads 0.2356), and a long list cut with a hash of
+    the whole, so a folder name never passes the file system's 255-byte limit."""
+    name = re.sub(r"(?<==)[-+]?\d*\.\d+(?:e[-+]?\d+)?(?=,|$)", lambda m: f"{float(m.group()):.4g}", override_dirname)
+    name = name.replace("/", "-")  # a config group choice (model/optimizer=sgd) is not a subfolder
+    if len(name) > limit:
+        name = name[:limit].rstrip(",") + "~" + hashlib.sha1(override_dirname.encode()).hexdigest()[:8]
+    return name
+
+
+OmegaConf.register_new_resolver("seqlab.job_name", job_name, replace=True)
+OmegaConf.register_new_resolver("seqlab.direction", lambda mode: "maximize" if mode == "max" else "minimize",
+                                replace=True)
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    rows = []
+    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: _job_num(p.parents[1].name)):
+        job_dir = overrides_file.parents[1]
+        overrides = yaml.safe_load(overrides_file.read_text()) or []
+        result_file = job_dir / "result.json"
+        if result_file.is_file():
+            result = json.loads(result_file.read_text())
+            if result.get("error"):
+                status = f"failed: {result['error']}"
+            else:
+                status = "ok" if result.get("value") is not None else "no metric"
+        else:
+            result, status = {}, "running (or killed)"
+        rows.append({
+            "job": job_dir.name,
+            "overrides": " ".join(overrides),
+            "monitor": result.get("monitor", ""),
+            "value": result.get("value"),
+            "status": status,
+            "best_checkpoint": result.get("best_checkpoint") or "",
+        })
+    return rows
+
+
+def _job_num(name: str) -> int:
+    head = name.split("_", 1)[0]
+    return int(head) if head.isdigit() else 1 << 30
+
+
+def write_summary(sweep_dir: Path) -> list[dict]:
+    rows = collect(sweep_dir)
+    if not rows:
+        return rows
+    fields = list(rows[0])
+    tmp = sweep_dir / f".summary.csv.{os.getpid()}"
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, sweep_dir / "summary.csv")  # parallel jobs may write at once: replace whole files
+    md = ["| job | overrides | " + (rows[0]["monitor"] or "metric") + " | status |", "|---|---|---|---|"]
+    for r in rows:
+        value = "" if r["value"] is None else f"{r['value']:.4f}"
+        md.append(f"| {r['job']} | `{r['overrides']}` | {value} | {r['status'].replace('|', '/')} |")
+    tmp = sweep_dir / f".summary.md.{os.getpid()}"
+    tmp.write_text("\n".join(md) + "\n")
+    os.replace(tmp, sweep_dir / "summary.md")
+    return rows
+
+
+def print_summary(sweep_dir: Path) -> None:
+    rows = write_summary(sweep_dir)
+    if rows:
+        print(f"sweep summary ({len(rows)} jobs): {sweep_dir / 'summary.md'}")
+        print((sweep_dir / "summary.md").read_text(), flush=True)
+
+
+class SweepSummary(Callback):
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        write_summary(Path(config.hydra.sweep.dir))
+
+
+# ---- -m: a sweep, started by seqlab-train ---------------------------------------------------------------
+def run_sweep(line, first, run, ctx):
+    """Check the sweep's first job as a run's config is checked, make the sweep's folder (or take
+    the one given), then let Hydra's sweeper and launcher call `run` once per job; print the
+    summary. A sweep whose every job failed before its first checkpoint leaves no folder and no
+    new Optuna study."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from seqlab.run import cli, rundir
+    from seqlab.train import check, set_output_dir
+
+    hc = HydraConfig.get()
+    check_sweep(line.overrides, hc)
+    set_output_dir(Path(str(hc.sweep.dir)) / "0")
+    check(first)
+    if any(o.startswith("hydra.sweep.dir=") for o in cli.given(hc, "hydra")):
+        folder = Path(str(hc.sweep.dir)).expanduser().absolute()
+        if folder.exists() and any(folder.glob("*/.hydra")):
+            raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder",
+                              "hydra.sweep.dir")
+        if not folder.exists():
+            folder = rundir.make_folder(ctx.stack, folder, "hydra.sweep.dir", suffix=False)
+    else:
+        folder = rundir.make_folder(ctx.stack, Path(str(hc.sweep.dir)), "hydra.sweep.dir")
+    storage = str(OmegaConf.select(hc, "sweeper.storage", default="") or "")
+    study = Path(storage.removeprefix("sqlite:///")).absolute() if storage.startswith("sqlite:///") else None
+    if study is not None and not os.access(study.parent, os.W_OK):  # (else SQLAlchemy's error, deep in Optuna)
+        raise SeqlabError(f"hydra.sweeper.storage={storage}: the folder {study.parent} is not there or cannot be "
+                          f"written; pass e.g. hydra.sweeper.storage=sqlite:///{folder}/optuna.db", "hydra.sweeper.storage")
+    if study is not None and not study.exists():  # a study this sweep starts goes with a sweep that kept nothing
+        ctx.stack.push(lambda kind, *_: study.unlink(missing_ok=True) if kind and not any(folder.rglob("*.ckpt")) else None)
+    line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]
+
+    def job(cfg):
+        with ExitStack() as stack:
+            job_ctx = cli.Context(stack, ctx.command, sweep_job=True, overrides=cli.recorded(HydraConfig.get()))
+            try:
+                return run(cfg, job_ctx)
+            except BaseException as e:  # the summary's reason for this job; the sweeper decides what next
+                reason = e.message if isinstance(e, Interrupted) else cli.explain(e, job_ctx.overrides, job_ctx)
+                record = Path(HydraConfig.get().runtime.output_dir) / "result.json"
+                record.write_text(json.dumps({"error": reason or f"{type(e).__name__}: {e}"}))
+                raise
+
+    try:
+        result = cli.hydra_main(line, job)
+    except BaseException as e:
+        print_summary(folder)
+        failed = [r["status"].removeprefix("failed: ") for r in collect(folder) if r["status"].startswith("failed: ")]
+        ok = any(r["status"] == "ok" for r in collect(folder))
+        if isinstance(e, Exception) and cli.explain(e, line.overrides, ctx) is None and failed and not ok:
+            raise SeqlabError(f"no job of the sweep finished: the first failed with '{failed[0]}' (the sweep summary "
+                              f"lists each); fix the search space or the overrides") from e
+        raise
+    if not collect(folder):
+        raise SeqlabError("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")
+    print_summary(folder)
+    return result
+
+
+def check_sweep(overrides: list[str], hc) -> None:
+    """What a sweep would get wrong only once it runs: jobs that share a folder, a launcher with
+    nowhere to launch, and the Optuna settings whose range Hydra's sweeper does not check."""
+    import shutil
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from seqlab.run.schema import LauncherSettings, SweeperSettings, check_arguments
+
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.key_or_group == "experiment" and o.is_sweep_override():  # its jobs would land in the first's folder
+            raise SeqlabError(f"{o.input_line} sweeps over experiments, whose jobs would share one sweep folder; "
+                              f"sweep one experiment at a time: -m experiment={next(o.sweep_string_iterator())} …")
+        if o.key_or_group == "hydra.sweep.subdir" and not re.search(r"hydra\.job\.(num|id)", o.get_value_element_as_str()):
+            raise SeqlabError(f"{o.input_line} would put every job of the sweep in one folder; keep ${{hydra.job.num}} "
+                              f"in it, e.g. 'hydra.sweep.subdir=${{hydra.job.num}}_{o.get_value_element_as_str()}'")
+    launcher = str(OmegaConf.select(hc, "launcher._target_", default=""))
+    if launcher.endswith("SlurmLauncher") and not shutil.which("sbatch"):
+        raise SeqlabError("hydra/launcher=slurm submits each job with SLURM's sbatch, which this machine does not have; "
+                          "run the command on a SLURM login node, or use hydra/launcher=parallel to run the jobs here")
+    for part, settings in (("sweeper", SweeperSettings), ("launcher", LauncherSettings)):
+        check_arguments(f"hydra.{part}", settings, OmegaConf.to_container(hc[part], resolve=True))
+    if launcher.endswith("JoblibLauncher"):  # its settings are joblib.Parallel's: joblib checks them
+        from seqlab.train import make
+
+        make("hydra.launcher", {**OmegaConf.to_container(hc.launcher, resolve=True), "_target_": "joblib.Parallel"})
+
+
+def quote(value: str) -> str:
+    """A value as a Hydra override: a folder name may hold '=' and ',' (a grid job's), which
+    Hydra would otherwise read as syntax."""
+    if not any(c in value for c in "=,[]{}()'\" :~*?<>|\\"):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
