@@ -25,7 +25,8 @@ def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path):
     # Build the wheel with this environment's setuptools (no download), from a copy of the
     # sources (an in-tree build would leave build/ in the checkout).
     source, dist = tmp_path / "source", tmp_path / "dist"
-    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for folder in ("src", "conf"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source], tmp_path)

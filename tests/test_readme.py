@@ -25,11 +25,13 @@ TINY_TRAIN = ("trainer.max_epochs=1 trainer.limit_train_batches=2 trainer.limit_
 NO_HARDWARE = "" if torch.cuda.is_available() else "trainer=gpu|experiment=*_gpu|"
 PRELUDE = f"""
 set -euo pipefail
+RESUMES=0
 tiny_train() {{
   local extra=({TINY_TRAIN}) args=() a compose=0
   for a in "$@"; do
     case "$a" in
       hparams_search=*) extra+=(hydra.sweeper.n_trials=1) ;;
+      resume=*) RESUMES=$((RESUMES + 1)); extra+=(trainer.max_epochs=$((1 + RESUMES))) ;;  # one epoch more each time
       {NO_HARDWARE}hydra/launcher=slurm) compose=1 ;;
     esac
   done

@@ -22,7 +22,7 @@ def _run(tool: str):
     main = importlib.import_module(f"seqlab.{tool}").main
     for s, handler in before.items():
         signal.signal(s, handler)
-    return main()
+    main()  # (its value is for sweepers; a console script's return would become its exit status)
 
 
 def train():
