@@ -36,10 +36,20 @@ UNITS = {"charlm": "chars", "subseq": "examples"}
 
 
 def config(task: str, batch_size: int, device: str, steps: int, out_dir: str, extra: list[str]):
-    overrides = [f"experiment={task}", f"data.batch_size={batch_size}", f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-                 "trainer.devices=1", f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.max_time=null",
-                 "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
-                 "test=false", *extra]
+    overrides = [
+        f"experiment={task}",
+        f"data.batch_size={batch_size}",
+        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+        "trainer.devices=1",
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=-1",
+        "trainer.max_time=null",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_model_summary=false",
+        "test=false",
+        *extra,
+    ]
     if task == "subseq":  # fresh examples: an epoch long enough for every measured step
         overrides.append(f"data.train_size={batch_size * (steps + 1)}")
     GlobalHydra.instance().clear()
@@ -84,8 +94,11 @@ def lightning_run(cfg, warmup: int, steps: int, device: str, profile: bool = Fal
         trainer.profiler = L.pytorch.profilers.SimpleProfiler(dirpath=cfg.paths.output_dir, filename="profile")
     trainer.fit(model, datamodule=datamodule)
     if profile:  # the report's rows, the longest first, with Lightning's long callback names cut
-        rows = [[c.strip() for c in line.split("|")[1:-1]] for line in
-                Path(cfg.paths.output_dir, "fit-profile.txt").read_text().splitlines() if line.startswith("|  ")]
+        rows = [
+            [c.strip() for c in line.split("|")[1:-1]]
+            for line in Path(cfg.paths.output_dir, "fit-profile.txt").read_text().splitlines()
+            if line.startswith("|  ")
+        ]
         print(f"{'action':60s} {'mean ms':>9s} {'calls':>6s} {'total %':>8s}")
         for action, mean, calls, _, pct in [r for r in rows if r[0] != "Action" and r[1] != "-"][:24]:
             print(f"{action[:60]:60s} {1000 * float(mean):9.3f} {calls:>6s} {float(pct):8.2f}")
@@ -116,7 +129,7 @@ def plain_run(cfg, task: str, warmup: int, steps: int, device: str) -> tuple[flo
         optimizer.step()
     sync(device)
     elapsed = time.perf_counter() - start
-    return elapsed, sum(b[0].numel() if task == "charlm" else b[0].size(0) for b in batches[warmup: warmup + steps])
+    return elapsed, sum(b[0].numel() if task == "charlm" else b[0].size(0) for b in batches[warmup : warmup + steps])
 
 
 def steps_in_an_epoch(cfg) -> int:
@@ -137,15 +150,27 @@ def compare(task: str, batch_size: int, args) -> dict:
             plain.append(t_plain)
             light.append(t_light)
             ratios.append(t_plain / t_light)
-            print(f"  rep {rep}: plain {units / t_plain:,.0f} {UNITS[task]}/s, lightning {units / t_light:,.0f} "
-                  f"{UNITS[task]}/s, ratio {ratios[-1]:.3f}", flush=True)
+            print(
+                f"  rep {rep}: plain {units / t_plain:,.0f} {UNITS[task]}/s, lightning {units / t_light:,.0f} "
+                f"{UNITS[task]}/s, ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
         if args.profile:
             lightning_run(cfg, args.warmup, steps, args.device, profile=True)
-    added_ms = 1000 * statistics.median((tl - tp) / steps for tl, tp in zip(light, plain))
-    return {"task": task, "batch": batch_size, "steps": steps, "unit": UNITS[task],
-            "plain": units / statistics.median(plain), "lightning": units / statistics.median(light),
-            "ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-            "plain_ms": 1000 * statistics.median(plain) / steps, "added_ms": added_ms}
+    added_ms = 1000 * statistics.median((tl - tp) / steps for tl, tp in zip(light, plain, strict=False))
+    return {
+        "task": task,
+        "batch": batch_size,
+        "steps": steps,
+        "unit": UNITS[task],
+        "plain": units / statistics.median(plain),
+        "lightning": units / statistics.median(light),
+        "ratio": statistics.median(ratios),
+        "min": min(ratios),
+        "max": max(ratios),
+        "plain_ms": 1000 * statistics.median(plain) / steps,
+        "added_ms": added_ms,
+    }
 
 
 def main() -> None:
@@ -165,15 +190,19 @@ def main() -> None:
     what = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# {what}; torch {torch.__version__}, lightning {L.__version__}")
     rows = []
-    for task in (["charlm", "subseq"] if args.task == "both" else [args.task]):
+    for task in ["charlm", "subseq"] if args.task == "both" else [args.task]:
         for batch_size in args.batch_sizes:
             print(f"## {task}, batch {batch_size}", flush=True)
             rows.append(compare(task, batch_size, args))
-    print("\n| task | batch | steps | plain | Lightning | ratio (median, min–max) | plain ms/step | Lightning adds ms/step |")
+    header = "| task | batch | steps | plain | Lightning | ratio (median, min–max) | plain ms/step | Lightning adds ms/step |"
+    print("\n" + header)
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['task']} | {r['batch']} | {r['steps']} | {r['plain']:,.0f} {r['unit']}/s | {r['lightning']:,.0f} {r['unit']}/s "
-              f"| {r['ratio']:.3f} ({r['min']:.3f}–{r['max']:.3f}) | {r['plain_ms']:.2f} | {r['added_ms']:.2f} |")
+        print(
+            f"| {r['task']} | {r['batch']} | {r['steps']} | {r['plain']:,.0f} {r['unit']}/s "
+            f"| {r['lightning']:,.0f} {r['unit']}/s "
+            f"| {r['ratio']:.3f} ({r['min']:.3f}–{r['max']:.3f}) | {r['plain_ms']:.2f} | {r['added_ms']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,15 @@ def step(title: str, args: list[str], env: dict, report: list[str]) -> bool:
     print(tail)
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)
-    report += [f"## {title} ({took:.0f} s, exit {proc.returncode})", "", "```", f"$ {' '.join(args[1:])}", tail, "```", ""]
+    report += [
+        f"## {title} ({took:.0f} s, exit {proc.returncode})",
+        "",
+        "```",
+        f"$ {' '.join(args[1:])}",
+        tail,
+        "```",
+        "",
+    ]
     return proc.returncode == 0
 
 
@@ -47,20 +55,73 @@ def main() -> None:
         sys.exit("error: no usable CUDA GPU here; run this on a GPU machine (or --cpu to check the script)")
     device = "cpu" if a.cpu else "cuda"
     name = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "CPU"
-    head = f"# GPU check: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}"
+    head = (
+        f"# GPU check: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}"
+    )
     print(head)
     report = [head, ""]
     env = {"SEQLAB_GPU_TIER_ON_CPU": "1"} if a.cpu else {}
     # -o addopts: one process (the GPU is one device), and pytest-xdist need not be installed.
-    ok = step("GPU test tier", [sys.executable, "-m", "pytest", "-q", "-o", "addopts=-ra", "-m", "gpu", "tests/test_gpu.py",
-                                "-p", "no:cacheprovider"], env, report)
+    ok = step(
+        "GPU test tier",
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-o",
+            "addopts=-ra",
+            "-m",
+            "gpu",
+            "tests/test_gpu.py",
+            "-p",
+            "no:cacheprovider",
+        ],
+        env,
+        report,
+    )
     sizes = ["64"] if a.cpu else ["64", "512"]
-    ok &= step("Lightning against a plain loop", [sys.executable, "scripts/benchmark_speed.py", "--device", device,
-                                                   "--batch-sizes", *sizes, "--reps", "3", "--steps", "30", "--warmup", "10"],
-               env, report)
-    ok &= step("Where Lightning's step time goes (batch 64, SimpleProfiler)",
-               [sys.executable, "scripts/benchmark_speed.py", "--device", device, "--task", "charlm", "--batch-sizes", "64",
-                "--reps", "1", "--steps", "30", "--warmup", "10", "--profile"], env, report)
+    ok &= step(
+        "Lightning against a plain loop",
+        [
+            sys.executable,
+            "scripts/benchmark_speed.py",
+            "--device",
+            device,
+            "--batch-sizes",
+            *sizes,
+            "--reps",
+            "3",
+            "--steps",
+            "30",
+            "--warmup",
+            "10",
+        ],
+        env,
+        report,
+    )
+    ok &= step(
+        "Where Lightning's step time goes (batch 64, SimpleProfiler)",
+        [
+            sys.executable,
+            "scripts/benchmark_speed.py",
+            "--device",
+            device,
+            "--task",
+            "charlm",
+            "--batch-sizes",
+            "64",
+            "--reps",
+            "1",
+            "--steps",
+            "30",
+            "--warmup",
+            "10",
+            "--profile",
+        ],
+        env,
+        report,
+    )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(report) + "\n")
     print(f"\nreport: {a.out}")

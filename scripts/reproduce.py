@@ -32,19 +32,19 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class Experiment:
     task: str
-    metric: str                  # as seqlab-train reports it (result.json "metrics")
-    tutorial: str                # what the tutorial reports, or the check standing in for it
-    bar: float | None            # None: reported, no bar (the tutorial gives no number)
-    better: str = "max"          # "max" | "min"
-    max_minutes: float | None = None   # a training-time bar
+    metric: str  # as seqlab-train reports it (result.json "metrics")
+    tutorial: str  # what the tutorial reports, or the check standing in for it
+    bar: float | None  # None: reported, no bar (the tutorial gives no number)
+    better: str = "max"  # "max" | "min"
+    max_minutes: float | None = None  # a training-time bar
     no_slower_than: str | None = None  # … or: no more training time than this experiment
     seeds: tuple[int, ...] = ()  # several runs (seed=…): the mean is judged, each value shown
-    gpu: bool = False            # a recipe for one CUDA GPU
-    curve: bool = True           # drawn in the task's picture (not for other data)
+    gpu: bool = False  # a recipe for one CUDA GPU
+    curve: bool = True  # drawn in the task's picture (not for other data)
 
 
 CHARLM = "val loss 1.5440 nats/char after 8 epochs (best published: fast.ai's 2×512 LSTM, 1.252)"
-SUBSEQ = "\"nearly never makes an error\" (its code here: 98.5 % exact)"
+SUBSEQ = '"nearly never makes an error" (its code here: 98.5 % exact)'
 ARITH = "no accuracy reported; check: 1,000 held-out 2-digit +/- questions"
 EXPERIMENTS = {
     "charlm_tutorial": Experiment("charlm", "val/loss", CHARLM, 1.544, "min"),
@@ -54,23 +54,44 @@ EXPERIMENTS = {
     "subseq_tutorial": Experiment("subseq", "test/exact_acc", SUBSEQ, 0.985, seeds=(42, 1, 2)),
     "subseq": Experiment("subseq", "test/exact_acc", SUBSEQ, 0.995, no_slower_than="subseq_tutorial"),
     "subseq_gpu": Experiment("subseq", "test/exact_acc", SUBSEQ, 0.999, max_minutes=1, gpu=True),
-    "dialogue_tutorial": Experiment("dialogue", "train/loss", "training loss ~0.005–0.05; no reply accuracy given",
-                                    0.05, "min"),
-    "dialogue": Experiment("dialogue", "test/exact_acc", "no reply accuracy given; bar: every training prompt "
-                           "answered exactly (beam search)", 1.0, max_minutes=5),
-    "dialogue_chatterbot": Experiment("dialogue", "test/bleu", "— (a held-out corpus the tutorial never had)", None,
-                                      curve=False),
-    "arithmetic_tutorial": Experiment("arithmetic", "test/exact_acc", "samples `____3`, `____2____`: no accuracy; "
-                                      "check: 1+1=? and 1+2=? answered", 1.0),
+    "dialogue_tutorial": Experiment(
+        "dialogue", "train/loss", "training loss ~0.005–0.05; no reply accuracy given", 0.05, "min"
+    ),
+    "dialogue": Experiment(
+        "dialogue",
+        "test/exact_acc",
+        "no reply accuracy given; bar: every training prompt answered exactly (beam search)",
+        1.0,
+        max_minutes=5,
+    ),
+    "dialogue_chatterbot": Experiment(
+        "dialogue", "test/bleu", "— (a held-out corpus the tutorial never had)", None, curve=False
+    ),
+    "arithmetic_tutorial": Experiment(
+        "arithmetic",
+        "test/exact_acc",
+        "samples `____3`, `____2____`: no accuracy; check: 1+1=? and 1+2=? answered",
+        1.0,
+    ),
     "arithmetic": Experiment("arithmetic", "test/exact_acc", ARITH, 0.995, max_minutes=10),
     "arithmetic_gpu": Experiment("arithmetic", "test/exact_acc", ARITH, 0.999, max_minutes=5, gpu=True),
-    "gru_toy_tutorial": Experiment("gru_toy", "test/loss", "loss falls, samples stay `Matttt…` (its sampler never "
-                                   "feeds back); check: loss below the uniform 1.386", 1.386, "min"),
+    "gru_toy_tutorial": Experiment(
+        "gru_toy",
+        "test/loss",
+        "loss falls, samples stay `Matttt…` (its sampler never feeds back); check: loss below the uniform 1.386",
+        1.386,
+        "min",
+    ),
     "gru_toy": Experiment("gru_toy", "test/continuation_ok", "check: greedy `Ma` → `MathMathMath`", 1.0),
 }
 # The validation metric each task's curve shows.
-CURVE_METRIC = {"charlm": "val/loss", "subseq": "val/exact_acc", "dialogue": "val/exact_acc",
-                "arithmetic": "val/exact_acc", "gru_toy": "val/loss"}
+CURVE_METRIC = {
+    "charlm": "val/loss",
+    "subseq": "val/exact_acc",
+    "dialogue": "val/exact_acc",
+    "arithmetic": "val/exact_acc",
+    "gru_toy": "val/loss",
+}
 
 
 def machine() -> str:
@@ -89,9 +110,21 @@ def machine() -> str:
 
 
 def run(experiment: str, quick: bool, extra: list[str]) -> dict:
-    args = [sys.executable, "-m", "seqlab.train", f"experiment={experiment}", "trainer.enable_progress_bar=false", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "seqlab.train",
+        f"experiment={experiment}",
+        "trainer.enable_progress_bar=false",
+        *extra,
+    ]
     if quick:
-        args += ["debug=limit_batches", "trainer.max_epochs=1", "trainer.max_time=null", "trainer.check_val_every_n_epoch=1"]
+        args += [
+            "debug=limit_batches",
+            "trainer.max_epochs=1",
+            "trainer.max_time=null",
+            "trainer.check_val_every_n_epoch=1",
+        ]
     start = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True)  # runs go under ./outputs
     wall = time.perf_counter() - start
@@ -112,8 +145,12 @@ def curve(run_dir: str, metric: str) -> tuple[list[float], list[float]]:
     if metric not in acc.Tags()["scalars"]:
         return [], []
     points = acc.Scalars(metric)
-    starts = [e.wall_time for tag in ("train/loss_step", "train/loss", metric) if tag in acc.Tags()["scalars"]
-              for e in acc.Scalars(tag)[:1]]
+    starts = [
+        e.wall_time
+        for tag in ("train/loss_step", "train/loss", metric)
+        if tag in acc.Tags()["scalars"]
+        for e in acc.Scalars(tag)[:1]
+    ]
     t0 = min(starts) if starts else points[0].wall_time
     return [(e.wall_time - t0) / 60 for e in points], [e.value for e in points]
 
@@ -127,8 +164,11 @@ def draw_curves(store: dict, kind: str, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for task, metric in CURVE_METRIC.items():
-        runs = [(name, store[name][kind][0]) for name, e in EXPERIMENTS.items()
-                if e.task == task and e.curve and store.get(name, {}).get(kind) and store[name][kind][0].get("run_dir")]
+        runs = [
+            (name, store[name][kind][0])
+            for name, e in EXPERIMENTS.items()
+            if e.task == task and e.curve and store.get(name, {}).get(kind) and store[name][kind][0].get("run_dir")
+        ]
         lines = [(name, *curve(r["run_dir"], metric)) for name, r in runs]
         lines = [line for line in lines if line[1]]
         if not lines:
@@ -136,8 +176,14 @@ def draw_curves(store: dict, kind: str, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         seconds = max(m[-1] for _, m, _ in lines) < 2  # short runs read better in seconds
         for name, minutes, values in lines:
-            ax.plot([m * 60 for m in minutes] if seconds else minutes, values, marker="o", markersize=2.5,
-                    linewidth=1.2, label=name)
+            ax.plot(
+                [m * 60 for m in minutes] if seconds else minutes,
+                values,
+                marker="o",
+                markersize=2.5,
+                linewidth=1.2,
+                label=name,
+            )
         bar = EXPERIMENTS[f"{task}"].bar if task in EXPERIMENTS else None
         if bar is not None and metric == EXPERIMENTS[task].metric.replace("best/", ""):
             ax.axhline(bar, color="0.5", linestyle="--", linewidth=0.8, label=f"bar {bar:g}")
@@ -164,7 +210,7 @@ def cell(e: Experiment, runs: list[dict], reference: list[dict] | None = None) -
     (`reference`: the runs of the experiment this one must be no slower than)."""
     values = [r.get(e.metric) for r in runs]
     if any(v is None for v in values):
-        return next(r.get("error", "missing") for r, v in zip(runs, values) if v is None) + " — no"
+        return next(r.get("error", "missing") for r, v in zip(runs, values, strict=False) if v is None) + " — no"
     value, minutes = sum(values) / len(values), minutes_of(runs)
     ok = e.bar is None or (value <= e.bar if e.better == "min" else value >= e.bar)
     if e.max_minutes is not None:
@@ -173,7 +219,7 @@ def cell(e: Experiment, runs: list[dict], reference: list[dict] | None = None) -
         ok = ok and minutes <= minutes_of(reference)
     text = f"{value:.4f}"
     if len(values) > 1:
-        text += " (mean of seeds " + ", ".join(f"{s}: {v:.4f}" for s, v in zip(e.seeds, values)) + ")"
+        text += " (mean of seeds " + ", ".join(f"{s}: {v:.4f}" for s, v in zip(e.seeds, values, strict=False)) + ")"
     took = f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
     return f"{text}, {took}" + ("" if e.bar is None else f" — {'passes' if ok else 'fails'}")
 
@@ -181,8 +227,10 @@ def cell(e: Experiment, runs: list[dict], reference: list[dict] | None = None) -
 def table(store: dict, command: str) -> str:
     """The results table from every run stored so far: CPU and GPU results side by side, each
     measured on the machine named below the table (run the script on both and keep one store)."""
-    rows = ["| task | experiment | metric | tutorial's result | bar | ours on the CPU | ours on the GPU |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| task | experiment | metric | tutorial's result | bar | ours on the CPU | ours on the GPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, e in EXPERIMENTS.items():
         bar = "—" if e.bar is None else f"{'≤' if e.better == 'min' else '≥'} {e.bar:g}"
         if e.max_minutes is not None:
@@ -193,8 +241,13 @@ def table(store: dict, command: str) -> str:
         for kind in ("cpu", "gpu"):
             runs = store.get(name, {}).get(kind)
             if runs is None:
-                cells.append("not measured (needs a CUDA GPU)" if e.gpu and kind == "gpu" else
-                             "— (a GPU recipe)" if e.gpu else "not measured")
+                cells.append(
+                    "not measured (needs a CUDA GPU)"
+                    if e.gpu and kind == "gpu"
+                    else "— (a GPU recipe)"
+                    if e.gpu
+                    else "not measured"
+                )
                 continue
             cells.append(cell(e, runs, store.get(e.no_slower_than, {}).get(kind) if e.no_slower_than else None))
         rows.append(f"| {e.task} | {name} | {e.metric} | {e.tutorial} | {bar} | {cells[0]} | {cells[1]} |")
@@ -236,8 +289,10 @@ def main() -> None:
     command = "python scripts/reproduce.py" + "".join(f" {x}" for x in a.overrides) + (" --quick" if a.quick else "")
     for name in names:
         e = EXPERIMENTS[name]
-        runs = [run(name, a.quick, [*a.overrides, *([f"seed={seed}"] if seed is not None else [])])
-                for seed in (e.seeds or (None,))]
+        runs = [
+            run(name, a.quick, [*a.overrides, *([f"seed={seed}"] if seed is not None else [])])
+            for seed in (e.seeds or (None,))
+        ]
         store.setdefault(name, {})[kind] = runs
         store_file.parent.mkdir(parents=True, exist_ok=True)
         store_file.write_text(json.dumps(store, indent=1))  # after every experiment: a stopped run keeps the rest

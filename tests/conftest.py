@@ -26,8 +26,13 @@ TASKS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 # A small, fast char-LM: a few hundred lines of real text, a small model.
 TINY_CHARLM = [
-    "data.batch_size=4", "data.bptt=16", "model.hidden_size=32", "model.emb_dim=8",
-    "trainer.accelerator=cpu", "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false",
+    "data.batch_size=4",
+    "data.bptt=16",
+    "model.hidden_size=32",
+    "model.emb_dim=8",
+    "trainer.accelerator=cpu",
+    "trainer.enable_model_summary=false",
+    "trainer.enable_progress_bar=false",
 ]
 
 
@@ -108,8 +113,16 @@ def compose_with_hydra(overrides: list[str], config_name: str = "train") -> Dict
     return cfg
 
 
-def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300, stdin: str | None = None,
-            env: dict | None = None, in_process: bool = False, argv0: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    module: str,
+    *args: str,
+    cwd: Path | None = None,
+    timeout: int = 300,
+    stdin: str | None = None,
+    env: dict | None = None,
+    in_process: bool = False,
+    argv0: str | None = None,
+) -> subprocess.CompletedProcess:
     """Run `python -m <module> args…` as a user would; outputs/ goes under `cwd`.
 
     `in_process=True` calls the entry point's own `main` here instead (sys.argv, stdin, the
@@ -118,8 +131,15 @@ def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300
     `argv0="seqlab-train"` runs it as the console script rather than `python -m`."""
     if not in_process:
         full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-        return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                              timeout=timeout, input=stdin, env=full_env)
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd or ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=stdin,
+            env=full_env,
+        )
     import contextlib
     import importlib
     import io
@@ -144,7 +164,9 @@ def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
     """The user-facing error: exit code 2, a single `error: …` line, the last on stderr (a run
     that fails mid-training has printed Lightning's start-up lines before it), no traceback."""
-    assert proc.returncode == 2, f"exit code {proc.returncode}\nstdout:{proc.stdout[-2000:]}\nstderr:{proc.stderr[-3000:]}"
+    assert proc.returncode == 2, (
+        f"exit code {proc.returncode}\nstdout:{proc.stdout[-2000:]}\nstderr:{proc.stderr[-3000:]}"
+    )
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr[-3000:]

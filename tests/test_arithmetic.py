@@ -64,8 +64,15 @@ def test_batches_of_the_tutor_agree_with_the_sensei(ops, digits):
         n = int((y[i] != IGNORE).sum())
         assert decode(y[i, :n]) == sensei(q) + END
         assert decode(x[i, :n]) == q + sensei(q).lstrip(END)
-    assert max(len(sensei(f"{a}{o}{b}=?").lstrip(END)) for a in (0, 10**digits - 1) for b in (0, 10**digits - 1)
-               for o in ops) == tutor.max_answer_len()
+    assert (
+        max(
+            len(sensei(f"{a}{o}{b}=?").lstrip(END))
+            for a in (0, 10**digits - 1)
+            for b in (0, 10**digits - 1)
+            for o in ops
+        )
+        == tutor.max_answer_len()
+    )
 
 
 @pytest.mark.parametrize("bad", ["1+1=", "1+1", "a+1=?", "1/2=?", "+1=?", "1+-2=?", ""])
@@ -114,13 +121,22 @@ def test_tutorial_preset_asks_the_two_questions():
     alphabet = dm.alphabet
     seen = [("".join(alphabet[i] for i in x[0, : q[0]].tolist())) for x, _, q in dm.train_dataloader().dataset]
     assert set(seen) == {"1+1=?", "1+2=?"} and 120 < seen.count("1+1=?") < 280
-    val = ["".join(alphabet[i] for i in x[k, : q[k]].tolist()) for x, _, q in dm.val_dataloader() for k in range(x.size(0))]
+    val = [
+        "".join(alphabet[i] for i in x[k, : q[k]].tolist()) for x, _, q in dm.val_dataloader() for k in range(x.size(0))
+    ]
     assert sorted(val) == ["1+1=?", "1+2=?"]
 
 
-@pytest.mark.parametrize("kwargs,key", [({"ops": "+/"}, "data.ops"), ({"digits": 0}, "data.digits"),
-                                        ({"alphabet": "ascii"}, "data.alphabet"), ({"fixed": ["1+1"]}, "data.fixed"),
-                                        ({"batch_size": 0}, "data.batch_size")])
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        ({"ops": "+/"}, "data.ops"),
+        ({"digits": 0}, "data.digits"),
+        ({"alphabet": "ascii"}, "data.alphabet"),
+        ({"fixed": ["1+1"]}, "data.fixed"),
+        ({"batch_size": 0}, "data.batch_size"),
+    ],
+)
 def test_bad_data_settings_name_the_key(kwargs, key):
     with pytest.raises(SeqlabError, match=key.replace(".", r"\.")):
         make_data("arithmetic", **kwargs)
@@ -164,7 +180,7 @@ def test_hidden_state_starts_at_zero_for_every_question():
     x, _, _ = render(torch.tensor([12, 5, 99]), torch.tensor([0, 1, 2]), torch.tensor([7, 17, 99]), STOI)
     together, _ = m(x)
     for i in range(3):
-        torch.testing.assert_close(together[i], m(x[i: i + 1])[0][0])
+        torch.testing.assert_close(together[i], m(x[i : i + 1])[0][0])
     torch.testing.assert_close(together, m(x, torch.zeros(3, 24))[0])
     assert not torch.allclose(together, m(x, torch.ones(3, 24))[0])  # (the start state does matter)
 
@@ -181,19 +197,30 @@ def test_answers_feed_the_nets_own_characters_back(activation, n_layers):
         n = said.index(STOI[END]) + 1 if STOI[END] in said else len(said)
         # reading the question and then its own characters, the net says exactly those characters
         logits, _ = m(torch.tensor([q + said[: n - 1]]))
-        assert logits[0, len(q) - 1:].argmax(-1).tolist() == said[:n]
+        assert logits[0, len(q) - 1 :].argmax(-1).tolist() == said[:n]
         assert all(t == STOI[END] for t in said[n:])
     # the answer does not depend on what follows the question in x (no teacher forcing)
     x2 = x.clone()
-    x2[0, q_len[0]:] = STOI["7"]
+    x2[0, q_len[0] :] = STOI["7"]
     assert torch.equal(answer(m, x2, q_len, steps=6, end=STOI[END])[0], got)
 
 
 def test_gradient_accumulation_steps_every_5_questions(tmp_path):
     """The seed preset: one question per batch, an optimizer step after every 5th."""
-    cfg = make_cfg(["experiment=arithmetic_tutorial", *FAST, "data.train_size=23", "trainer.max_epochs=1",
-                    "trainer.limit_val_batches=0", "test=false", "logger=none", "callbacks=none",
-                    "trainer.enable_checkpointing=false"], tmp_path)
+    cfg = make_cfg(
+        [
+            "experiment=arithmetic_tutorial",
+            *FAST,
+            "data.train_size=23",
+            "trainer.max_epochs=1",
+            "trainer.limit_val_batches=0",
+            "test=false",
+            "logger=none",
+            "callbacks=none",
+            "trainer.enable_checkpointing=false",
+        ],
+        tmp_path,
+    )
     datamodule, model, trainer = build(cfg)
 
     class Count(L.Callback):
@@ -230,18 +257,38 @@ def test_learns_the_seeds_questions_and_samples_from_a_checkpoint(tmp_path):
     TensorBoard gets the seed's three pictures and the loss curve."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    metrics, best = train(make_cfg([
-        "experiment=arithmetic_tutorial", *FAST, "data.alphabet=compact", "data.train_size=128", "data.batch_size=4",
-        "model.activation=tanh", "model.hidden_size=32", "model.optimizer.lr=0.02", "trainer.accumulate_grad_batches=1",
-        "trainer.max_epochs=6", "trainer.check_val_every_n_epoch=3"], tmp_path))
+    metrics, best = train(
+        make_cfg(
+            [
+                "experiment=arithmetic_tutorial",
+                *FAST,
+                "data.alphabet=compact",
+                "data.train_size=128",
+                "data.batch_size=4",
+                "model.activation=tanh",
+                "model.hidden_size=32",
+                "model.optimizer.lr=0.02",
+                "trainer.accumulate_grad_batches=1",
+                "trainer.max_epochs=6",
+                "trainer.check_val_every_n_epoch=3",
+            ],
+            tmp_path,
+        )
+    )
     assert metrics["test/exact_acc"] == 1.0 and metrics["test/char_acc"] == 1.0
     acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
     curve = [e.value for e in acc.Scalars("train/loss_step")]
     assert "examples/tao" in acc.Tags()["images"] and len(curve) >= 3 and curve[-1] < curve[0]
 
     # temperature sampling from the checkpoint, as a user types it: the bare answer, no \x00 printed
-    proc = run_cli("seqlab.generate", f"ckpt_path={best}", "prompt='1+2=?'", "temperature=0.5", "seed=3",
-                   env={"OMP_NUM_THREADS": "1"})
+    proc = run_cli(
+        "seqlab.generate",
+        f"ckpt_path={best}",
+        "prompt='1+2=?'",
+        "temperature=0.5",
+        "seed=3",
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "3\n"
     module, _ = load_module(best)
@@ -252,8 +299,11 @@ def test_learns_the_seeds_questions_and_samples_from_a_checkpoint(tmp_path):
 
 def test_temperature_sampling_is_repeatable_and_varies(tmp_path):
     torch.manual_seed(0)
-    m = make_model("arithmetic", {"alphabet": list(COMPACT), "max_answer_len": 3,
-                                  "questions": {"ops": "+-", "digits": 2}}, hidden_size=16)
+    m = make_model(
+        "arithmetic",
+        {"alphabet": list(COMPACT), "max_answer_len": 3, "questions": {"ops": "+-", "digits": 2}},
+        hidden_size=16,
+    )
     hot = [m.respond("12+7=?", temperature=5.0, seed=s, max_len=6) for s in range(12)]
     assert hot[0] == m.respond("12+7=?", temperature=5.0, seed=0, max_len=6)
     assert len(set(hot)) > 3  # a hot, untrained net says all sorts of things

@@ -52,31 +52,52 @@ CONFIG_CASES = [
     (["model.dropout=-0.1"], "model.dropout must be a number in [0, 1)"),
     (["model.cell=foo"], "model.cell must be one of rnn, gru, lstm, rnncell, grucell"),
     # torch's own checks, named by the key: the value refused, torch's reason, the class's default
-    (["model.optimizer.lr=-1"], "model.optimizer.lr=-1 is refused by Adam (Invalid learning rate: -1); pass another "
-                                "value (its default: model.optimizer.lr=0.001)"),
+    (
+        ["model.optimizer.lr=-1"],
+        "model.optimizer.lr=-1 is refused by Adam (Invalid learning rate: -1); pass another "
+        "value (its default: model.optimizer.lr=0.001)",
+    ),
     (["model.optimizer.lr=nan"], "model.optimizer.lr=nan is refused by Adam"),
-    (["model.optimizer.betas=[0.9]"], "model.optimizer.betas must be a list of 2 numbers or a Tensor, got [0.9]; pass "
-                                      "e.g. model.optimizer.betas=[0.9,0.999]"),
-    (["model.optimizer.weight_decay=-0.1"], "model.optimizer.weight_decay=-0.1 is refused by Adam (Invalid weight_decay"),
-    (["model/scheduler=plateau", "model.scheduler.factor=2"],
-     "model.scheduler.factor=2 is refused by ReduceLROnPlateau (Factor should be < 1.0.)"),
-    (["model.optimizer._target_=torch.nn.Linear"], "model.optimizer._target_=torch.nn.Linear is not a torch optimizer"),
-    (["experiment=dialogue", "model/optimizer=sgd"],
-     "model.optimizer.betas is not an argument of SGD; drop it, or remove it with ~model.optimizer.betas where a config "
-     "sets it (its arguments: params, lr"),
+    (
+        ["model.optimizer.betas=[0.9]"],
+        "model.optimizer.betas must be a list of 2 numbers or a Tensor, got [0.9]; pass "
+        "e.g. model.optimizer.betas=[0.9,0.999]",
+    ),
+    (
+        ["model.optimizer.weight_decay=-0.1"],
+        "model.optimizer.weight_decay=-0.1 is refused by Adam (Invalid weight_decay",
+    ),
+    (
+        ["model/scheduler=plateau", "model.scheduler.factor=2"],
+        "model.scheduler.factor=2 is refused by ReduceLROnPlateau (Factor should be < 1.0.)",
+    ),
+    (
+        ["model.optimizer._target_=torch.nn.Linear"],
+        "model.optimizer._target_=torch.nn.Linear is not a subclass of Optimizer",
+    ),
+    (
+        ["experiment=dialogue", "model/optimizer=sgd"],
+        "model.optimizer.betas is not an argument of SGD; drop it, or remove it with ~model.optimizer.betas where a "
+        "config sets it (its arguments: params, lr",
+    ),
     (["experiment=dialogue", "model.n_heads=3"], "model.emb_dim=64 must be a multiple of model.n_heads=3"),
     (["experiment=subseq", "data.max_start=7"], "data.max_start + data.min_len <= data.seq_len - 2"),
     (["experiment=arithmetic", "data.ops=+/"], "data.ops must be distinct characters from '+-*'"),
     (["experiment=arithmetic", "data.digits=12"], "data.digits must be an integer from 1 to 9"),
     (["experiment=gru_toy", "data.layout=rows"], "data.layout must be one of tutorial, streams"),
-    (["experiment=gru_toy", "model.check_expect=Mx"], "model.check_expect='Mx' must start with model.check_prompt='Ma'"),
+    (
+        ["experiment=gru_toy", "model.check_expect=Mx"],
+        "model.check_expect='Mx' must start with model.check_prompt='Ma'",
+    ),
     # Lightning's types (read from the Trainer's signature) and its own checks
     (["trainer.precision=banana"], "trainer.precision must be one of 64, 32, 16, transformer-engine"),
     (["trainer.accelerator=tpu"], "trainer.accelerator=tpu is refused by Trainer (Requirement 'torch_xla"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 trains on nothing"),
-    (["trainer.max_epochs=-5"], "trainer.max_epochs=-5 is refused by Trainer (`max_epochs` must be a non-negative "
-                                "integer or -1"),
-    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val must be a number >= 0 or null"),
+    (
+        ["trainer.max_epochs=-5"],
+        "trainer.max_epochs=-5 is refused by Trainer (`max_epochs` must be a non-negative integer or -1",
+    ),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val must be >= 0 or null, got -1"),
     (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5 is refused by Trainer"),
     (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be an integer >= 1"),
     (["trainer.devices=64"], "trainer.devices=64 but this machine has"),
@@ -84,45 +105,78 @@ CONFIG_CASES = [
     (["threads=0"], "threads must be an integer >= 1 or null"),
     (["seed=abc"], "seed must be an integer from 0 to 4294967295 or null"),
     (["seed=99999999999"], "seed must be an integer from 0 to 4294967295 or null"),
-    (["name=a/b"], "name must be 1 to 100 letters, digits, '_', '-' or '.', not starting with '.' (it names the "
-                   "run's folder), got 'a/b'; pass e.g. name=my_run"),
+    (
+        ["name=a/b"],
+        "name must be 1 to 100 letters, digits, '_', '-' or '.', not starting with '.' (it names the "
+        "run's folder), got 'a/b'; pass e.g. name=my_run",
+    ),
     (["name=" + "x" * 5000], "must be 1 to 100 letters, digits"),
     (["callbacks.log_examples.every_n_epochs=-1"], "callbacks.log_examples.every_n_epochs must be an integer >= 0"),
     (["callbacks.step_checkpoint.every_n_train_steps=0"], "every_n_train_steps must be an integer >= 1 or null"),
     (["data.path=missing.txt"], "missing.txt; set data.path="),
     (["data.path="], "data.path is empty; pass a file, or data.path=null"),
-    (["experiment=subseq", "model.cell=gru"], "unknown config key 'model.cell'; the subseq model has: model.optimizer"),
-    (["experiment=subseq", "data.path=x.txt"], "the subseq data has: data.seq_len"),
+    (
+        ["experiment=subseq", "model.cell=gru"],
+        "unknown config key 'model.cell'; the subseq model has: optimizer, scheduler",
+    ),
+    (["experiment=subseq", "data.path=x.txt"], "the subseq data has: seq_len, max_start"),
     (["model.optimizer.lr=1e-3,3e-3"], "a value with commas is a sweep; add -m"),
     (["experiment=arithmetic_tutorial", "data.fixed=[]"], "data.fixed is an empty list"),
-    (["trainer.max_time=10m"], "trainer.max_time=10m is refused by Trainer (`Timer(duration='10m')` is not a valid "
-                               "duration. Expected a string in the format DD:HH:MM:SS.)"),
-    (["trainer.devices=[0,1]"], "trainer.devices=[0,1] is refused by Trainer (`devices` selected with `CPUAccelerator` "
-                                "should be an int > 0.)"),
+    (
+        ["trainer.max_time=10m"],
+        "trainer.max_time=10m is refused by Trainer (`Timer(duration='10m')` is not a valid "
+        "duration. Expected a string in the format DD:HH:MM:SS.)",
+    ),
+    (
+        ["trainer.devices=[0,1]"],
+        "trainer.devices=[0,1] is refused by Trainer (`devices` selected with `CPUAccelerator` should be an int > 0.)",
+    ),
     (["experiment=gru_toy", "model.monitor=val/acc"], "model.monitor=val/acc is not a metric the gru_toy task logs"),
-    (["experiment=gru_toy", "model/scheduler=plateau", "model.scheduler.monitor=val/accuracy"],
-     "model.scheduler.monitor=val/accuracy is not a metric"),
-    (["experiment=dialogue", "callbacks.early_stopping.monitor=val/exact_accuracy"], "pick one of train/loss, val/bleu"),
-    (["model/optimizer=sgd", "model.optimizer.nesterov=true"],
-     "model.optimizer.nesterov=true is refused by SGD (Nesterov momentum requires a momentum and zero dampening)"),
+    (
+        ["experiment=gru_toy", "model/scheduler=plateau", "model.scheduler.monitor=val/accuracy"],
+        "model.scheduler.monitor=val/accuracy is not a metric",
+    ),
+    (
+        ["experiment=dialogue", "callbacks.early_stopping.monitor=val/exact_accuracy"],
+        "pick one of train/loss, val/bleu",
+    ),
+    (
+        ["model/optimizer=sgd", "model.optimizer.nesterov=true"],
+        "model.optimizer.nesterov=true is refused by SGD (Nesterov momentum requires a momentum and zero dampening)",
+    ),
     (["model.hidden_size=10000000"], "not enough memory for this model"),
     (["callbacks.model_checkpoint.save_top_k=-2"], "Invalid value for save_top_k=-2. Must be >= -1"),
     (["a=[1,2"], "'a=[1,2' has an unclosed '['; close it: a=[1,2]"),
     (["a=b c=d"], "cannot parse 'a=b c=d'"),
-    (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials must be an integer >= 1"),
-    (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.direction=up"],
-     "hydra.sweeper.direction must be one of minimize, maximize"),
+    (
+        ["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=0"],
+        "hydra.sweeper.n_trials must be an integer >= 1",
+    ),
+    (
+        ["-m", "hparams_search=charlm_optuna", "hydra.sweeper.direction=up"],
+        "hydra.sweeper.direction must be one of minimize, maximize",
+    ),
     (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be an integer >= 1"),
-    (["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=0", "model.hidden_size=4,8"], "hydra.launcher.n_jobs must be"),
+    (
+        ["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=0", "model.hidden_size=4,8"],
+        "hydra.launcher.n_jobs must be",
+    ),
     (["-m", "experiment=gru_toy", "model.hidden_size=range(4,2)"], "the sweep has no jobs"),
     (["-m", "experiment=gru_toy", "model.cell=gru,lstm"], "unknown config key 'model.cell'"),
     (["-m", "experiment=gru_toy", "--cfg", "job"], "--cfg, --info and --help print and run nothing; drop -m"),
     (["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"], "BasicSweeper does not support sweep type"),
-    (["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.max_failure_rate=-1"],
-     "hydra.sweeper.max_failure_rate must be a number in [0, 1]"),
-    (["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.storage=sqlite:////proc/no/x.db"],
-     "hydra.sweeper.storage=sqlite:////proc/no/x.db: the folder /proc/no is not there or cannot be written"),
-    (["-m", "experiment=gru_toy", "seed=1,2", "resume=outputs/gru_toy/runs/x"], "resume= continues one run and cannot be swept"),
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.max_failure_rate=-1"],
+        "hydra.sweeper.max_failure_rate must be a number in [0, 1]",
+    ),
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.storage=sqlite:////proc/no/x.db"],
+        "hydra.sweeper.storage=sqlite:////proc/no/x.db: the folder /proc/no is not there or cannot be written",
+    ),
+    (
+        ["-m", "experiment=gru_toy", "seed=1,2", "resume=outputs/gru_toy/runs/x"],
+        "resume= continues one run and cannot be swept",
+    ),
     (["experiment=gru_toy", "train=false", "test=false"], "train=false and test=false leave nothing to do"),
     (["experiment=dialogue", "model.max_len=100000"], "model.max_len must be an integer from 1 to 1000"),
     (["experiment=dialogue", "model.beam_width=500"], "model.beam_width must be an integer from 1 to 100"),
@@ -140,52 +194,97 @@ CONFIG_CASES = [
     (["name=gru", "toy"], "part of a value the shell split at a space (quote it whole: 'name=gru toy')"),
     (["--model.hidden_size=16"], "overrides are written key=value without dashes, e.g. model.hidden_size=16"),
     (["experiment=gru_toy", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 trains on nothing"),
-    (["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"], "would put every job of the sweep in one folder"),
+    (
+        ["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"],
+        "would put every job of the sweep in one folder",
+    ),
     (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
     (["data.min_freq=100000"], "model.sample_prompt='the ' has no character of this text's vocabulary"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
-    (["experiment=gru_toy", "trainer.enable_checkpointing=false"],
-     "trainer.enable_checkpointing=false is refused by Trainer (Trainer was configured with `enable_checkpointing=False`"
-     " but found `ModelCheckpoint` in callbacks list.)"),
-    (["-m", "experiment=subseq", "hparams_search=arithmetic_optuna"],
-     "hparams_search=arithmetic_optuna searches the arithmetic task, but this run trains subseq; pass "
-     "experiment=arithmetic"),
-    (["-m", "experiment=arithmetic", "hparams_search=arithmetic_optuna", "hydra.sweeper.params.model.n_layers=choice(1)"],
-     "cannot be set on the command line; give the search range as the key itself: -m hparams_search=… "
-     "'model.n_layers=choice(1)'"),
+    (
+        ["experiment=gru_toy", "trainer.enable_checkpointing=false"],
+        "trainer.enable_checkpointing=false is refused by Trainer (Trainer was configured with "
+        "`enable_checkpointing=False` but found `ModelCheckpoint` in callbacks list.)",
+    ),
+    (
+        ["-m", "experiment=subseq", "hparams_search=arithmetic_optuna"],
+        "hparams_search=arithmetic_optuna searches the arithmetic task, but this run trains subseq; pass "
+        "experiment=arithmetic",
+    ),
+    (
+        [
+            "-m",
+            "experiment=arithmetic",
+            "hparams_search=arithmetic_optuna",
+            "hydra.sweeper.params.model.n_layers=choice(1)",
+        ],
+        "cannot be set on the command line; give the search range as the key itself: -m hparams_search=… "
+        "'model.n_layers=choice(1)'",
+    ),
     (["trainer.strategy=dpp"], "trainer.strategy=dpp is refused by Trainer (You selected an invalid strategy name"),
-    (["experiment=gru_toy", "callbacks.early_stopping.patience=3"],
-     "this run has no callback early_stopping (its callbacks: model_checkpoint"),
+    (
+        ["experiment=gru_toy", "callbacks.early_stopping.patience=3"],
+        "this run has no callback early_stopping (its callbacks: model_checkpoint",
+    ),
     (["logger.wandb.project=x"], "this run has no logger wandb (its loggers: tensorboard); pick loggers with logger="),
-    (["trainer.detect_anomaly=true"], "trainer.detect_anomaly is an argument of Trainer that this config leaves at its "
-                                      "default; add it with +trainer.detect_anomaly=true"),
+    (
+        ["trainer.detect_anomaly=true"],
+        "trainer.detect_anomaly is an argument of Trainer that this config leaves at its "
+        "default; add it with +trainer.detect_anomaly=true",
+    ),
     (["model.optimizer.lrr=1"], "model.optimizer.lrr is not an argument of Adam; did you mean model.optimizer.lr=…?"),
-    (["model.optimizer.nesterov=true"], "model.optimizer.nesterov is not an argument of Adam; its arguments: lr, betas"),
+    (
+        ["model.optimizer.nesterov=true"],
+        "model.optimizer.nesterov is not an argument of Adam; its arguments: lr, betas",
+    ),
     (["experimnet=gru_toy"], "unknown config key 'experimnet'; did you mean experiment=gru_toy?"),
     (["experiment=dialogue", "data.max_tokens=0"], "pass e.g. data.max_tokens=null"),  # (off by default: off works)
-    (["experiment=gru_toy", "++model.hiden=4"], "model.hiden is not an argument of GRUToyModule; did you mean "
-                                                "model.hidden_size=…?"),
+    (
+        ["experiment=gru_toy", "++model.hiden=4"],
+        "model.hiden is not an argument of GRUToyModule; did you mean model.hidden_size=…?",
+    ),
     (["--cfg", "jobs"], "argument --cfg/-c: invalid choice: 'jobs' (choose from 'job', 'hydra', 'all')"),
     # a sweep's first job is checked before the sweep starts; trials that all fail later are summed up
-    (["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.n_trials=2",
-      "model.hidden_size=choice(0,-1)"], "model.hidden_size must be an integer >= 1, got 0"),
-    (["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=2", "data.path=choice(/nope/a.txt,/nope/b.txt)"],
-     "no job of the sweep finished: the first failed with 'data file not found: /nope/"),
-    (["experiment=gru_toy", "+model.hidden_size=4"],
-     "Could not append to config. An item is already at 'model.hidden_size'. Either remove + prefix: "
-     "'model.hidden_size=4'"),
-    (["experiment=gru_toy", "~model.hidden_size"],
-     "~model.hidden_size deleted a setting this run needs (model.hidden_size has no value); drop ~model.hidden_size"),
+    (
+        [
+            "-m",
+            "experiment=gru_toy",
+            "hparams_search=gru_toy_optuna",
+            "hydra.sweeper.n_trials=2",
+            "model.hidden_size=choice(0,-1)",
+        ],
+        "model.hidden_size must be an integer >= 1, got 0",
+    ),
+    (
+        ["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=2", "data.path=choice(/nope/a.txt,/nope/b.txt)"],
+        "no job of the sweep finished: the first failed with 'data file not found: /nope/",
+    ),
+    (
+        ["experiment=gru_toy", "+model.hidden_size=4"],
+        "Could not append to config. An item is already at 'model.hidden_size'. Either remove + prefix: "
+        "'model.hidden_size=4'",
+    ),
+    (
+        ["experiment=gru_toy", "~model.hidden_size"],
+        "~model.hidden_size deleted a setting this run needs (model.hidden_size has no value); drop ~model.hidden_size",
+    ),
     (["experiment=gru_toy", "~data.batch_size"], "~data.batch_size deleted a setting this run needs"),
     (["~trainer"], "~trainer removes the trainer settings every run needs; drop it"),
     (["model.optimizer.betas=[0.9,0.99"], "has an unclosed '['; close it: model.optimizer.betas=[0.9,0.99]"),
-    (["--epochs", "3"], "--epochs is not an option; overrides are written key=value without dashes, e.g. "
-                        "trainer.max_epochs=3"),
+    (
+        ["--epochs", "3"],
+        "--epochs is not an option; overrides are written key=value without dashes, e.g. trainer.max_epochs=3",
+    ),
     (["experiment=gru_toy", "model=charlm"], "the model is the charlm task's but the data is the gru_toy task's"),
     (["model.optimizer=adamw"], "to pick an option of the config group write model/optimizer=adamw"),
-    (["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=slurm"], "SLURM's sbatch, which this machine does not have"),
-    (["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.backend=banana"],
-     "hydra.launcher.backend=banana is refused by Parallel (Invalid backend: banana"),
+    (
+        ["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=slurm"],
+        "SLURM's sbatch, which this machine does not have",
+    ),
+    (
+        ["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.backend=banana"],
+        "hydra.launcher.backend=banana is refused by Parallel (Invalid backend: banana",
+    ),
 ]
 
 
@@ -199,8 +298,9 @@ def test_bad_config_value(args, expected, tmp_path):
 def test_gpu_preset_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    msg = one_error(*cli("train", "trainer=gpu", cwd=tmp_path)[::2])
-    assert "no usable CUDA GPU" in msg and "trainer=cpu" in msg and not left_behind(tmp_path)
+    msg = one_error(*cli("train", "trainer=gpu", cwd=tmp_path)[::2])  # Lightning's own refusal, named by its key
+    assert "trainer.accelerator=gpu is refused by Trainer (No supported gpu backend found!)" in msg
+    assert "trainer.accelerator=auto" in msg and not left_behind(tmp_path)
 
 
 def test_run_folder_below_a_regular_file(tmp_path):
@@ -218,8 +318,14 @@ def test_a_run_folder_given_by_hand_is_never_shared(tmp_path):
     """hydra.run.dir= pointing at another run (or at a folder of the user's files) is refused
     before Hydra writes into it: the other run's files stay as they were."""
     run = tmp_path / "run"
-    code, _, err = cli("train", "experiment=gru_toy", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-                       f"hydra.run.dir={run}", cwd=tmp_path)
+    code, _, err = cli(
+        "train",
+        "experiment=gru_toy",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     msg = one_error(*cli("train", f"hydra.run.dir={run}", cwd=tmp_path)[::2])
@@ -230,14 +336,20 @@ def test_a_run_folder_given_by_hand_is_never_shared(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("the user's")
     msg = one_error(*cli("train", f"hydra.run.dir={tmp_path / 'mine'}", cwd=tmp_path)[::2])
-    assert "is a folder with files in it" in msg and sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    assert "is a folder with files in it" in msg and sorted(p.name for p in (tmp_path / "mine").iterdir()) == [
+        "notes.txt"
+    ]
 
 
 def test_a_run_folder_built_from_settings_is_checked_too(tmp_path):
     """hydra.run.dir=outputs/${name}/fixed names the same folder every time: the second run is
     refused as one given literally would be."""
-    args = ["experiment=gru_toy", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-            "hydra.run.dir=outputs/${name}/fixed"]
+    args = [
+        "experiment=gru_toy",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "hydra.run.dir=outputs/${name}/fixed",
+    ]
     code, _, err = cli("train", *args, cwd=tmp_path)
     assert code == 0, err
     msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
@@ -248,8 +360,9 @@ def test_a_failed_sweep_never_removes_a_folder_it_did_not_make(tmp_path):
     """Every job refused and no checkpoint anywhere: the sweep folder goes only if this sweep
     made it; a hand-given one (here the current folder, with the user's file) stays."""
     (tmp_path / "notes.txt").write_text("the user's")
-    msg = one_error(*cli("train", "-m", "experiment=gru_toy", "model.hidden_size=0,-1", "hydra.sweep.dir=.",
-                         cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli("train", "-m", "experiment=gru_toy", "model.hidden_size=0,-1", "hydra.sweep.dir=.", cwd=tmp_path)[::2]
+    )
     assert "model.hidden_size must be an integer >= 1" in msg
     assert (tmp_path / "notes.txt").read_text() == "the user's"
     (tmp_path / "x").mkdir()
@@ -259,8 +372,9 @@ def test_a_failed_sweep_never_removes_a_folder_it_did_not_make(tmp_path):
 
 def test_a_sweep_folder_that_cannot_be_written(tmp_path):
     (tmp_path / "file").write_text("a file, not a folder")
-    msg = one_error(*cli("train", "-m", "experiment=gru_toy", f"hydra.sweep.dir={tmp_path / 'file' / 'x'}",
-                         cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli("train", "-m", "experiment=gru_toy", f"hydra.sweep.dir={tmp_path / 'file' / 'x'}", cwd=tmp_path)[::2]
+    )
     assert f"{tmp_path / 'file'} is a file (Not a directory); set hydra.sweep.dir=<a writable folder>" in msg
 
 
@@ -287,15 +401,23 @@ def test_resume_of_a_run_whose_settings_are_gone(tmp_path):
     """.hydra/ deleted or edited: last.ckpt records the overrides it was trained with, so the run
     resumes as it was; a run finished by its epochs says how to train on."""
     run = tmp_path / "run"
-    code, _, err = cli("train", "experiment=gru_toy", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-                       f"hydra.run.dir={run}", cwd=tmp_path)
+    code, _, err = cli(
+        "train",
+        "experiment=gru_toy",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert code == 0, err[-3000:]
     import shutil
 
     shutil.rmtree(run / ".hydra")
     msg = one_error(*cli("train", f"resume={run}", cwd=tmp_path)[::2])
-    assert msg == ("error: the run has trained 1 epoch, all that trainer.max_epochs=1 asks for; pass "
-                   "trainer.max_epochs=2 or more to train on (or train=false to test it)")
+    assert msg == (
+        "error: the run has trained 1 epoch, all that trainer.max_epochs=1 asks for; pass "
+        "trainer.max_epochs=2 or more to train on (or train=false to test it)"
+    )
     code, out, err = cli("train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path)
     assert code == 0 and "test/loss" in out, err[-3000:]
     assert not (run / ".hydra").exists()  # (resume= writes nothing there)
@@ -303,8 +425,14 @@ def test_resume_of_a_run_whose_settings_are_gone(tmp_path):
 
 def test_a_run_without_loggers(tmp_path):
     """logger=none: nothing to log the learning rate to, so its monitor is left out."""
-    code, _, err = cli("train", "experiment=gru_toy", "logger=none", "trainer.max_epochs=1",
-                       "trainer.enable_progress_bar=false", cwd=tmp_path)
+    code, _, err = cli(
+        "train",
+        "experiment=gru_toy",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        cwd=tmp_path,
+    )
     assert code == 0, err[-3000:]
     assert list(tmp_path.glob("outputs/gru_toy/runs/*/checkpoints/last.ckpt"))
 
@@ -318,20 +446,36 @@ def test_an_empty_root_variable(tmp_path, monkeypatch):
 def test_a_search_that_fails_at_once_leaves_no_study(tmp_path):
     """The first trial's overrides do not fit the experiment: no sweep folder and no Optuna
     study file stay behind (a study that ran trials is kept: the same command continues it)."""
-    msg = one_error(*cli("train", "-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna",
-                         "model.nosuch=choice(1,2)", cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli(
+            "train",
+            "-m",
+            "experiment=gru_toy",
+            "hparams_search=gru_toy_optuna",
+            "model.nosuch=choice(1,2)",
+            cwd=tmp_path,
+        )[::2]
+    )
     assert "unknown config key 'model.nosuch'" in msg
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*"))
 
 
 def test_ctrl_c_while_starting(tmp_path):
     """Ctrl-C in the seconds the console script spends importing torch and Lightning."""
-    proc = subprocess.Popen([sys.executable, "-c", "from seqlab.commands import train; train()", "experiment=gru_toy"],
-                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from seqlab.commands import train; train()", "experiment=gru_toy"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("stopped by Ctrl-C")
+    assert (
+        proc.returncode == 130
+        and "Traceback" not in err
+        and err.strip().splitlines()[-1].startswith("stopped by Ctrl-C")
+    )
 
 
 def test_a_config_file_that_is_not_yaml(tmp_path):
@@ -346,25 +490,53 @@ def test_a_config_file_that_is_not_yaml(tmp_path):
 def checkpoints(tmp_path_factory, small_text):
     """A tiny char-LM and a tiny subseq checkpoint."""
     root = tmp_path_factory.mktemp("ckpts")
-    few = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-           "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+    few = [
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false",
+    ]
     train_run(make_cfg([f"data.path={small_text}", *TINY_CHARLM, *few], root / "charlm"))
-    train_run(make_cfg(["experiment=subseq", "model.hidden_size=16", "model.emb_dim=8", "model.n_layers=1",
-                        "trainer.accelerator=cpu", *few], root / "subseq"))
-    train_run(make_cfg(["experiment=arithmetic", "model.hidden_size=16", "trainer.accelerator=cpu", *few],
-                       root / "arithmetic"))
+    train_run(
+        make_cfg(
+            [
+                "experiment=subseq",
+                "model.hidden_size=16",
+                "model.emb_dim=8",
+                "model.n_layers=1",
+                "trainer.accelerator=cpu",
+                *few,
+            ],
+            root / "subseq",
+        )
+    )
+    train_run(
+        make_cfg(
+            ["experiment=arithmetic", "model.hidden_size=16", "trainer.accelerator=cpu", *few], root / "arithmetic"
+        )
+    )
     return {task: root / task / "checkpoints" / "last.ckpt" for task in ("charlm", "subseq", "arithmetic")}
 
 
 def test_training_from_another_tasks_checkpoint(checkpoints, small_text, tmp_path):
-    msg = one_error(*cli("train", f"ckpt_path={checkpoints['subseq']}", f"data.path={small_text}", *TINY_CHARLM,
-                         cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli("train", f"ckpt_path={checkpoints['subseq']}", f"data.path={small_text}", *TINY_CHARLM, cwd=tmp_path)[::2]
+    )
     assert "'subseq' checkpoint" in msg and "experiment=subseq" in msg and not left_behind(tmp_path)
 
 
 def test_training_from_a_checkpoint_of_another_size(checkpoints, small_text, tmp_path):
-    msg = one_error(*cli("train", f"ckpt_path={checkpoints['charlm']}", f"data.path={small_text}", *TINY_CHARLM,
-                         "model.hidden_size=48", cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli(
+            "train",
+            f"ckpt_path={checkpoints['charlm']}",
+            f"data.path={small_text}",
+            *TINY_CHARLM,
+            "model.hidden_size=48",
+            cwd=tmp_path,
+        )[::2]
+    )
     assert "model.hidden_size (32 there, 48 here)" in msg and not left_behind(tmp_path)
 
 
@@ -377,11 +549,17 @@ def test_checkpoint_paths_that_are_not_checkpoints(checkpoints, tmp_path):
     (tmp_path / "notes.txt").write_text("not a checkpoint")
     folder, notes = checkpoints["charlm"].parent, tmp_path / "notes.txt"
     assert "is a folder; pass a .ckpt file in it" in one_error(
-        *cli("generate", f"ckpt_path={folder}", "prompt=the", cwd=tmp_path)[::2])
+        *cli("generate", f"ckpt_path={folder}", "prompt=the", cwd=tmp_path)[::2]
+    )
     assert "is not a PyTorch checkpoint file" in one_error(
-        *cli("generate", f"ckpt_path={notes}", "prompt=the", cwd=tmp_path)[::2])
-    assert "resume= takes a run folder" in one_error(*cli("train", f"resume={checkpoints['charlm']}", cwd=tmp_path)[::2])
-    assert "drop ckpt_path" in one_error(*cli("train", f"resume={folder.parent}", f"ckpt_path={notes}", cwd=tmp_path)[::2])
+        *cli("generate", f"ckpt_path={notes}", "prompt=the", cwd=tmp_path)[::2]
+    )
+    assert "resume= takes a run folder" in one_error(
+        *cli("train", f"resume={checkpoints['charlm']}", cwd=tmp_path)[::2]
+    )
+    assert "drop ckpt_path" in one_error(
+        *cli("train", f"resume={folder.parent}", f"ckpt_path={notes}", cwd=tmp_path)[::2]
+    )
 
 
 def test_options_a_tool_does_not_take(checkpoints, tmp_path):
@@ -391,8 +569,10 @@ def test_options_a_tool_does_not_take(checkpoints, tmp_path):
     assert "is a 'charlm' checkpoint, but this command needs a 'dialogue' one" in msg  # (its options: test_dialogue)
     # a typo gets its correction; another idea that shares a prefix does not (length_penalty is not length)
     msg = one_error(*cli("eval", "experiment=charlm", f"ckpt_path={checkpoints['charlm']}", cwd=tmp_path)[::2])
-    assert msg == ("error: unknown option 'experiment' (a checkpoint knows its experiment): seqlab-eval takes "
-                   "ckpt_path, data.<key>, trainer.<key>")
+    assert msg == (
+        "error: unknown option 'experiment' (a checkpoint knows its experiment): seqlab-eval takes "
+        "ckpt_path, data.<key>, trainer.<key>"
+    )
     msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "temprature=0", cwd=tmp_path)[::2])
     assert "unknown option 'temprature': did you mean temperature=…? seqlab-generate takes ckpt_path" in msg
     msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "length_penalty=1", cwd=tmp_path)[::2])
@@ -416,7 +596,9 @@ def test_a_byte_order_mark_is_not_data(tmp_path):
 
 
 def test_eval_of_no_batches(checkpoints, tmp_path):
-    msg = one_error(*cli("eval", f"ckpt_path={checkpoints['subseq']}", "trainer.limit_test_batches=0", cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli("eval", f"ckpt_path={checkpoints['subseq']}", "trainer.limit_test_batches=0", cwd=tmp_path)[::2]
+    )
     assert "trainer.limit_test_batches=0 tests on nothing" in msg
 
 
@@ -427,21 +609,46 @@ def test_relative_paths_are_read_from_where_the_command_started(checkpoints, sma
 
     shutil.copy(checkpoints["charlm"], tmp_path / "start.ckpt")
     shutil.copy(small_text, tmp_path / "text.txt")
-    code, _, err = cli("train", "data.path=text.txt", "ckpt_path=start.ckpt", *TINY_CHARLM, "trainer.max_epochs=2",
-                       "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-                       "hydra.job.chdir=true", cwd=tmp_path)
+    code, _, err = cli(
+        "train",
+        "data.path=text.txt",
+        "ckpt_path=start.ckpt",
+        *TINY_CHARLM,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "hydra.job.chdir=true",
+        cwd=tmp_path,
+    )
     assert code == 0, err[-2000:]
 
 
 def test_tools_take_no_hydra_settings(checkpoints, tmp_path):
-    msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "prompt=the",
-                         f"hydra.run.dir={tmp_path / 'gen'}", cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli(
+            "generate",
+            f"ckpt_path={checkpoints['charlm']}",
+            "prompt=the",
+            f"hydra.run.dir={tmp_path / 'gen'}",
+            cwd=tmp_path,
+        )[::2]
+    )
     assert "writes no run folder" in msg and not (tmp_path / "gen").exists()
 
 
 def test_a_checkpoint_from_other_data_names_the_data_setting(checkpoints, tmp_path):
-    msg = one_error(*cli("train", "experiment=arithmetic", "model.hidden_size=16", "data.alphabet=printable",
-                         f"ckpt_path={checkpoints['arithmetic']}", "trainer.max_epochs=5", cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli(
+            "train",
+            "experiment=arithmetic",
+            "model.hidden_size=16",
+            "data.alphabet=printable",
+            f"ckpt_path={checkpoints['arithmetic']}",
+            "trainer.max_epochs=5",
+            cwd=tmp_path,
+        )[::2]
+    )
     assert "data.alphabet ('compact' there, 'printable' here)" in msg
 
 
@@ -466,12 +673,27 @@ def test_edited_checkpoints(checkpoints, tmp_path):
 
 
 def test_a_checkpoint_past_the_epochs_asked_for(checkpoints, small_text, tmp_path):
-    msg = one_error(*cli("train", f"ckpt_path={checkpoints['charlm']}", f"data.path={small_text}", *TINY_CHARLM,
-                         "trainer.max_epochs=0", cwd=tmp_path)[::2])
+    msg = one_error(
+        *cli(
+            "train",
+            f"ckpt_path={checkpoints['charlm']}",
+            f"data.path={small_text}",
+            *TINY_CHARLM,
+            "trainer.max_epochs=0",
+            cwd=tmp_path,
+        )[::2]
+    )
     assert "trains on nothing" in msg
     # the checkpoint trained 1 epoch: a run of 1 epoch from it has nothing to train
-    args = [f"ckpt_path={checkpoints['subseq']}", "experiment=subseq", "model.hidden_size=16", "model.emb_dim=8",
-            "model.n_layers=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+    args = [
+        f"ckpt_path={checkpoints['subseq']}",
+        "experiment=subseq",
+        "model.hidden_size=16",
+        "model.emb_dim=8",
+        "model.n_layers=1",
+        "trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false",
+    ]
     msg = one_error(*cli("train", *args, "trainer.max_epochs=1", cwd=tmp_path)[::2])
     assert "has trained 1 epoch, all that trainer.max_epochs=1 asks for; pass trainer.max_epochs=2 or more" in msg
     code, _, err = cli("train", *args, "trainer.max_epochs=1", "train=false", cwd=tmp_path)  # testing it is fine
@@ -479,15 +701,22 @@ def test_a_checkpoint_past_the_epochs_asked_for(checkpoints, small_text, tmp_pat
 
 
 def test_eval_on_data_of_another_shape(checkpoints, tmp_path):
-    for task, change, key in (("subseq", "data.seq_len=12", "seq_len"), ("arithmetic", "data.alphabet=printable", "alphabet")):
+    for task, change, key in (
+        ("subseq", "data.seq_len=12", "seq_len"),
+        ("arithmetic", "data.alphabet=printable", "alphabet"),
+    ):
         msg = one_error(*cli("eval", f"ckpt_path={checkpoints[task]}", change, cwd=tmp_path)[::2])
         assert f"changes the {key} this model was built for" in msg
 
 
 def test_a_refused_resume_leaves_the_run_as_it_was(small_text, tmp_path):
     run = tmp_path / "run"
-    few = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-           "trainer.limit_test_batches=1"]
+    few = [
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+    ]
     code, _, err = cli("train", f"data.path={small_text}", *TINY_CHARLM, *few, f"hydra.run.dir={run}", cwd=tmp_path)
     assert code == 0, err[-2000:]
     before = {p: p.read_bytes() for p in (run / ".hydra").iterdir()}
@@ -503,10 +732,8 @@ def test_a_refused_resume_leaves_the_run_as_it_was(small_text, tmp_path):
 
 def test_resume_refuses_another_experiment(checkpoints, tmp_path):
     run = checkpoints["charlm"].parents[1]
-    (run / ".hydra").mkdir(exist_ok=True)
-    (run / ".hydra" / "overrides.yaml").write_text("- experiment=charlm\n")
     msg = one_error(*cli("train", f"resume={run}", "experiment=subseq", cwd=tmp_path)[::2])
-    assert "resume= continues a run as it was started (experiment=charlm)" in msg and "drop experiment=subseq" in msg
+    assert "resume= continues a run as it was started" in msg and "drop experiment=subseq" in msg
 
 
 # ---- inference inputs ---------------------------------------------------------------------------
@@ -517,21 +744,30 @@ GENERATE_CASES = [
     ("charlm", ["prompt=the", "length=1e11"], "length must be an integer from 0 to 100000"),
     ("charlm", ["prompt=the", "length=-5"], "length must be an integer from 0 to 100000"),
     ("charlm", ["prompt=the", "seed=abc"], "seed must be an integer from 0 to 9223372036854775807 or null"),
-    ("charlm", ["prompt=the", "beam_width=3"], "unknown option 'beam_width': seqlab-generate takes ckpt_path, prompt, "
-                                              "device, length, temperature, seed (for this charlm checkpoint)"),
+    (
+        "charlm",
+        ["prompt=the", "beam_width=3"],
+        "unknown option 'beam_width': seqlab-generate takes ckpt_path, prompt, "
+        "device, length, temperature, seed (for this charlm checkpoint)",
+    ),
     ("charlm", ["prompt=ΩΩ✓"], "no character of the prompt"),
     ("charlm", [], "no prompt given"),
     ("charlm", ["prompt=the", "device=tpu"], "device='tpu' is not one of auto, cpu, cuda"),
     ("charlm", ["prompt=the", "seed=99999999999999999999"], "seed must be an integer from 0 to"),
     ("subseq", ["prompt=1 2 3"], "is not 10 numbers"),
-    ("subseq", ["prompt=2 3 1 8 2 5 8 6 4 5", "temperature=0"],
-     "unknown option 'temperature': seqlab-generate takes ckpt_path, prompt, device (for this subseq checkpoint)"),
+    (
+        "subseq",
+        ["prompt=2 3 1 8 2 5 8 6 4 5", "temperature=0"],
+        "unknown option 'temperature': seqlab-generate takes ckpt_path, prompt, device (for this subseq checkpoint)",
+    ),
     ("arithmetic", ["prompt=12 plus 7"], "malformed question"),
     ("arithmetic", ["prompt=1+2=?", "max_len=0"], "max_len must be an integer from 1 to 1000"),
 ]
 
 
-@pytest.mark.parametrize("task,args,expected", GENERATE_CASES, ids=[f"{t} {' '.join(a)}"[:50] for t, a, _ in GENERATE_CASES])
+@pytest.mark.parametrize(
+    "task,args,expected", GENERATE_CASES, ids=[f"{t} {' '.join(a)}"[:50] for t, a, _ in GENERATE_CASES]
+)
 def test_bad_generate_input(task, args, expected, checkpoints, tmp_path):
     (tmp_path / "mine.txt").write_text("the user's own file")
     code, _, err = cli("generate", f"ckpt_path={checkpoints[task]}", *args, cwd=tmp_path)
@@ -549,7 +785,9 @@ def test_questions_outside_training_get_a_warning_and_an_answer(checkpoints, tmp
 def test_readme_style_prompt_with_symbols(checkpoints, tmp_path):
     """`prompt="12+7=?"` pasted into bash reaches us as prompt=12+7=? (the shell took the quotes)."""
     for prompt in ("prompt=12+7=?", 'prompt="12+7=?"', "prompt='12+7=?'"):
-        code, out, err = cli("generate", f"ckpt_path={checkpoints['arithmetic']}", prompt, "temperature=0", cwd=tmp_path)
+        code, out, err = cli(
+            "generate", f"ckpt_path={checkpoints['arithmetic']}", prompt, "temperature=0", cwd=tmp_path
+        )
         assert code == 0 and len(out.splitlines()) == 1, err
 
 

@@ -2,9 +2,9 @@
 
 import re
 
+import conftest
 import pytest
 import torch
-import conftest
 from conftest import TINY_CHARLM, make_cfg, make_data, make_model, one_line_error, run_cli
 
 from seqlab.tasks.charlm.data import CharStreams, batchify, bptt_windows, split_text
@@ -17,7 +17,7 @@ def test_windows_cover_each_stream_exactly_once():
         w = bptt_windows(1000, 16, random_bptt, seed=3)
         starts = [s for s, _ in w]
         assert starts[0] == 0
-        assert all(s + n == t for (s, n), t in zip(w, starts[1:]))
+        assert all(s + n == t for (s, n), t in zip(w, starts[1:], strict=False))
         assert w[-1][0] + w[-1][1] == 999  # the last target is the last token
     assert {n for _, n in bptt_windows(1000, 16, False, 0)[:-1]} == {16}
     assert len({n for _, n in bptt_windows(10_000, 16, True, 0)}) > 3  # lengths really vary
@@ -134,14 +134,26 @@ def test_train_resume_generate_eval(small_text, tmp_path):
 
 
 def test_generate_rejects_bad_options(small_text, tmp_path):
-    train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                    "trainer.limit_val_batches=1"], tmp_path))
+    train(
+        make_cfg(
+            [
+                f"data.path={small_text}",
+                *TINY_CHARLM,
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=2",
+                "trainer.limit_val_batches=1",
+            ],
+            tmp_path,
+        )
+    )
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
 
     def run_cli(*args, **kw):  # these stop before any work: run in this process
         return conftest.run_cli(*args, **kw, in_process=True)
 
-    assert "temperature" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "temperature=-1"))
+    assert "temperature" in one_line_error(
+        run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "temperature=-1")
+    )
     assert "length" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "length=-5"))
     assert "prompt" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt="))
     # a truncated copy of a real checkpoint (a copy interrupted mid-way)

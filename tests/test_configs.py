@@ -68,8 +68,11 @@ def test_optimizer_and_scheduler_options_build_torch_objects(group):
     for option in options:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=["experiment=gru_toy_tutorial", f"{group}={option}"],
-                          return_hydra_config=True)
+            cfg = compose(
+                config_name="train",
+                overrides=["experiment=gru_toy_tutorial", f"{group}={option}"],
+                return_hydra_config=True,
+            )
         GlobalHydra.instance().clear()
         choices = dict(cfg.hydra.runtime.choices)
         plain = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}

@@ -18,8 +18,15 @@ from seqlab.tasks.dialogue.module import exact_match
 from seqlab.train import train
 
 HAVE_CHATTERBOT = importlib.util.find_spec("chatterbot_corpus") is not None
-TINY = ["model.emb_dim=16", "model.n_heads=2", "model.n_layers=1", "model.ff_dim=32", "trainer.accelerator=cpu",
-        "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false"]
+TINY = [
+    "model.emb_dim=16",
+    "model.n_heads=2",
+    "model.n_layers=1",
+    "model.ff_dim=32",
+    "trainer.accelerator=cpu",
+    "trainer.enable_model_summary=false",
+    "trainer.enable_progress_bar=false",
+]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models: one thread is faster on a busy 2-core machine
 
 
@@ -29,6 +36,7 @@ def _one_thread(one_thread):
 
 
 # ---- data ---------------------------------------------------------------------------------------
+
 
 def test_tokenize_lowercases_and_splits_punctuation():
     assert tokenize("Hi!!, can I tell you a joke?") == ["hi", "!", ",", "can", "i", "tell", "you", "a", "joke", "?"]
@@ -60,25 +68,39 @@ def test_bundled_pairs_vocabularies_and_batches():
 
 
 def test_exact_match_counts_any_reference():
-    refs = collate([
-        {"src": torch.tensor([4]), "tgt": torch.tensor([SOS, 5, EOS]), "ref_text": ["a", "b"],
-         "refs": [torch.tensor([5, EOS]), torch.tensor([6, 7, EOS])]},
-        {"src": torch.tensor([4]), "tgt": torch.tensor([SOS, 5, EOS]), "ref_text": ["a"], "refs": [torch.tensor([5, EOS])]},
-    ])["refs"]
+    refs = collate(
+        [
+            {
+                "src": torch.tensor([4]),
+                "tgt": torch.tensor([SOS, 5, EOS]),
+                "ref_text": ["a", "b"],
+                "refs": [torch.tensor([5, EOS]), torch.tensor([6, 7, EOS])],
+            },
+            {
+                "src": torch.tensor([4]),
+                "tgt": torch.tensor([SOS, 5, EOS]),
+                "ref_text": ["a"],
+                "refs": [torch.tensor([5, EOS])],
+            },
+        ]
+    )["refs"]
     decoded = torch.tensor([[6, 7, EOS, PAD], [5, EOS, PAD, PAD]])
     assert exact_match(decoded, refs).tolist() == [True, True]
     assert exact_match(torch.tensor([[6, EOS], [6, EOS]]), refs).tolist() == [False, False]
     assert exact_match(torch.tensor([[5, 5], [5, 5]]), refs).tolist() == [False, False]  # no <eos>: not a reply
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("this is not json {", "line 1 is not valid JSON"),
-    ('{"listen": "hi"}\n{"listen": "yo", "reply": "hey"}', "record 1 has no 'reply' field"),
-    ('[{"listen": "hi", "reply": "hey"}, ["hi", "hey"]]', "record 2 is a list"),
-    ('{"listen": "hi", "reply": ""}', "record 1 has an empty or non-text 'reply'"),
-    ("[]", "holds no listen/reply pairs"),
-    ("  \n", "empty"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("this is not json {", "line 1 is not valid JSON"),
+        ('{"listen": "hi"}\n{"listen": "yo", "reply": "hey"}', "record 1 has no 'reply' field"),
+        ('[{"listen": "hi", "reply": "hey"}, ["hi", "hey"]]', "record 2 is a list"),
+        ('{"listen": "hi", "reply": ""}', "record 1 has an empty or non-text 'reply'"),
+        ("[]", "holds no listen/reply pairs"),
+        ("  \n", "empty"),
+    ],
+)
 def test_malformed_pairs_file(tmp_path, content, expected):
     path = tmp_path / "pairs.json"
     path.write_text(content, encoding="utf-8")
@@ -90,8 +112,16 @@ def test_malformed_pairs_file(tmp_path, content, expected):
 def test_malformed_pairs_file_from_the_command_line(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('[{"listen": "hi", "answer": "hey"}]', encoding="utf-8")
-    msg = one_line_error(run_cli("seqlab.train", "experiment=dialogue", f"data.path={path}", "debug=fast_dev_run",
-                                 f"paths.root_dir={tmp_path}", env=ONE_THREAD))
+    msg = one_line_error(
+        run_cli(
+            "seqlab.train",
+            "experiment=dialogue",
+            f"data.path={path}",
+            "debug=fast_dev_run",
+            f"paths.root_dir={tmp_path}",
+            env=ONE_THREAD,
+        )
+    )
     assert str(path) in msg and "'reply'" in msg
 
 
@@ -125,6 +155,7 @@ def test_a_very_long_pair_is_named_with_the_setting_that_drops_it(tmp_path, caps
 
 # ---- model --------------------------------------------------------------------------------------
 
+
 def test_masks_shapes_and_contents():
     src = torch.tensor([[5, 6, 7], [8, PAD, PAD]])
     tgt = torch.tensor([[SOS, 4, 5, 6], [SOS, 9, PAD, PAD]])
@@ -132,8 +163,12 @@ def test_masks_shapes_and_contents():
     assert src_mask.shape == (2, 1, 3) and tgt_mask.shape == (2, 4, 4)
     assert src_mask[:, 0].tolist() == [[True, True, True], [True, False, False]]
     assert tgt_mask[0].tolist() == torch.ones(4, 4, dtype=torch.bool).tril().tolist()  # the causal triangle
-    assert tgt_mask[1].tolist() == [[True, False, False, False], [True, True, False, False],
-                                    [True, True, False, False], [True, True, False, False]]  # pads never seen
+    assert tgt_mask[1].tolist() == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [True, True, False, False],
+        [True, True, False, False],
+    ]  # pads never seen
     # The model's form (blocked = causal or a padded key) is exactly the complement.
     blocked = causal_mask(4)[None] | (tgt == PAD)[:, None, :]
     assert torch.equal(~tgt_mask, blocked)
@@ -164,11 +199,7 @@ def test_padding_and_future_tokens_do_not_change_the_output():
 # "<eos>" (0.5): 0.195; the best reply is "b <eos>" (0.4 * 0.9 = 0.36), while "a a" (0.39) is
 # still ahead of it when it ends.
 EOS_T, PAD_T, V = 1, 4, 5
-TOY = {
-    (): {2: 0.6, 3: 0.4},
-    (2,): {1: 0.3, 2: 0.65, 3: 0.05},
-    (3,): {1: 0.9, 2: 0.05, 3: 0.05},
-}
+TOY = {(): {2: 0.6, 3: 0.4}, (2,): {1: 0.3, 2: 0.65, 3: 0.05}, (3,): {1: 0.9, 2: 0.05, 3: 0.05}}
 
 
 def toy_step(table, default=None):
@@ -224,7 +255,7 @@ def test_beams_that_ended_are_not_extended():
     for tokens in step.calls:
         for row in tokens.tolist():
             if EOS_T in row[1:]:
-                assert all(t == PAD_T for t in row[row.index(EOS_T, 1) + 1:])
+                assert all(t == PAD_T for t in row[row.index(EOS_T, 1) + 1 :])
 
 
 def test_no_beam_reaches_eos():
@@ -232,7 +263,7 @@ def test_no_beam_reaches_eos():
     out = beam_search(step, None, batch_size=2, sos=0, eos=EOS_T, max_len=4, beam_width=3, pad=PAD_T)
     assert out.tokens.shape == (2, 4) and not out.finished.any()
     assert out.tokens[0].tolist() == [2, 2, 2, 2]  # the best of the unfinished, not a crash
-    assert out.scores[0].item() == pytest.approx(math.log(0.6 * 0.7 ** 3))
+    assert out.scores[0].item() == pytest.approx(math.log(0.6 * 0.7**3))
 
 
 def test_length_penalty_prefers_the_longer_reply_when_asked():
@@ -260,6 +291,7 @@ def test_beam_width_one_is_greedy_on_the_transformer():
 
 # ---- training, checkpoints, chat ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("experiment", ["dialogue", "dialogue_tutorial"])
 def test_fast_dev_run(experiment, tmp_path):
     metrics, _ = train(make_cfg([f"experiment={experiment}", "debug=fast_dev_run"], tmp_path))
@@ -279,9 +311,28 @@ def test_train_then_chat_through_a_pipe(tmp_path):
 
     # The bar: 20 piped lines, unknown words, an empty line and one with no words among them,
     # one reply each, no error.
-    lines = ["hi", "hello hi", "how are you", "", "tell me a joke chloe", "How ?", "haha lol", "WHO ARE YOU?",
-             "zxqv blorft ungrok", "what is my name?", "my name is fluffy", " * - * ", "are you alive?", "i dunno",
-             "ok sure", "supercalifragilistic?", "bye bye", "you are a robot, right?", "!!!", "see you later chloe"]
+    lines = [
+        "hi",
+        "hello hi",
+        "how are you",
+        "",
+        "tell me a joke chloe",
+        "How ?",
+        "haha lol",
+        "WHO ARE YOU?",
+        "zxqv blorft ungrok",
+        "what is my name?",
+        "my name is fluffy",
+        " * - * ",
+        "are you alive?",
+        "i dunno",
+        "ok sure",
+        "supercalifragilistic?",
+        "bye bye",
+        "you are a robot, right?",
+        "!!!",
+        "see you later chloe",
+    ]
     assert len(lines) == 20
     proc = run_cli("seqlab.chat", f"ckpt_path={ckpt}", stdin="\n".join(lines) + "\n", env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -301,7 +352,9 @@ def test_train_then_chat_through_a_pipe(tmp_path):
 
 def test_chat_refuses_another_tasks_checkpoint(tmp_path):
     other = tmp_path / "charlm.ckpt"
-    torch.save({"seqlab": {"task": "charlm", "module": "seqlab.tasks.charlm.module.CharLMModule"}, "state_dict": {}}, other)
+    torch.save(
+        {"seqlab": {"task": "charlm", "module": "seqlab.tasks.charlm.module.CharLMModule"}, "state_dict": {}}, other
+    )
     msg = one_line_error(run_cli("seqlab.chat", f"ckpt_path={other}", stdin="hi\n", env=ONE_THREAD))
     assert "'charlm' checkpoint" in msg and "dialogue" in msg
 
@@ -309,8 +362,9 @@ def test_chat_refuses_another_tasks_checkpoint(tmp_path):
 def test_respond_and_log_examples():
     torch.manual_seed(0)
     dm = make_data("dialogue_tutorial")
-    module = make_model("dialogue_tutorial", dm.model_kwargs(), emb_dim=16, n_heads=2, n_layers=1, ff_dim=32,
-                        n_examples=3)
+    module = make_model(
+        "dialogue_tutorial", dm.model_kwargs(), emb_dim=16, n_heads=2, n_layers=1, ff_dim=32, n_examples=3
+    )
     dm.setup()
     with pytest.raises(SeqlabError, match="has no words"):
         module.respond("   ")
@@ -349,11 +403,12 @@ def test_optuna_search_space_never_splits_emb_dim_unevenly():
     assert cfg.model.monitor == "val/exact_acc" and cfg.trainer.max_epochs == 20
     params = cfg.hydra.sweeper.params
     emb, heads = (params[f"model.{k}"] for k in ("emb_dim", "n_heads"))
-    choices = [[int(x) for x in c[len("choice("):-1].split(",")] for c in (emb, heads)]
+    choices = [[int(x) for x in c[len("choice(") : -1].split(",")] for c in (emb, heads)]
     assert all(e % h == 0 for e in choices[0] for h in choices[1])  # no trial fails on emb_dim % heads
 
 
 # ---- the ChatterBot corpus (optional package) ---------------------------------------------------
+
 
 @pytest.mark.skipif(not HAVE_CHATTERBOT, reason="pip install chatterbot-corpus")
 def test_chatterbot_corpus_pairs_and_held_out_split():
@@ -376,6 +431,13 @@ def test_chatterbot_fast_dev_run(tmp_path):
 
 @pytest.mark.skipif(HAVE_CHATTERBOT, reason="chatterbot-corpus is installed")
 def test_chatterbot_missing_package_is_a_one_line_error(tmp_path):
-    msg = one_line_error(run_cli("seqlab.train", "experiment=dialogue_chatterbot", "debug=fast_dev_run",
-                                 f"paths.root_dir={tmp_path}", env=ONE_THREAD))
+    msg = one_line_error(
+        run_cli(
+            "seqlab.train",
+            "experiment=dialogue_chatterbot",
+            "debug=fast_dev_run",
+            f"paths.root_dir={tmp_path}",
+            env=ONE_THREAD,
+        )
+    )
     assert "pip install chatterbot-corpus" in msg

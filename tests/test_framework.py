@@ -52,12 +52,22 @@ def test_debug_presets_compose(debug, tmp_path):
 
 
 def test_every_model_knob_is_overridable(tmp_path):
-    cfg = make_cfg(["model.cell=lstm", "model.n_layers=2", "model.dropout=0.3", "data.bptt=32",
-                    "data.random_bptt=true", "trainer.gradient_clip_val=0.5"], tmp_path)
+    cfg = make_cfg(
+        [
+            "model.cell=lstm",
+            "model.n_layers=2",
+            "model.dropout=0.3",
+            "data.bptt=32",
+            "data.random_bptt=true",
+            "trainer.gradient_clip_val=0.5",
+        ],
+        tmp_path,
+    )
     assert (cfg.model.cell, cfg.model.n_layers, cfg.data.bptt, cfg.trainer.gradient_clip_val) == ("lstm", 2, 32, 0.5)
 
 
 # ---- errors a user meets, as the user meets them -------------------------------------------------------
+
 
 def test_unknown_config_key_names_the_fix():
     msg = one_line_error(run_cli("seqlab.train", "model.hiden_size=10", in_process=True))
@@ -75,8 +85,9 @@ def test_wrong_type_value():
 
 
 def test_missing_data_file_leaves_no_run_dir(tmp_path):
-    proc = run_cli("seqlab.train", f"data.path={tmp_path / 'nope.txt'}", "debug=fast_dev_run",
-                   f"paths.root_dir={tmp_path}")
+    proc = run_cli(
+        "seqlab.train", f"data.path={tmp_path / 'nope.txt'}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}"
+    )
     msg = one_line_error(proc)
     assert "not found" in msg and "data.path" in msg
     left = list((tmp_path / "outputs").rglob("*")) if (tmp_path / "outputs").exists() else []
@@ -86,22 +97,27 @@ def test_missing_data_file_leaves_no_run_dir(tmp_path):
 def test_empty_corpus(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n", encoding="utf-8")
-    msg = one_line_error(run_cli("seqlab.train", f"data.path={empty}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}",
-                                 in_process=True))
+    msg = one_line_error(
+        run_cli(
+            "seqlab.train", f"data.path={empty}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}", in_process=True
+        )
+    )
     assert "empty" in msg and str(empty) in msg
 
 
 def test_non_utf8_corpus(tmp_path):
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 100)
-    msg = one_line_error(run_cli("seqlab.train", f"data.path={bad}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}",
-                                 in_process=True))
+    msg = one_line_error(
+        run_cli("seqlab.train", f"data.path={bad}", "debug=fast_dev_run", f"paths.root_dir={tmp_path}", in_process=True)
+    )
     assert "not UTF-8" in msg
 
 
 def test_zero_bptt(tmp_path):
-    msg = one_line_error(run_cli("seqlab.train", "data.bptt=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}",
-                                 in_process=True))
+    msg = one_line_error(
+        run_cli("seqlab.train", "data.bptt=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}", in_process=True)
+    )
     assert "data.bptt" in msg
 
 
@@ -119,16 +135,34 @@ def test_corrupt_checkpoint(tmp_path):
 
 
 def test_resume_from_missing_checkpoint_in_train(tmp_path):
-    msg = one_line_error(run_cli("seqlab.train", f"ckpt_path={tmp_path / 'x.ckpt'}", "debug=fast_dev_run",
-                                 f"paths.root_dir={tmp_path}", in_process=True))
+    msg = one_line_error(
+        run_cli(
+            "seqlab.train",
+            f"ckpt_path={tmp_path / 'x.ckpt'}",
+            "debug=fast_dev_run",
+            f"paths.root_dir={tmp_path}",
+            in_process=True,
+        )
+    )
     assert "checkpoint not found" in msg
 
 
 def test_csv_logger_run(small_text, tmp_path):
     from seqlab.train import train
 
-    metrics, _ = train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "logger=csv", "trainer.max_epochs=1",
-                                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"], tmp_path))
+    metrics, _ = train(
+        make_cfg(
+            [
+                f"data.path={small_text}",
+                *TINY_CHARLM,
+                "logger=csv",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=2",
+                "trainer.limit_val_batches=1",
+            ],
+            tmp_path,
+        )
+    )
     import csv
 
     rows = [row for p in (tmp_path / "csv").rglob("metrics.csv") for row in csv.DictReader(p.open())]

@@ -14,20 +14,36 @@ from conftest import CONF, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ON_CPU = os.environ.get("SEQLAB_GPU_TIER_ON_CPU") == "1"
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available() and not ON_CPU,
-                                                  reason="needs a CUDA GPU (none on this machine)")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available() and not ON_CPU, reason="needs a CUDA GPU (none on this machine)"),
+]
 TRAINER = "trainer=cpu" if ON_CPU and not torch.cuda.is_available() else "trainer=gpu"
 DEVICE = "cpu" if TRAINER == "trainer=cpu" else "cuda"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-SHORT = ["trainer.max_epochs=2", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2",
-         "trainer.limit_test_batches=2", "trainer.check_val_every_n_epoch=1", "trainer.max_time=null",
-         "trainer.enable_progress_bar=false"]
+SHORT = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.max_time=null",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def _train(tmp_path, experiment, *extra):
     run = tmp_path / experiment
-    proc = run_cli("seqlab.train", f"experiment={experiment}", TRAINER, *SHORT, *extra, f"hydra.run.dir={run}",
-                   f"paths.root_dir={tmp_path}", timeout=600)
+    proc = run_cli(
+        "seqlab.train",
+        f"experiment={experiment}",
+        TRAINER,
+        *SHORT,
+        *extra,
+        f"hydra.run.dir={run}",
+        f"paths.root_dir={tmp_path}",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run, json.loads((run / "result.json").read_text())
 
@@ -62,8 +78,13 @@ def test_a_gpu_run_resumes_and_its_checkpoint_answers_anywhere(tmp_path):
         assert a.returncode == 0, a.stderr[-2000:]
         assert a.stdout == b.stdout and len(a.stdout) == 41
     # eval on the CPU of a checkpoint written on the GPU
-    proc = run_cli("seqlab.eval", f"ckpt_path={last}", "trainer=cpu", "trainer.limit_test_batches=2",
-                   "trainer.enable_progress_bar=false")
+    proc = run_cli(
+        "seqlab.eval",
+        f"ckpt_path={last}",
+        "trainer=cpu",
+        "trainer.limit_test_batches=2",
+        "trainer.enable_progress_bar=false",
+    )
     assert proc.returncode == 0 and "test/loss" in proc.stdout, proc.stderr[-2000:]
 
 
@@ -80,9 +101,22 @@ def test_chat_and_beam_search_from_a_gpu_checkpoint(tmp_path):
 
 def test_a_cpu_checkpoint_runs_on_the_gpu(tmp_path):
     run = tmp_path / "cpu_run"
-    proc = run_cli("seqlab.train", "experiment=arithmetic", "trainer=cpu", *SHORT, f"hydra.run.dir={run}",
-                   f"paths.root_dir={tmp_path}", timeout=600)
+    proc = run_cli(
+        "seqlab.train",
+        "experiment=arithmetic",
+        "trainer=cpu",
+        *SHORT,
+        f"hydra.run.dir={run}",
+        f"paths.root_dir={tmp_path}",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_cli("seqlab.generate", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "prompt=12+7=?",
-                   "temperature=0.5", "seed=1", f"device={DEVICE}")
+    proc = run_cli(
+        "seqlab.generate",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        "prompt=12+7=?",
+        "temperature=0.5",
+        "seed=1",
+        f"device={DEVICE}",
+    )
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1, proc.stderr[-2000:]

@@ -16,6 +16,7 @@ FAST = ["trainer.accelerator=cpu", "trainer.enable_model_summary=false", "traine
 def _one_thread(one_thread):
     """These nets are tiny: one thread is faster (conftest.one_thread)."""
 
+
 VOCAB = ["h", "a", "t", "M"]
 
 
@@ -50,9 +51,23 @@ def test_explicit_cell_computes_what_nn_grucell_computes(vocab, hidden):
 def test_parameters_are_the_seeds_matrices():
     m = MatrixGRU(4, 2, "randn")
     shapes = {n: tuple(p.shape) for n, p in m.named_parameters()}
-    assert shapes == {"Wz": (4, 2), "Wr": (4, 2), "Wh": (4, 2), "Uz": (2, 2), "Ur": (2, 2), "Uh": (2, 2), "bz": (2,),
-                      "br": (2,), "bh": (2,), "bhn": (2,), "Wy": (2, 4), "by": (4,)}
-    assert all(float(p.detach().abs().sum()) == 0 for n, p in m.named_parameters() if n.startswith("b"))  # the seed's zero biases
+    assert shapes == {
+        "Wz": (4, 2),
+        "Wr": (4, 2),
+        "Wh": (4, 2),
+        "Uz": (2, 2),
+        "Ur": (2, 2),
+        "Uh": (2, 2),
+        "bz": (2,),
+        "br": (2,),
+        "bh": (2,),
+        "bhn": (2,),
+        "Wy": (2, 4),
+        "by": (4,),
+    }
+    assert all(
+        float(p.detach().abs().sum()) == 0 for n, p in m.named_parameters() if n.startswith("b")
+    )  # the seed's zero biases
 
 
 def _text(batch, vocab=VOCAB):
@@ -62,18 +77,31 @@ def _text(batch, vocab=VOCAB):
 def test_seed_batches():
     dm = make_data("gru_toy_tutorial")
     assert [(_text(x), _text(y)) for x, y in dm.batches] == [
-        (["Mat", "hMa"], ["ath", "Mat"]), (["thM", "ath"], ["hMa", "thM"]), (["Mat", "hMa"], ["ath", "Mat"])]
+        (["Mat", "hMa"], ["ath", "Mat"]),
+        (["thM", "ath"], ["hMa", "thM"]),
+        (["Mat", "hMa"], ["ath", "Mat"]),
+    ]
     streams = make_data("gru_toy_tutorial", layout="streams").batches
     # streams: the 19 input characters cut into two 9-character streams, "MathMathM" and "athMathMa"
     assert [(_text(x), _text(y)) for x, y in streams] == [
-        (["Mat", "ath"], ["ath", "thM"]), (["hMa", "Mat"], ["Mat", "ath"]), (["thM", "hMa"], ["hMa", "Mat"])]
+        (["Mat", "ath"], ["ath", "thM"]),
+        (["hMa", "Mat"], ["Mat", "ath"]),
+        (["thM", "hMa"], ["hMa", "Mat"]),
+    ]
     # row j of batch i+1 continues row j of batch i
     assert ["".join(_text(x)[j] for x, _ in streams) for j in range(2)] == ["MathMathM", "athMathMa"]
 
 
-@pytest.mark.parametrize("kwargs,key", [({"text": "Mathx"}, "data.text"), ({"vocab": ["h", "h"]}, "data.vocab"),
-                                        ({"layout": "rows"}, "data.layout"), ({"batch_size": 9}, "data.text"),
-                                        ({"seq_len": 0}, "data.seq_len")])
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        ({"text": "Mathx"}, "data.text"),
+        ({"vocab": ["h", "h"]}, "data.vocab"),
+        ({"layout": "rows"}, "data.layout"),
+        ({"batch_size": 9}, "data.text"),
+        ({"seq_len": 0}, "data.seq_len"),
+    ],
+)
 def test_bad_data_settings_name_the_key(kwargs, key):
     with pytest.raises(SeqlabError, match=key.replace(".", r"\.")):
         make_data("gru_toy_tutorial", **kwargs)
@@ -164,8 +192,9 @@ def test_learns_math_and_generates_from_a_checkpoint(tmp_path):
     # TensorBoard: the hidden-state trajectory and output probabilities as an image, and the loss curve
     acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
     assert "examples/gru_toy" in acc.Tags()["images"] and len(acc.Scalars("train/loss_step")) > 3
-    proc = run_cli("seqlab.generate", f"ckpt_path={best}", "prompt=Ma", "length=10", "temperature=0",
-                   env={"OMP_NUM_THREADS": "1"})
+    proc = run_cli(
+        "seqlab.generate", f"ckpt_path={best}", "prompt=Ma", "length=10", "temperature=0", env={"OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "MathMathMath\n"  # the prompt and its 10-character continuation, as the seed prints
     msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={best}", "prompt=Mx", env={"OMP_NUM_THREADS": "1"}))

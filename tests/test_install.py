@@ -14,8 +14,15 @@ from conftest import ROOT
 
 
 def _run(args, cwd, **kw):
-    proc = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}, **kw)
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"},
+        **kw,
+    )
     assert proc.returncode == 0, f"{args}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -29,11 +36,18 @@ def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source], tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source], tmp_path
+    )
     wheel = next(dist.glob("seqlab-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"seqlab/conf/train.yaml", "seqlab/conf/experiment/gru_toy.yaml", "seqlab/conf/model/optimizer/adam.yaml",
-            "seqlab/data/nietzsche.txt", "seqlab/data/pairs.json"} <= names
+    assert {
+        "seqlab/conf/train.yaml",
+        "seqlab/conf/experiment/gru_toy.yaml",
+        "seqlab/conf/model/optimizer/adam.yaml",
+        "seqlab/data/nietzsche.txt",
+        "seqlab/data/pairs.json",
+    } <= names
     assert not any(n.startswith(("tests/", "conf/")) for n in names)
 
     # A fresh venv with the wheel alone; torch, Lightning, Hydra… come from this environment
@@ -50,14 +64,20 @@ def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     bin_ = venv / "bin"
-    out = _run([bin_ / "seqlab-train", "experiment=gru_toy", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"],
-               empty).stdout
+    out = _run(
+        [bin_ / "seqlab-train", "experiment=gru_toy", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"],
+        empty,
+    ).stdout
     last = next((empty / "outputs" / "gru_toy" / "runs").glob("*/checkpoints/last.ckpt"))
     assert "run directory:" in out and last.is_file()
-    reply = _run([bin_ / "seqlab-generate", f"ckpt_path={last}", "prompt=Ma", "length=6", "temperature=0"], empty).stdout
+    reply = _run(
+        [bin_ / "seqlab-generate", f"ckpt_path={last}", "prompt=Ma", "length=6", "temperature=0"], empty
+    ).stdout
     assert reply.startswith("Ma") and len(reply.strip()) == 8
-    assert "test/loss" in _run([bin_ / "seqlab-eval", f"ckpt_path={last}", "trainer.enable_progress_bar=false"],
-                               empty).stdout
+    assert (
+        "test/loss"
+        in _run([bin_ / "seqlab-eval", f"ckpt_path={last}", "trainer.enable_progress_bar=false"], empty).stdout
+    )
     assert "Usage: seqlab-chat ckpt_path=" in _run([bin_ / "seqlab-chat", "--help"], empty).stdout
     assert _run([py, "-m", "seqlab.train", "--cfg", "job", "experiment=subseq"], empty).stdout.count("hidden_size") == 1
 
@@ -67,7 +87,16 @@ def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path):
     (mine / "tiny_math.yaml").write_text(
         "# @package _global_\n"
         "defaults:\n  - override /data: gru_toy\n  - override /model: gru_toy\n"
-        "name: tiny_math\nmodel:\n  hidden_size: 4\ntrainer:\n  max_epochs: 1\n")
-    _run([bin_ / "seqlab-train", "--config-dir", tmp_path / "my_configs", "experiment=tiny_math",
-          "trainer.enable_progress_bar=false"], empty)
+        "name: tiny_math\nmodel:\n  hidden_size: 4\ntrainer:\n  max_epochs: 1\n"
+    )
+    _run(
+        [
+            bin_ / "seqlab-train",
+            "--config-dir",
+            tmp_path / "my_configs",
+            "experiment=tiny_math",
+            "trainer.enable_progress_bar=false",
+        ],
+        empty,
+    )
     assert next((empty / "outputs" / "tiny_math" / "runs").glob("*/checkpoints/last.ckpt")).is_file()

@@ -19,9 +19,11 @@ import torch
 from conftest import ROOT, run_cli
 
 README = ROOT / "README.md"
-TINY_TRAIN = ("trainer.max_epochs=1 trainer.limit_train_batches=2 trainer.limit_val_batches=1 "
-              "trainer.limit_test_batches=1 trainer.check_val_every_n_epoch=1 trainer.max_time=null "
-              "trainer.enable_progress_bar=false threads=1")
+TINY_TRAIN = (
+    "trainer.max_epochs=1 trainer.limit_train_batches=2 trainer.limit_val_batches=1 "
+    "trainer.limit_test_batches=1 trainer.check_val_every_n_epoch=1 trainer.max_time=null "
+    "trainer.enable_progress_bar=false threads=1"
+)
 NO_HARDWARE = "" if torch.cuda.is_available() else "trainer=gpu|experiment=*_gpu|"
 PRELUDE = f"""
 set -euo pipefail
@@ -51,7 +53,8 @@ python() {{
     "scripts/benchmark_speed.py "*)
       if [[ "$*" == *cuda* && {int(not torch.cuda.is_available())} == 1 ]]; then echo "(no GPU: skipped)"; return; fi
       shift; command python scripts/benchmark_speed.py "$@" --reps 1 --steps 2 --warmup 1 ;;
-    "scripts/gpu_check.py "*) [[ {int(torch.cuda.is_available())} == 1 ]] && command python "$@" || echo "(no GPU: skipped)" ;;
+    "scripts/gpu_check.py "*)
+      [[ {int(torch.cuda.is_available())} == 1 ]] && command python "$@" || echo "(no GPU: skipped)" ;;
     *) command python "$@" ;;
   esac
 }}
@@ -72,8 +75,14 @@ def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme")
     (root / "scripts").symlink_to(ROOT / "scripts")
     for task in ("charlm", "subseq", "dialogue", "arithmetic", "gru_toy"):
-        proc = run_cli("seqlab.train", f"experiment={task}", *TINY_TRAIN.split(),
-                       f"hydra.run.dir={root}/outputs/{task}/runs/PLACEHOLDER", cwd=root, in_process=True)
+        proc = run_cli(
+            "seqlab.train",
+            f"experiment={task}",
+            *TINY_TRAIN.split(),
+            f"hydra.run.dir={root}/outputs/{task}/runs/PLACEHOLDER",
+            cwd=root,
+            in_process=True,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
@@ -84,11 +93,18 @@ def test_readme_block_runs_as_written(line, block, folder):
     if "python3 -m venv" in block:
         pytest.skip("the set-up commands: CI runs them (.ci/run)")
     script = block.replace("<time>", "PLACEHOLDER")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-c", PRELUDE + script], cwd=folder, capture_output=True, text=True, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, f"README line {line}:\n{script}\n--- stdout\n{proc.stdout[-2000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    proc = subprocess.run(
+        ["bash", "-c", PRELUDE + script], cwd=folder, capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, (
+        f"README line {line}:\n{script}\n--- stdout\n{proc.stdout[-2000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+    )
     assert "Traceback" not in proc.stderr
 
 

@@ -15,7 +15,6 @@ import torch
 from conftest import ROOT, TINY_CHARLM, make_cfg, one_line_error, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-
 from seqlab.train import train
 
 
@@ -32,7 +31,9 @@ def _last(run_dir) -> dict:
 def test_resume_continues_the_same_run(small_text, tmp_path):
     run = tmp_path / "run"
     common = [f"data.path={small_text}", *TINY_CHARLM, "trainer.limit_train_batches=4", "trainer.limit_val_batches=2"]
-    proc = run_cli("seqlab.train", *common, "trainer.max_epochs=1", f"hydra.run.dir={run}", f"paths.root_dir={tmp_path}")
+    proc = run_cli(
+        "seqlab.train", *common, "trainer.max_epochs=1", f"hydra.run.dir={run}", f"paths.root_dir={tmp_path}"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _last(run)["epoch"] == 0
 
@@ -50,8 +51,19 @@ def test_resume_continues_the_same_run(small_text, tmp_path):
 def test_last_checkpoint_follows_every_epoch(small_text, tmp_path):
     """The best checkpoint is set to follow the highest validation loss, so it stays at epoch 0
     while the loss falls; last.ckpt must still be the latest epoch (what resume restarts from)."""
-    train(make_cfg([f"data.path={small_text}", *TINY_CHARLM, "callbacks.model_checkpoint.mode=max", "trainer.max_epochs=3",
-                    "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"], tmp_path))
+    train(
+        make_cfg(
+            [
+                f"data.path={small_text}",
+                *TINY_CHARLM,
+                "callbacks.model_checkpoint.mode=max",
+                "trainer.max_epochs=3",
+                "trainer.limit_train_batches=2",
+                "trainer.limit_val_batches=2",
+            ],
+            tmp_path,
+        )
+    )
     assert _last(tmp_path)["epoch"] == 2
     assert [p.name for p in (tmp_path / "checkpoints").glob("best-*.ckpt")] == ["best-epoch00.ckpt"]
 
@@ -62,9 +74,17 @@ def test_resume_of_a_folder_without_a_run_is_one_line(tmp_path):
 
 
 def _interrupt_args(small_text, root):
-    return [f"data.path={small_text}", *TINY_CHARLM, "data.random_bptt=true", "trainer.max_epochs=2",
-            "trainer.limit_train_batches=25", "trainer.limit_val_batches=4",
-            "callbacks.step_checkpoint.every_n_train_steps=5", "seed=3", f"paths.root_dir={root}"]
+    return [
+        f"data.path={small_text}",
+        *TINY_CHARLM,
+        "data.random_bptt=true",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=25",
+        "trainer.limit_val_batches=4",
+        "callbacks.step_checkpoint.every_n_train_steps=5",
+        "seed=3",
+        f"paths.root_dir={root}",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +98,14 @@ def run_left_alone(small_text, tmp_path_factory):
 
 def _start(tool: str, *args: str, cwd, stdout=subprocess.DEVNULL, **env) -> subprocess.Popen:
     """A console script (seqlab.commands: its start-up signal handling too) in a child process."""
-    return subprocess.Popen([sys.executable, "-c", f"from seqlab.commands import {tool}; {tool}()", *args], cwd=cwd,
-                            stdout=stdout, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore", **env})
+    return subprocess.Popen(
+        [sys.executable, "-c", f"from seqlab.commands import {tool}; {tool}()", *args],
+        cwd=cwd,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
+    )
 
 
 def _wait_for(root, pattern: str, job: subprocess.Popen, timeout: float = 240) -> None:
@@ -133,17 +158,36 @@ def test_interrupt_and_resume_matches_an_uninterrupted_run(sig, small_text, tmp_
 
 
 def test_non_finite_loss_stops_with_the_step(small_text, tmp_path):
-    proc = run_cli("seqlab.train", f"data.path={small_text}", *TINY_CHARLM, "model/optimizer=sgd", "model.optimizer.lr=1e38", "trainer.max_epochs=1",
-                   "trainer.gradient_clip_val=null", f"paths.root_dir={tmp_path}")
+    proc = run_cli(
+        "seqlab.train",
+        f"data.path={small_text}",
+        *TINY_CHARLM,
+        "model/optimizer=sgd",
+        "model.optimizer.lr=1e38",
+        "trainer.max_epochs=1",
+        "trainer.gradient_clip_val=null",
+        f"paths.root_dir={tmp_path}",
+    )
     msg = one_line_error(proc)
     assert "training loss is not finite" in msg and "at step" in msg and "model.optimizer.lr" in msg
     assert not any((tmp_path / "outputs").rglob("*.yaml")), "a failed run without a checkpoint left files behind"
 
 
 def test_seeded_deterministic_runs_are_identical(small_text, tmp_path):
-    over = [f"data.path={small_text}", *TINY_CHARLM, "data.random_bptt=true", "model.dropout=0.2", "seed=11",
-            "trainer.deterministic=true", "trainer.max_epochs=1", "trainer.limit_train_batches=6",
-            "trainer.limit_val_batches=3", "logger=none", "callbacks=none", "trainer.enable_checkpointing=false"]
+    over = [
+        f"data.path={small_text}",
+        *TINY_CHARLM,
+        "data.random_bptt=true",
+        "model.dropout=0.2",
+        "seed=11",
+        "trainer.deterministic=true",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=6",
+        "trainer.limit_val_batches=3",
+        "logger=none",
+        "callbacks=none",
+        "trainer.enable_checkpointing=false",
+    ]
     a, _ = train(make_cfg(over, tmp_path / "a"))
     b, _ = train(make_cfg(over, tmp_path / "b"))
     keys = [k for k in a if k.startswith(("val/", "test/", "train/"))]
@@ -157,11 +201,23 @@ def test_seeded_deterministic_runs_are_identical(small_text, tmp_path):
 def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
     """Two processes over gloo, a few batches: runs, syncs metrics, only rank 0 writes logs."""
     small = {"charlm": ["model.hidden_size=32", "model.emb_dim=8"], "subseq": ["model.hidden_size=32"]}
-    proc = run_cli("seqlab.train", f"experiment={task}", *small.get(task, []), "trainer=ddp_cpu", "trainer.max_epochs=1",
-                   "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-                   "trainer.check_val_every_n_epoch=1",
-                   "trainer.max_time=null", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}/run",
-                   f"paths.root_dir={tmp_path}", timeout=420, env={"OMP_NUM_THREADS": "1"})
+    proc = run_cli(
+        "seqlab.train",
+        f"experiment={task}",
+        *small.get(task, []),
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.max_time=null",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}/run",
+        f"paths.root_dir={tmp_path}",
+        timeout=420,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["value"] is not None and result["best_checkpoint"]
@@ -177,22 +233,36 @@ def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
 def test_gpu_on_a_machine_without_one_is_one_line(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    msg = one_line_error(run_cli("seqlab.train", "trainer=gpu", "trainer.fast_dev_run=true", f"paths.root_dir={tmp_path}",
-                                 in_process=True))
+    msg = one_line_error(
+        run_cli(
+            "seqlab.train", "trainer=gpu", "trainer.fast_dev_run=true", f"paths.root_dir={tmp_path}", in_process=True
+        )
+    )
     assert "gpu" in msg.lower()
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.yaml"))
 
 
 def test_more_devices_than_exist_is_one_line(tmp_path):
     n = (os.cpu_count() or 1) + 1
-    msg = one_line_error(run_cli("seqlab.train", "trainer=ddp_cpu", f"trainer.devices={n}", "debug=fast_dev_run",
-                                 f"paths.root_dir={tmp_path}", in_process=True))
+    msg = one_line_error(
+        run_cli(
+            "seqlab.train",
+            "trainer=ddp_cpu",
+            f"trainer.devices={n}",
+            "debug=fast_dev_run",
+            f"paths.root_dir={tmp_path}",
+            in_process=True,
+        )
+    )
     assert "devices" in msg and str(n) in msg
 
 
 def test_zero_batch_size(tmp_path):
-    msg = one_line_error(run_cli("seqlab.train", "data.batch_size=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}",
-                                 in_process=True))
+    msg = one_line_error(
+        run_cli(
+            "seqlab.train", "data.batch_size=0", "debug=fast_dev_run", f"paths.root_dir={tmp_path}", in_process=True
+        )
+    )
     assert "data.batch_size" in msg
 
 
@@ -207,11 +277,25 @@ def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     run = tmp_path / "run"
-    proc = run_cli("seqlab.train", "experiment=gru_toy", "trainer=cpu", "trainer.max_epochs=1", f"hydra.run.dir={run}",
-                   f"paths.root_dir={tmp_path}", in_process=True)
+    proc = run_cli(
+        "seqlab.train",
+        "experiment=gru_toy",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run}",
+        f"paths.root_dir={tmp_path}",
+        in_process=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "prompt=Ma",
-                                 "device=cuda", in_process=True))
+    msg = one_line_error(
+        run_cli(
+            "seqlab.generate",
+            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            "prompt=Ma",
+            "device=cuda",
+            in_process=True,
+        )
+    )
     assert "no usable CUDA GPU" in msg and "device=cpu" in msg
 
 
@@ -219,11 +303,27 @@ def test_two_runs_asking_for_one_folder_get_one_each(tmp_path):
     """Two runs that start in the same second ask for the same timestamped folder: the second
     gets <time>_1. Here both ask for the same name on purpose (a time to the year), at the same time."""
     folder = str(tmp_path / "runs" / "same_") + "${now:%Y}"
-    jobs = [subprocess.Popen([sys.executable, "-m", "seqlab.train", "experiment=gru_toy", "trainer.max_epochs=5",
-                              f"seed={seed}", "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}",
-                              f"paths.root_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
-            for seed in (1, 2)]
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "seqlab.train",
+                "experiment=gru_toy",
+                "trainer.max_epochs=5",
+                f"seed={seed}",
+                "trainer.enable_progress_bar=false",
+                f"hydra.run.dir={folder}",
+                f"paths.root_dir={tmp_path}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"},
+        )
+        for seed in (1, 2)
+    ]
     for job in jobs:
         _, err = job.communicate(timeout=300)
         assert job.returncode == 0, err[-3000:]
@@ -247,23 +347,40 @@ def test_two_runs_asking_for_one_folder_get_one_each(tmp_path):
 def test_two_runs_given_one_folder_by_hand_do_not_share_it(tmp_path):
     """hydra.run.dir=<new folder> for two runs started at once: both find it empty, one takes it
     (an atomic mkdir of its .hydra/), the other is refused before it writes anything."""
-    jobs = [_start("train", "experiment=gru_toy", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, OMP_NUM_THREADS="1") for _ in range(2)]
+    jobs = [
+        _start(
+            "train",
+            "experiment=gru_toy",
+            "trainer.max_epochs=2",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+            OMP_NUM_THREADS="1",
+        )
+        for _ in range(2)
+    ]
     errs = [job.communicate(timeout=300)[1] for job in jobs]
-    results = [(job.returncode, err) for job, err in zip(jobs, errs)]
+    results = [(job.returncode, err) for job, err in zip(jobs, errs, strict=False)]
     assert sorted(code for code, _ in results) == [0, 2], results
     refused = next(err for code, err in results if code == 2)
     msg = one_line_error(subprocess.CompletedProcess([], 2, "", refused))
-    assert msg.startswith(f"error: hydra.run.dir={tmp_path / 'run'} is in use by a run that is still going") or \
-        msg.startswith(f"error: hydra.run.dir={tmp_path / 'run'} already holds a run")  # (if the first one ended)
+    assert msg.startswith(
+        f"error: hydra.run.dir={tmp_path / 'run'} is in use by a run that is still going"
+    ) or msg.startswith(f"error: hydra.run.dir={tmp_path / 'run'} already holds a run")  # (if the first one ended)
     writers = {p.name.split(".")[-2] for p in (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*")}
     assert len(writers) == 1 and (tmp_path / "run" / "result.json").is_file()
 
 
 def test_resume_of_a_run_that_is_still_going_is_refused(tmp_path):
     """The running run holds a lock on its folder (released by the kernel even on kill -9)."""
-    job = _start("train", "experiment=gru_toy", "trainer.max_epochs=100000", "trainer.enable_progress_bar=false",
-                 f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    job = _start(
+        "train",
+        "experiment=gru_toy",
+        "trainer.max_epochs=100000",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     _wait_for(tmp_path, "run/checkpoints/last.ckpt", job)
     proc = run_cli("seqlab.train", f"resume={tmp_path / 'run'}")
     assert "that run is still going" in one_line_error(proc)
@@ -278,9 +395,17 @@ def test_a_second_ctrl_c_during_validation_stops_at_once(tmp_path):
     """The first Ctrl-C waits for the validation to end; a second one stops now, with the one
     line and exit 130 (Lightning would print its own message and exit 1); a run with no
     checkpoint yet leaves nothing."""
-    job = _start("train", "experiment=subseq", "data.val_size=200000", "trainer.limit_train_batches=2",
-                 "trainer.num_sanity_val_steps=0", "threads=1", "trainer.enable_progress_bar=false",
-                 "callbacks.log_examples.every_n_epochs=0", cwd=tmp_path)
+    job = _start(
+        "train",
+        "experiment=subseq",
+        "data.val_size=200000",
+        "trainer.limit_train_batches=2",
+        "trainer.num_sanity_val_steps=0",
+        "threads=1",
+        "trainer.enable_progress_bar=false",
+        "callbacks.log_examples.every_n_epochs=0",
+        cwd=tmp_path,
+    )
     _wait_for(tmp_path, "outputs/subseq/runs/*/tensorboard/events.*", job)
     time.sleep(2)  # in the long validation of the first epoch
     job.send_signal(signal.SIGINT)
@@ -293,8 +418,16 @@ def test_a_second_ctrl_c_during_validation_stops_at_once(tmp_path):
 
 
 def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
-    job = _start("train", "-m", "experiment=gru_toy", "seed=1,2", "trainer.enable_progress_bar=false",
-                 "callbacks.step_checkpoint.every_n_train_steps=3", cwd=tmp_path, stdout=subprocess.PIPE)
+    job = _start(
+        "train",
+        "-m",
+        "experiment=gru_toy",
+        "seed=1,2",
+        "trainer.enable_progress_bar=false",
+        "callbacks.step_checkpoint.every_n_train_steps=3",
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+    )
     _wait_for(tmp_path, "outputs/gru_toy/multirun/*/0_*/checkpoints/last.ckpt", job)
     job.send_signal(signal.SIGTERM)
     out, err = job.communicate(timeout=120)
@@ -314,7 +447,9 @@ def test_a_signal_while_the_run_starts_leaves_nothing(tmp_path):
         assert job.returncode == 128 + sig and "Traceback" not in err, err[-3000:]
         last = err.strip().splitlines()[-1]
         if not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("*.ckpt")):
-            assert last.startswith(("stopped by Ctrl-C", "stopped by SIGTERM")), last  # stopped before the first checkpoint
+            assert last.startswith(("stopped by Ctrl-C", "stopped by SIGTERM")), (
+                last
+            )  # stopped before the first checkpoint
             assert _nothing_left(tmp_path)
         shutil.rmtree(tmp_path / "outputs", ignore_errors=True)
 
@@ -322,13 +457,26 @@ def test_a_signal_while_the_run_starts_leaves_nothing(tmp_path):
 def test_eval_stops_on_a_signal_in_one_line(tmp_path):
     """Lightning ends a test interrupted by Ctrl-C with exit 1 and no word of it; seqlab-eval
     says so and exits 130 / 143."""
-    args = ["experiment=subseq", "model.hidden_size=16", "model.emb_dim=8", "trainer.max_epochs=1",
-            "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
-            f"hydra.run.dir={tmp_path / 'run'}", "test=false"]
+    args = [
+        "experiment=subseq",
+        "model.hidden_size=16",
+        "model.emb_dim=8",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "test=false",
+    ]
     assert run_cli("seqlab.train", *args).returncode == 0
     for sig in (signal.SIGINT, signal.SIGTERM):
-        job = _start("eval", f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}", "data.test_size=4000000",
-                     "data.eval_batch_size=8", cwd=tmp_path)
+        job = _start(
+            "eval",
+            f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
+            "data.test_size=4000000",
+            "data.eval_batch_size=8",
+            cwd=tmp_path,
+        )
         time.sleep(10)  # in the test loop (a slow machine may still be starting: a line of the same kind then)
         job.send_signal(sig)
         _, err = job.communicate(timeout=120)
@@ -350,9 +498,16 @@ def test_a_signal_at_an_epochs_last_batch_lets_its_validation_run(tmp_path):
     validates the epoch (and keeps its best checkpoint) before it stops."""
     from seqlab.errors import Interrupted
 
-    cfg = make_cfg(["experiment=gru_toy", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=1",
-                    "trainer.enable_progress_bar=false", "+callbacks.signal._target_=test_runs.SignalAfterLastBatch"],
-                   tmp_path)
+    cfg = make_cfg(
+        [
+            "experiment=gru_toy",
+            "trainer.max_epochs=3",
+            "trainer.check_val_every_n_epoch=1",
+            "trainer.enable_progress_bar=false",
+            "+callbacks.signal._target_=test_runs.SignalAfterLastBatch",
+        ],
+        tmp_path,
+    )
     with pytest.raises(Interrupted) as stopped:
         train(cfg)
     assert stopped.value.code == 143 and "(epoch 1)" in stopped.value.message
@@ -382,15 +537,30 @@ def test_slurm_preemption_requeues_and_the_requeued_job_resumes(small_text, tmp_
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol_calls.txt"
-    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
     (bin_dir / "scontrol").chmod(0o755)
-    slurm = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "seqlab",
-             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost",
-             "SUBMITIT_EXECUTOR": "slurm", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    slurm = {
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "seqlab",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "localhost",
+        "SUBMITIT_EXECUTOR": "slurm",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
     run = tmp_path / "run"
     args = [sys.executable, "-m", "seqlab.train", *_interrupt_args(small_text, tmp_path), f"hydra.run.dir={run}"]
-    job = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "PYTHONWARNINGS": "ignore", **slurm})
+    job = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **slurm},
+    )
     deadline = time.time() + 240
     while not (run / "checkpoints" / "last.ckpt").exists() and job.poll() is None and time.time() < deadline:
         time.sleep(0.02)

@@ -6,15 +6,19 @@ import json
 import sqlite3
 
 import pytest
-from conftest import one_line_error, CONF, TASKS, TINY_CHARLM, compose_with_hydra, make_cfg, run_cli
+from conftest import CONF, TASKS, TINY_CHARLM, compose_with_hydra, make_cfg, one_line_error, run_cli
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-
 from seqlab.train import train
 
-FEW_BATCHES = ["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
-               "trainer.limit_test_batches=2"]
+FEW_BATCHES = [
+    "trainer.max_epochs=1",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+]
 
 
 def _has_text(acc: EventAccumulator) -> bool:
@@ -32,13 +36,23 @@ def _events(run_dir) -> EventAccumulator:
 
 def test_grid_sweep_leaves_named_jobs_and_a_summary(small_text, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("seqlab.train", "-m", f"data.path={small_text}", *TINY_CHARLM, *FEW_BATCHES,
-                   "model.optimizer.lr=0.001,0.003", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}")
+    proc = run_cli(
+        "seqlab.train",
+        "-m",
+        f"data.path={small_text}",
+        *TINY_CHARLM,
+        *FEW_BATCHES,
+        "model.optimizer.lr=0.001,0.003",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.root_dir={tmp_path}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     # named by job number and overrides, so the two jobs are told apart at a glance
     assert len(jobs) == 2 and jobs[0].startswith("0_") and jobs[1].startswith("1_")
-    assert "model.optimizer.lr=0.001" in jobs[0] and "model.optimizer.lr=0.003" in jobs[1] and "data.path" not in jobs[0]
+    assert (
+        "model.optimizer.lr=0.001" in jobs[0] and "model.optimizer.lr=0.003" in jobs[1] and "data.path" not in jobs[0]
+    )
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert [r["job"] for r in rows] == jobs and all(r["status"] == "ok" for r in rows)
     for r in rows:  # the summary's value is the job's own result
@@ -53,9 +67,19 @@ def test_grid_sweep_leaves_named_jobs_and_a_summary(small_text, tmp_path):
 
 def test_optuna_sweep_records_trials_and_continues_the_study(small_text, tmp_path):
     sweep, db = tmp_path / "sweep", tmp_path / "study.db"
-    args = ["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=sqlite:///{db}",
-            f"data.path={small_text}", *TINY_CHARLM, *FEW_BATCHES, "model.hidden_size=32", "data.bptt=16",
-            f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}"]
+    args = [
+        "-m",
+        "hparams_search=charlm_optuna",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage=sqlite:///{db}",
+        f"data.path={small_text}",
+        *TINY_CHARLM,
+        *FEW_BATCHES,
+        "model.hidden_size=32",
+        "data.bptt=16",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.root_dir={tmp_path}",
+    ]
     proc = run_cli("seqlab.train", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Best parameters" in proc.stdout + proc.stderr
@@ -76,7 +100,9 @@ def test_hparams_tab_holds_the_real_final_metric(small_text, tmp_path):
     acc = _events(tmp_path)
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    start = plugin_data_pb2.HParamsPluginData.FromString(acc.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    )
     hparams = start.session_start_info.hparams
     assert hparams["model/hidden_size"].number_value == 32 and hparams["experiment"].string_value == "charlm"
     # registered as NaN when the run starts (never a made-up -1), the real value at the end:
@@ -90,14 +116,25 @@ def test_hparams_tab_holds_the_real_final_metric(small_text, tmp_path):
 
 
 # Per task: its default experiment, a few batches; what it must draw each validation epoch.
-DRAWS = {"charlm": {"text"}, "subseq": {"text"}, "dialogue": {"text", "images"}, "arithmetic": {"images"},
-         "gru_toy": {"images"}}
+DRAWS = {
+    "charlm": {"text"},
+    "subseq": {"text"},
+    "dialogue": {"text", "images"},
+    "arithmetic": {"images"},
+    "gru_toy": {"images"},
+}
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_each_task_draws_its_summaries(task, tmp_path):
-    overrides = [f"experiment={task}", *FEW_BATCHES, "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-                 "trainer.enable_model_summary=false", "trainer.max_time=null"]
+    overrides = [
+        f"experiment={task}",
+        *FEW_BATCHES,
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.max_time=null",
+    ]
     train(make_cfg(overrides, tmp_path))
     acc = _events(tmp_path)
     tags = acc.Tags()
@@ -125,7 +162,7 @@ def test_optuna_search_space_names_real_keys(search):
     for key, space in sweeper.params.items():
         if "/" in key:  # a config group's options, e.g. model/optimizer: choice(sgd, adam)
             options = {p.stem for p in (CONF / key).glob("*.yaml")}
-            assert set(space[len("choice("):-1].replace(" ", "").split(",")) <= options, key
+            assert set(space[len("choice(") : -1].replace(" ", "").split(",")) <= options, key
         else:
             assert OmegaConf.select(cfg, key) is not None, key
 
@@ -138,13 +175,25 @@ def test_slurm_launcher_config_composes():
 
 def test_a_failed_job_is_listed_with_its_reason_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("seqlab.train", "-m", "experiment=gru_toy", "trainer.max_epochs=5", "trainer.enable_progress_bar=false",
-                   "model.hidden_size=4,0,8", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}")
+    proc = run_cli(
+        "seqlab.train",
+        "-m",
+        "experiment=gru_toy",
+        "trainer.max_epochs=5",
+        "trainer.enable_progress_bar=false",
+        "model.hidden_size=4,0,8",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.root_dir={tmp_path}",
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1] == ("error: model.hidden_size must be an integer >= 1, got 0; "
-                                                    "pass e.g. model.hidden_size=1")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: model.hidden_size must be an integer >= 1, got 0; pass e.g. model.hidden_size=1"
+    )
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
-    assert [r["status"] for r in rows] == ["ok", "failed: model.hidden_size must be an integer >= 1, got 0; "
-                                           "pass e.g. model.hidden_size=1", "ok"]
+    assert [r["status"] for r in rows] == [
+        "ok",
+        "failed: model.hidden_size must be an integer >= 1, got 0; pass e.g. model.hidden_size=1",
+        "ok",
+    ]
     assert "sweep summary (3 jobs)" in proc.stdout  # printed although a job failed
     assert "Traceback" not in (sweep / rows[1]["job"] / "train.log").read_text()

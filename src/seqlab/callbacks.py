@@ -66,8 +66,10 @@ class StopOnNonFinite(L.Callback):
             return
         step, self.first_bad = int(self.first_bad), None
         ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none yet"
-        raise SeqlabError(f"training loss is not finite (NaN or inf) at step {step} (epoch {trainer.current_epoch}); "
-                          f"last good checkpoint: {ckpt}; lower model.optimizer.lr or set trainer.gradient_clip_val")
+        raise SeqlabError(
+            f"training loss is not finite (NaN or inf) at step {step} (epoch {trainer.current_epoch}); "
+            f"last good checkpoint: {ckpt}; lower model.optimizer.lr or set trainer.gradient_clip_val"
+        )
 
 
 class StepCheckpoint(L.Callback):
@@ -131,8 +133,11 @@ class GracefulStop(L.Callback):
         if save:
             trainer.save_checkpoint(last, weights_only=False)
         saved = last.is_file()
-        where = (f"last.ckpt holds step {trainer.global_step}" if save else "last.ckpt holds the last saved step") \
-            if saved else "no checkpoint was written yet"
+        where = (
+            (f"last.ckpt holds step {trainer.global_step}" if save else "last.ckpt holds the last saved step")
+            if saved
+            else "no checkpoint was written yet"
+        )
         hint = f"continue with: {self.resume_hint}" if saved else "nothing to resume; start it again"
         at = f" at step {trainer.global_step} (epoch {trainer.current_epoch})" if trainer is not None else ""
         name = f"a second {signal.Signals(signum).name}" if now else signal.Signals(signum).name
@@ -155,8 +160,12 @@ class GracefulStop(L.Callback):
         if self.received is not None:  # the last epoch ended: nothing left to resume
             signum, self.received = self.received, None
             best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(self.dirpath / "last.ckpt")
-            raise Interrupted(signum, f"stopped by {signal_name(signum)} after the last epoch, before the test; test it "
-                              f"with: seqlab-eval ckpt_path={best}", saved=True)
+            raise Interrupted(
+                signum,
+                f"stopped by {signal_name(signum)} after the last epoch, before the test; test it "
+                f"with: seqlab-eval ckpt_path={best}",
+                saved=True,
+            )
 
     def on_test_batch_end(self, trainer, *args) -> None:
         if self.received is not None:  # training is over: its checkpoints are written
@@ -188,12 +197,11 @@ class MovedRun(L.Callback):
             if not old or old == self.dirpath or Path(old).name != Path(self.dirpath).name:
                 continue
 
-            def moved(path):
-                return self.dirpath + path[len(old):] if isinstance(path, str) and path.startswith(old) else path
+            def moved(path, old=old):
+                return self.dirpath + path[len(old) :] if isinstance(path, str) and path.startswith(old) else path
 
             for key in ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path"):
                 if key in state:
                     state[key] = moved(state[key])
             if isinstance(state.get("best_k_models"), dict):
                 state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
-

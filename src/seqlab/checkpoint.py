@@ -20,7 +20,9 @@ NOT_ARCHITECTURE = ("optimizer", "scheduler", "monitor", "monitor_mode")
 
 def read_checkpoint(path: str | None) -> dict:
     if not path:
-        raise SeqlabError("no checkpoint given; pass ckpt_path=<path to a .ckpt file> (runs keep them in outputs/*/runs/*/checkpoints)")
+        raise SeqlabError(
+            "no checkpoint given; pass ckpt_path=<a .ckpt file> (runs keep them in outputs/*/runs/*/checkpoints)"
+        )
     p = Path(path).expanduser()
     if p.is_dir():
         raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, e.g. ckpt_path={p / 'last.ckpt'}")
@@ -33,17 +35,23 @@ def read_checkpoint(path: str | None) -> dict:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's refusal of objects a weights-only file never holds
-        raise SeqlabError(f"{p} is a torch file but not a seqlab checkpoint (it holds Python objects a checkpoint "
-                          f"never has); pass a .ckpt written by seqlab-train") from None
+        raise SeqlabError(
+            f"{p} is a torch file but not a seqlab checkpoint (it holds Python objects a checkpoint "
+            f"never has); pass a .ckpt written by seqlab-train"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         other = "a best-*.ckpt beside it" if p.name == "last.ckpt" else "e.g. last.ckpt"
-        raise SeqlabError(f"cannot read checkpoint {p} (corrupt or truncated: {reason}); use another .ckpt, {other}") from None
+        raise SeqlabError(
+            f"cannot read checkpoint {p} (corrupt or truncated: {reason}); use another .ckpt, {other}"
+        ) from None
     if not isinstance(ckpt, dict) or "seqlab" not in ckpt:
         old = isinstance(ckpt, dict) and "seqlab_task" in ckpt
-        raise SeqlabError(f"{p} is not a checkpoint of this seqlab version ("
-                          f"{'written before its config keys were renamed' if old else 'no task recorded in it'}); "
-                          f"pass a .ckpt written by seqlab-train")
+        raise SeqlabError(
+            f"{p} is not a checkpoint of this seqlab version ("
+            f"{'written before its config keys were renamed' if old else 'no task recorded in it'}); "
+            f"pass a .ckpt written by seqlab-train"
+        )
     return ckpt
 
 
@@ -57,10 +65,14 @@ def task_classes(ckpt: dict, path) -> tuple[type, type | None]:
         module_cls = hydra.utils.get_class(names["module"])
         data_cls = hydra.utils.get_class(names["datamodule"]) if names.get("datamodule") else None
     except Exception:
-        raise SeqlabError(f"{path} was written by {names.get('module')}, which cannot be imported here; "
-                          f"install the package that defines it") from None
+        raise SeqlabError(
+            f"{path} was written by {names.get('module')}, which cannot be imported here; "
+            f"install the package that defines it"
+        ) from None
     if not issubclass(module_cls, SeqlabModule) or (data_cls and not issubclass(data_cls, SeqlabDataModule)):
-        raise SeqlabError(f"{path} names classes that are not seqlab task classes; pass a .ckpt written by seqlab-train")
+        raise SeqlabError(
+            f"{path} names classes that are not seqlab task classes; pass a .ckpt written by seqlab-train"
+        )
     return module_cls, data_cls
 
 
@@ -81,16 +93,22 @@ def load_module(path: str, expect_task: str | None = None, device: str = "cpu"):
     ckpt = read_checkpoint(path)
     task = ckpt["seqlab"]["task"]
     if expect_task is not None and task != expect_task:
-        raise SeqlabError(f"{path} is a {task!r} checkpoint, but this command needs a {expect_task!r} one; pass a {expect_task} checkpoint")
+        raise SeqlabError(
+            f"{path} is a {task!r} checkpoint, but this command needs a {expect_task!r} one; pass a {expect_task} one"
+        )
     module_cls, _ = task_classes(ckpt, path)
     if getattr(module_cls, "task", None) != task:
-        raise SeqlabError(f"{path} says it is a {task!r} checkpoint but names {module_cls.__name__} (the "
-                          f"{module_cls.task!r} task): it was edited or damaged; pass a .ckpt written by seqlab-train")
+        raise SeqlabError(
+            f"{path} says it is a {task!r} checkpoint but names {module_cls.__name__} (the "
+            f"{module_cls.task!r} task): it was edited or damaged; pass a .ckpt written by seqlab-train"
+        )
     try:
         module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except (RuntimeError, TypeError, KeyError):  # weights that do not fit its own hyperparameters
-        raise SeqlabError(f"{path} does not load: its weights do not fit the network its own hyperparameters "
-                          f"describe (an edited or damaged file); pass a .ckpt written by seqlab-train") from None
+        raise SeqlabError(
+            f"{path} does not load: its weights do not fit the network its own hyperparameters "
+            f"describe (an edited or damaged file); pass a .ckpt written by seqlab-train"
+        ) from None
     return module.to(pick_device(device)).eval(), ckpt
 
 
@@ -111,28 +129,42 @@ def check_against_run(path: str, model, data: dict | None = None) -> None:
     one line says what differs (before a run folder fills up)."""
     ckpt = read_checkpoint(path)
     if ckpt["seqlab"]["task"] != model.task:
-        raise SeqlabError(f"ckpt_path={path} is a {ckpt['seqlab']['task']!r} checkpoint, but this run trains "
-                          f"{model.task!r}; pass a {model.task} checkpoint, or experiment={ckpt['seqlab']['task']}")
+        raise SeqlabError(
+            f"ckpt_path={path} is a {ckpt['seqlab']['task']!r} checkpoint, but this run trains "
+            f"{model.task!r}; pass a {model.task} checkpoint, or experiment={ckpt['seqlab']['task']}"
+        )
     saved, ours = ckpt.get("state_dict", {}), model.state_dict()
-    clash = [k for k in saved.keys() | ours.keys() if k not in saved or k not in ours or saved[k].shape != ours[k].shape]
+    clash = [
+        k for k in saved.keys() | ours.keys() if k not in saved or k not in ours or saved[k].shape != ours[k].shape
+    ]
     if clash:
         hp = ckpt.get("hyper_parameters", {})
-        differ = [f"model.{k} ({hp[k]!r} there, {v!r} here)" for k, v in model.hparams.items()
-                  if k in hp and k not in NOT_ARCHITECTURE and hp[k] != v and not isinstance(v, list)]
+        differ = [
+            f"model.{k} ({hp[k]!r} there, {v!r} here)"
+            for k, v in model.hparams.items()
+            if k in hp and k not in NOT_ARCHITECTURE and hp[k] != v and not isinstance(v, list)
+        ]
         if not differ:  # the shapes come from the data (an alphabet, a vocabulary): name the data setting
             saved_data = ckpt.get("datamodule_hyper_parameters", {})
-            differ = [f"data.{k} ({saved_data[k]!r} there, {v!r} here)" for k, v in (data or {}).items()
-                      if k in saved_data and saved_data[k] != v and not isinstance(v, (list, dict))]
+            differ = [
+                f"data.{k} ({saved_data[k]!r} there, {v!r} here)"
+                for k, v in (data or {}).items()
+                if k in saved_data and saved_data[k] != v and not isinstance(v, (list, dict))
+            ]
         what = ", ".join(differ) if differ else f"the shape of {sorted(clash)[0]}"
-        raise SeqlabError(f"ckpt_path={path} has another network than this run: {what}; "
-                          f"use the checkpoint's settings or another checkpoint")
+        raise SeqlabError(
+            f"ckpt_path={path} has another network than this run: {what}; "
+            f"use the checkpoint's settings or another checkpoint"
+        )
     for part in ("optimizer", "scheduler"):  # their state is restored with the weights: it must fit the class
         was = (ckpt.get("hyper_parameters", {}).get(part) or {}).get("_target_")
         now = (model.hparams.get(part) or {}).get("_target_")
         if was != now:
-            raise SeqlabError(f"{path} was trained with model.{part} {was or 'none'}, this run asks for {now or 'none'}, "
-                              f"whose state cannot be restored from it; keep that model/{part} (or train afresh)",
-                              f"model.{part}")
+            raise SeqlabError(
+                f"{path} was trained with model.{part} {was or 'none'}, this run asks for {now or 'none'}, "
+                f"whose state cannot be restored from it; keep that model/{part} (or train afresh)",
+                f"model.{part}",
+            )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

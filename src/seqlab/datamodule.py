@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 def tensor_batches(tensors, batch_size: int) -> DataLoader:
     """Fixed batches cut from whole tensors (a held-out set): slices, no per-example collating."""
-    return DataLoader(list(zip(*(t.split(batch_size) for t in tensors))), batch_size=None)
+    return DataLoader(list(zip(*(t.split(batch_size) for t in tensors), strict=False)), batch_size=None)
 
 
 class ResumableLoader(DataLoader):

@@ -48,8 +48,9 @@ def select_rows(state, index: torch.Tensor):
 
 
 @torch.no_grad()
-def greedy_search(step, state, batch_size: int, sos: int, eos: int, max_len: int, pad: int | None = None,
-                  device=None) -> Hypotheses:
+def greedy_search(
+    step, state, batch_size: int, sos: int, eos: int, max_len: int, pad: int | None = None, device=None
+) -> Hypotheses:
     """Pick the most probable token at each step until every row produced `eos` or `max_len`
     tokens. Rows that ended are padded with `pad` (default: eos) and their score stays put."""
     pad = eos if pad is None else pad
@@ -69,8 +70,19 @@ def greedy_search(step, state, batch_size: int, sos: int, eos: int, max_len: int
 
 
 @torch.no_grad()
-def beam_search(step, state, batch_size: int, sos: int, eos: int, max_len: int, beam_width: int = 3,
-                length_penalty: float = 0.0, pad: int | None = None, select=select_rows, device=None) -> Hypotheses:
+def beam_search(
+    step,
+    state,
+    batch_size: int,
+    sos: int,
+    eos: int,
+    max_len: int,
+    beam_width: int = 3,
+    length_penalty: float = 0.0,
+    pad: int | None = None,
+    select=select_rows,
+    device=None,
+) -> Hypotheses:
     """Keep the `beam_width` best partial replies of each input, batched over inputs and beams.
 
     - A beam that produced `eos` is finished: it is not extended any further (it carries `pad`

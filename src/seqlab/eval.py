@@ -1,6 +1,6 @@
 """Test metrics of a checkpoint, on the data it was trained with (or with data.<key>=… changed).
 
-    seqlab-eval ckpt_path=outputs/charlm/runs/<time>/checkpoints/last.ckpt [data.path=other.txt]
+seqlab-eval ckpt_path=outputs/charlm/runs/<time>/checkpoints/last.ckpt [data.path=other.txt]
 """
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,8 +29,10 @@ def run(cfg: DictConfig, ctx: Context) -> dict:
     for key, value in datamodule.model_kwargs().items():
         if key in module.hparams and module.hparams[key] != value:
             changed = ", ".join(f"data.{k}={v}" for k, v in changes.items())
-            raise SeqlabError(f"{changed} changes the {key} this model was built for; evaluate it on data of its "
-                              f"own format (drop those settings)")
+            raise SeqlabError(
+                f"{changed} changes the {key} this model was built for; evaluate it on data of its "
+                f"own format (drop those settings)"
+            )
     trainer = make("trainer", given["trainer"])
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     for k, v in sorted(results.items()):

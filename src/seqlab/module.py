@@ -20,6 +20,7 @@ from seqlab import recurrent
 # frequency, …), not arguments of the scheduler itself.
 STEPPING_KEYS = tuple(f.name for f in dataclasses.fields(LRSchedulerConfig) if f.name != "scheduler")
 
+
 @contextmanager
 def evaluating(module: torch.nn.Module):
     """Eval mode and no gradients inside the block; the module's own mode again after it."""
@@ -76,8 +77,9 @@ class SeqlabModule(L.LightningModule):
 
     # ---- the task interface ------------------------------------------------------------
     def _missing(self, method: str):
-        return NotImplementedError(f"{type(self).__name__} (task {self.task!r}) does not implement {method}(); "
-                                   f"see seqlab.module.SeqlabModule")
+        return NotImplementedError(
+            f"{type(self).__name__} (task {self.task!r}) does not implement {method}(); see seqlab.module.SeqlabModule"
+        )
 
     def training_loss(self, batch) -> torch.Tensor:
         raise self._missing("training_loss")
@@ -185,8 +187,11 @@ class SeqlabModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trainer = attached_trainer(self)
         datamodule = getattr(trainer, "datamodule", None) if trainer else None
-        checkpoint["seqlab"] = {"task": self.task, "module": class_path(self),
-                                "datamodule": class_path(datamodule) if datamodule is not None else None}
+        checkpoint["seqlab"] = {
+            "task": self.task,
+            "module": class_path(self),
+            "datamodule": class_path(datamodule) if datamodule is not None else None,
+        }
         resume = {"step": trainer.global_step if trainer else -1, "torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available():
             resume["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -194,7 +199,7 @@ class SeqlabModule(L.LightningModule):
             done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
             finished = done >= trainer.num_training_batches
             resume["epochs_done"] = trainer.current_epoch + int(finished)
-            if "train" in self._carried and 0 < done and not finished:
+            if "train" in self._carried and done > 0 and not finished:
                 resume["carried"] = self._carried["train"]
         checkpoint["seqlab_resume"] = resume
 

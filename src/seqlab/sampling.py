@@ -17,8 +17,10 @@ def next_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.detach().float().cpu() / temperature, dim=-1)
     if not torch.isfinite(probs).all():  # multinomial would fail with a cryptic message
-        raise SeqlabError("the model's outputs are not finite numbers (its weights are NaN or infinite: the "
-                          "training diverged); use an earlier checkpoint or train again with a lower model.optimizer.lr")
+        raise SeqlabError(
+            "the model's outputs are not finite numbers (its weights are NaN or infinite: the "
+            "training diverged); use an earlier checkpoint or train again with a lower model.optimizer.lr"
+        )
     flat = probs.reshape(-1, probs.size(-1))
     picked = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
     return picked.reshape(probs.shape[:-1]).to(logits.device)

@@ -32,10 +32,13 @@ def read_text(path: Path, what: str = "data.path") -> str:
     if not path.is_file():  # a pipe or a device would block or never end
         raise SeqlabError(f"data path is not a regular file: {path}; set {what}=<a UTF-8 text file>")
     raw = path.read_bytes()
-    if b"\0" in raw[:1 << 16]:  # text in no common encoding holds NUL bytes (UTF-16 aside)
+    if b"\0" in raw[: 1 << 16]:  # text in no common encoding holds NUL bytes (UTF-16 aside)
         kind = "UTF-16 text" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "binary, not text"
-        fix = f"convert it: iconv -f UTF-16 -t UTF-8 {path} > {path.stem}.utf8.txt" if "UTF-16" in kind \
+        fix = (
+            f"convert it: iconv -f UTF-16 -t UTF-8 {path} > {path.stem}.utf8.txt"
+            if "UTF-16" in kind
             else f"set {what}=<a UTF-8 text file>"
+        )
         raise SeqlabError(f"data file is {kind}: {path}; {fix}")
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not text
@@ -57,8 +60,10 @@ def read_json_records(path: Path, what: str = "data.path") -> list:
         return data if isinstance(data, list) else [data]
     except json.JSONDecodeError as e:
         if text.lstrip().startswith("["):  # meant as one JSON list: its own error is the one to show
-            raise SeqlabError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}; fix it there "
-                              f"(or write one JSON object per line)") from None
+            raise SeqlabError(
+                f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}; fix it there "
+                f"(or write one JSON object per line)"
+            ) from None
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -66,5 +71,7 @@ def read_json_records(path: Path, what: str = "data.path") -> list:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as e:
-            raise SeqlabError(f"{path}: line {n} is not valid JSON ({e.msg}); expected a JSON list or JSON Lines") from None
+            raise SeqlabError(
+                f"{path}: line {n} is not valid JSON ({e.msg}); expected a JSON list or JSON Lines"
+            ) from None
     return records

@@ -4,17 +4,18 @@
     seqlab-train -m experiment=charlm model.optimizer.lr=1e-3,3e-3   # grid sweep
     seqlab-train resume=outputs/charlm/runs/<time>                   # continue a run in place
 
-Returns the monitored metric (e.g. val/loss) so Hydra sweepers can optimise it. The flow:
-check the config, claim the run folder, build data -> model -> callbacks/loggers -> trainer,
-fit, test the best checkpoint, record the result.
+Returns the monitored metric (e.g. val/loss) so Hydra sweepers can optimise it. The flow: check
+the config, claim the run folder, build data -> model -> callbacks/loggers -> trainer (each class
+checks its own arguments), fit, test the best checkpoint, record the result.
 """
 
+import inspect
 import json
 import math
 import os
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, chdir, nullcontext
 from pathlib import Path
 
 import hydra
@@ -28,34 +29,33 @@ from seqlab.callbacks import GracefulStop, MovedRun, RunRecord
 from seqlab.checkpoint import check_against_run, read_checkpoint
 from seqlab.errors import Interrupted, SeqlabError
 from seqlab.module import STEPPING_KEYS
-from seqlab.run import cli, rundir
-from seqlab.run.cli import Context, one_line, tool_main
+from seqlab.run import rundir
+from seqlab.run.cli import Context, given, tool_main
+from seqlab.run.explain import one_line
 from seqlab.run.schema import builds, check_arguments, check_config, locate, show
 
 
-# ---- one run, from the command line ------------------------------------------------------------------
+# ---- one run, from the command line --------------------------------------------------------------------
 def run(cfg: DictConfig, ctx: Context) -> float | None:
     hc = HydraConfig.get()
-    if ctx.sweep_job:
-        folder = Path(hc.runtime.output_dir)
-    elif cfg.get("resume"):
-        folder = Path(cfg.resume).expanduser().absolute()
-    else:
-        folder = Path(hc.run.dir).absolute()
-    set_output_dir(folder)  # (the paths the config derives from it resolve)
+    folder = Path(hc.runtime.output_dir if ctx.sweep_job else cfg.resume or hc.run.dir).expanduser().absolute()
+    set_output_dir(folder)  # (the paths derived from it resolve)
     check(cfg)
     ctx.run_dir = claim(cfg, ctx, folder)
     set_output_dir(ctx.run_dir)
-    with torch_threads(cfg.get("threads")), chdir(ctx.run_dir if hc.job.chdir else None):
+    with torch_threads(cfg.get("threads")), chdir(ctx.run_dir) if hc.job.chdir else nullcontext():
         metrics, best = train(cfg, ctx.overrides, ctx.command)
     monitor = cfg.model.monitor
     value = metrics.get(f"best/{monitor}", metrics.get(monitor))
     value = value if value is not None and math.isfinite(value) else None
-    # What a sweep summary reads back (seqlab.run.sweep); a resumed run adds to its metrics.
-    result_file = ctx.run_dir / "result.json"
-    before = json.loads(result_file.read_text()).get("metrics", {}) if cfg.get("resume") and result_file.is_file() else {}
-    result = {"monitor": monitor, "value": value, "best_checkpoint": best, "metrics": before | metrics}
-    write_atomically(result_file, json.dumps(result, indent=2))
+    # What a sweep summary reads back (seqlab.run.sweep); a resumed run adds to the metrics it has.
+    result = ctx.run_dir / "result.json"
+    before = json.loads(result.read_text()).get("metrics", {}) if cfg.resume and result.is_file() else {}
+    tmp = result.with_name(f".result.json.{os.getpid()}")
+    tmp.write_text(
+        json.dumps({"monitor": monitor, "value": value, "best_checkpoint": best, "metrics": before | metrics}, indent=2)
+    )
+    os.replace(tmp, result)
     report(cfg, ctx.run_dir, metrics, best)
     return value
 
@@ -63,15 +63,19 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
 def check(cfg: DictConfig) -> dict:
     """The config, resolved and checked (also a sweep's first job, before the sweep starts)."""
     if "SEQLAB_ROOT" in os.environ and not os.environ["SEQLAB_ROOT"].strip():  # else outputs/ lands in /
-        raise SeqlabError("the SEQLAB_ROOT environment variable is empty; set it to the folder that holds outputs/ "
-                          "(export SEQLAB_ROOT=$PWD) or unset it")
+        raise SeqlabError(
+            "the SEQLAB_ROOT environment variable is empty; set it to the folder that holds outputs/ "
+            "(export SEQLAB_ROOT=$PWD) or unset it"
+        )
     plain = OmegaConf.to_container(cfg, resolve=True)
     if not str(plain["paths"].get("root_dir", ".")).strip():
         raise SeqlabError("paths.root_dir is empty; pass a folder (e.g. paths.root_dir=.) or leave it out")
     check_config(plain, HydraConfig.get().runtime.choices)
     if not plain["train"] and not plain["test"]:
-        raise SeqlabError("train=false and test=false leave nothing to do; drop one of them (seqlab-eval ckpt_path=… "
-                          "tests a checkpoint)")
+        raise SeqlabError(
+            "train=false and test=false leave nothing to do; drop one of them (seqlab-eval ckpt_path=… "
+            "tests a checkpoint)"
+        )
     return plain
 
 
@@ -82,130 +86,122 @@ def set_output_dir(folder: Path) -> None:
 
 
 def claim(cfg: DictConfig, ctx: Context, folder: Path) -> Path:
-    """This run's folder, held until the command ends: the sweep job's (Hydra made it), the
-    resumed run's, a hand-given new or empty one, or a new outputs/<name>/runs/<time>."""
+    """This run's folder, held until the command ends: a sweep job's (Hydra made it), the resumed
+    run's, a new or empty one named by hand, or a new outputs/<name>/runs/<time>."""
     hc, stack = HydraConfig.get(), ctx.stack
-    in_use = (f"resume={folder}: that run is still going (another seqlab-train is writing it); wait for it to end, or "
-              f"stop it first (its Ctrl-C line names this same resume=)")
     if ctx.sweep_job:
         rundir.lock(stack, folder, f"{folder} is in use by another run")
         return folder
-    # A folder named by the user is new or empty; one named by a pattern with the time in it (the
+    # A folder named by hand is new or empty; one named by a pattern with the time in it (the
     # default) gets a _1, _2, … if another run started in the same second.
-    given = any(o.startswith("hydra.run.dir=") and "${now:" not in o for o in cli.given(hc, "hydra"))
-    if cfg.get("resume") or (given and rundir.requeued() and rundir.holds_run(folder)):
-        rundir.lock(stack, folder, in_use)
+    named = any(o.startswith("hydra.run.dir=") and "${now:" not in o for o in given(hc, "hydra"))
+    if cfg.resume or (named and rundir.requeued() and rundir.holds_run(folder)):
+        rundir.lock(
+            stack,
+            folder,
+            f"resume={folder}: that run is still going (another seqlab-train is writing it); "
+            f"wait for it to end, or stop it first (its Ctrl-C line names this same resume=)",
+        )
         if not os.access(folder / "checkpoints", os.W_OK):
-            raise SeqlabError(f"{folder / 'checkpoints'} cannot be written (a read-only disk, or its permissions); make "
-                              f"it writable, then: {ctx.command} resume={folder}")
+            raise SeqlabError(
+                f"{folder / 'checkpoints'} cannot be written (a read-only disk, or its permissions); make "
+                f"it writable, then: {ctx.command} resume={folder}"
+            )
         return folder
-    if given:
+    if named:
         folder = rundir.claim_given(stack, str(hc.run.dir))
     else:
-        setting = "SEQLAB_ROOT" if os.environ.get("SEQLAB_ROOT") else "paths.root_dir"
-        folder = rundir.make_folder(stack, folder, setting)
-    if hc.output_subdir is not None:  # the run's record, as Hydra keeps it for a sweep job
-        record = folder / hc.output_subdir
-        record.mkdir()
-        OmegaConf.save(cfg, record / "config.yaml")
-        OmegaConf.save({"hydra": hc}, record / "hydra.yaml")
-        OmegaConf.save(cli.given(hc), record / "overrides.yaml")
+        folder = rundir.make_folder(stack, folder, "SEQLAB_ROOT" if os.environ.get("SEQLAB_ROOT") else "paths.root_dir")
+    if hc.output_subdir is not None:  # the run's record, as Hydra keeps it for a sweep's job
+        (folder / hc.output_subdir).mkdir()
+        for name, content in (("config", cfg), ("hydra", {"hydra": hc}), ("overrides", given(hc))):
+            OmegaConf.save(content, folder / hc.output_subdir / f"{name}.yaml")
     return folder
 
 
-@contextmanager
 def torch_threads(n: int | None):
-    before = torch.get_num_threads()
+    """torch's CPU threads for this run, given back after it (for callers that train several configs)."""
+    stack = ExitStack()
     if n:
+        stack.callback(torch.set_num_threads, torch.get_num_threads())
         torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)  # (for callers that train several configs in one process)
-
-
-@contextmanager
-def chdir(folder: Path | None):
-    """hydra.job.chdir=true: the run works in its folder (relative paths of the config were read
-    from where the command started)."""
-    before = os.getcwd()
-    if folder is not None:
-        os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+    return stack
 
 
 # ---- build, fit, test ----------------------------------------------------------------------------------
 def make(key: str, node: dict, **extra):
     """The object a config node builds, built by its own class: a value the class refuses is the
     user's setting, named by its key (found by putting back the class's default, one at a time)."""
-    import inspect
-
     cls = locate(key, node)
-    args = {k: hydra.utils.instantiate(v, _convert_="all") if builds(v) else v for k, v in node.items() if k != "_target_"}
+    args = {
+        k: hydra.utils.instantiate(v, _convert_="all") if builds(v) else v for k, v in node.items() if k != "_target_"
+    }
     try:
         return cls(**args, **extra)
     except (ValueError, TypeError, ImportError, MisconfigurationException) as e:
         error = e
     defaults = {n: p.default for n, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
-    for name, value in args.items():
-        if name in defaults and value != defaults[name]:
-            try:
-                cls(**(args | {name: defaults[name]}), **extra)
-            except Exception:
-                continue
-            default = defaults[name]
-            plain = default is None or isinstance(default, (bool, int, float, str, list, tuple))
-            hint = f" (its default: {key}.{name}={show(default, quote=False)})" if plain else ""
-            raise SeqlabError(f"{key}.{name}={show(value, quote=False)} is refused by {cls.__name__} ({one_line(error)}); "
-                              f"pass another value{hint}", f"{key}.{name}") from error
-    raise SeqlabError(f"{key}: {cls.__name__} refuses these settings ({one_line(error)}); fix the one it names",
-                      key) from error
+    for name in (n for n, v in args.items() if n in defaults and v != defaults[n]):
+        try:
+            cls(**(args | {name: defaults[name]}), **extra)
+        except Exception:
+            continue
+        default = defaults[name]
+        hint = (
+            f" (its default: {key}.{name}={show(default, False)})"
+            if default is None or isinstance(default, (bool, int, float, str, list, tuple))
+            else ""
+        )
+        raise SeqlabError(
+            f"{key}.{name}={show(args[name], False)} is refused by {cls.__name__} ({one_line(error)}); "
+            f"pass another value{hint}",
+            f"{key}.{name}",
+        ) from error
+    raise SeqlabError(
+        f"{key}: {cls.__name__} refuses these settings ({one_line(error)}); fix the one it names", key
+    ) from error
 
 
-def build(cfg: DictConfig, plain: dict | None = None, record: list[str] | None = None, slurm=None, start=None):
-    """Data module, model and trainer from the (checked) config. Each class checks what it owns
-    as it is built, and the checkpoint to start from (`start`, else ckpt_path) is checked against
-    the model, before the trainer exists."""
-    plain = plain or OmegaConf.to_container(cfg, resolve=True)
-    data_node, model_node = dict(plain["data"]), dict(plain["model"])
-    datamodule = make("data", data_node)
+def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: str | None = None):
+    """Data module, model and trainer from the (checked) config, each class checking what it owns;
+    the checkpoint to start from (`start`, else ckpt_path) is checked against the model before
+    the trainer exists."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    datamodule = make("data", plain["data"])
     # The model gets what it needs from the data (e.g. the vocabulary) as plain values, which it
     # saves in every checkpoint.
-    extra = datamodule.model_kwargs()
-    module_cls = locate("model", model_node)
-    args = {k: v for k, v in model_node.items() if k != "_target_"} | extra
+    module_cls = locate("model", plain["model"])
+    args = {k: v for k, v in plain["model"].items() if k != "_target_"} | datamodule.model_kwargs()
     check_arguments("model", module_cls, args)
     try:
         model = module_cls(**args)
-    except RuntimeError as e:  # e.g. no memory for its weights: weighed on torch's meta device, which allocates none
+    except RuntimeError as e:  # e.g. no memory for its weights
         check_memory(module_cls, args, e)
         raise
-    check_optimizers(model)
+    optimizer = make("model.optimizer", dict(model.hparams.optimizer), params=list(model.parameters()))
+    if model.hparams.scheduler:  # (built once now so that its class checks its values)
+        make(
+            "model.scheduler",
+            {k: v for k, v in model.hparams.scheduler.items() if k not in STEPPING_KEYS},
+            optimizer=optimizer,
+        )
     check_monitors(plain, model)
     start = start or (hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
     if start:
-        check_against_run(start, model, data_node)
+        check_against_run(start, model, plain["data"])
     callbacks = [make(f"callbacks.{k}", v) for k, v in (plain.get("callbacks") or {}).items() if v]
-    if not plain["trainer"].get("enable_progress_bar", True):
-        # trainer.enable_progress_bar=false alone switches the bar off (Lightning refuses both).
-        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     loggers = [make(f"logger.{k}", v) for k, v in (plain.get("logger") or {}).items() if v]
-    if not loggers:  # logger=none: the learning rate has nowhere to go (Lightning refuses the monitor)
-        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.LearningRateMonitor)]
-    if record is not None:
-        callbacks.append(RunRecord(record))
-    trainer_node = dict(plain["trainer"])
-    if slurm:
-        trainer_node["plugins"] = [*(trainer_node.get("plugins") or []), slurm]
-    trainer = make("trainer", trainer_node, callbacks=callbacks, logger=loggers or False)
+    drop = (L.pytorch.callbacks.ProgressBar,) * (not plain["trainer"].get("enable_progress_bar", True))
+    drop += (L.pytorch.callbacks.LearningRateMonitor,) * (not loggers)  # (Lightning refuses both, else)
+    callbacks = [c for c in callbacks if not isinstance(c, drop)] + [RunRecord(record or [])]
+    plugins = [*(plain["trainer"].get("plugins") or []), *([slurm] if slurm else [])]
+    trainer = make("trainer", plain["trainer"] | {"plugins": plugins}, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
 
 
 def check_memory(module_cls, args: dict, error: Exception) -> None:
-    """One line if the module's weights need more memory than this machine has."""
+    """One line if the module's weights need more memory than this machine has (weighed on
+    torch's meta device, which allocates nothing)."""
     try:
         with torch.device("meta"):
             needed = sum(p.numel() * p.element_size() for p in module_cls(**args).parameters())
@@ -213,37 +209,33 @@ def check_memory(module_cls, args: dict, error: Exception) -> None:
         return
     have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if needed > have:
-        raise SeqlabError(f"not enough memory for this model: its weights need {needed / 2**30:.1f} GiB, this machine "
-                          f"has {have / 2**30:.1f} GiB; make it smaller (e.g. model.hidden_size)", "model") from error
-
-
-def check_optimizers(model) -> None:
-    """The optimizer and LR schedule, built once now so that their classes check their values."""
-    hp = model.hparams
-    optimizer = make("model.optimizer", dict(hp.optimizer), params=list(model.parameters()))
-    if hp.scheduler:
-        args = {k: v for k, v in hp.scheduler.items() if k not in STEPPING_KEYS}
-        make("model.scheduler", args, optimizer=optimizer)
+        raise SeqlabError(
+            f"not enough memory for this model: its weights need {needed / 2**30:.1f} GiB, this machine "
+            f"has {have / 2**30:.1f} GiB; make it smaller (e.g. model.hidden_size)",
+            "model",
+        ) from error
 
 
 def check_monitors(cfg: dict, model) -> None:
-    """Every metric a schedule, the best checkpoint or early stopping follows is one the task
-    logs (else Lightning finds out at the end of the first epoch)."""
+    """Every metric a schedule, the best checkpoint or early stopping follows is one the task logs
+    (else Lightning finds out at the end of the first epoch)."""
     known = ["train/loss", *model.metrics["val"].keys()]
-    places = [("model.monitor", cfg["model"].get("monitor"))]
-    places.append(("model.scheduler.monitor", (cfg["model"].get("scheduler") or {}).get("monitor")))
-    places += [(f"callbacks.{name}.monitor", node.get("monitor")) for name, node in (cfg.get("callbacks") or {}).items()
-               if isinstance(node, dict)]
-    for key, value in places:
+    places = {
+        "model.monitor": cfg["model"].get("monitor"),
+        "model.scheduler.monitor": (cfg["model"].get("scheduler") or {}).get("monitor"),
+    }
+    places |= {f"callbacks.{k}.monitor": v.get("monitor") for k, v in (cfg.get("callbacks") or {}).items() if v}
+    for key, value in places.items():
         if value is not None and value not in known:
-            raise SeqlabError(f"{key}={value} is not a metric the {model.task} task logs; pick one of {', '.join(known)}",
-                              key)
+            raise SeqlabError(
+                f"{key}={value} is not a metric the {model.task} task logs; pick one of {', '.join(known)}", key
+            )
 
 
 def slurm_requeue():
-    """On SLURM, Lightning's auto-requeue: the pre-emption signal saves an HPC checkpoint in the
-    run folder and requeues the job, which then resumes (see `start_from`). Under the slurm
-    launcher (submitit) that signal is submitit's USR2, whose own handler would requeue without a
+    """On SLURM, Lightning's auto-requeue: the pre-emption signal saves an HPC checkpoint in the run
+    folder and requeues the job, which then resumes (see `start_from`). Under the slurm launcher
+    (submitit) that signal is submitit's USR2, whose own handler would requeue without a
     checkpoint: Lightning's takes its place. None when not on SLURM."""
     import signal
 
@@ -251,75 +243,78 @@ def slurm_requeue():
 
     if not SLURMEnvironment.detect():
         return None
-    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2") if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" else "USR1"
-    requeue_signal = getattr(signal, f"SIG{name}")
-    signal.signal(requeue_signal, signal.SIG_DFL)
-    return SLURMEnvironment(auto_requeue=True, requeue_signal=requeue_signal)
+    name = (
+        os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2") if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" else "USR1"
+    )
+    signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+    return SLURMEnvironment(auto_requeue=True, requeue_signal=getattr(signal, f"SIG{name}"))
 
 
 def start_from(cfg: DictConfig, out_dir: Path) -> str | None:
-    """The checkpoint this run starts from: ckpt_path, a resumed run's last.ckpt, or, for a SLURM
-    job started again after a requeue, its newest (the pre-emption's HPC checkpoint or a later
-    last.ckpt)."""
-    if cfg.get("ckpt_path"):
-        return hydra.utils.to_absolute_path(cfg.ckpt_path)
-    if cfg.get("resume"):
-        return str(out_dir / "checkpoints" / "last.ckpt")
+    """The checkpoint this run starts from: ckpt_path, a resumed run's last.ckpt, or, for a SLURM job
+    started again after a requeue, its newest (the pre-emption's HPC checkpoint or a later last.ckpt)."""
+    if cfg.get("ckpt_path") or cfg.get("resume"):
+        return (
+            hydra.utils.to_absolute_path(cfg.ckpt_path)
+            if cfg.get("ckpt_path")
+            else str(out_dir / "checkpoints" / "last.ckpt")
+        )
     found = [*out_dir.glob("hpc_ckpt_*.ckpt"), *out_dir.glob("checkpoints/last.ckpt")] if rundir.requeued() else []
     return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
 
 
 def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seqlab-train") -> tuple[dict, str | None]:
-    """Fit, then test the best checkpoint, in the folder cfg.paths.output_dir; returns the
-    metrics and the best checkpoint's path. `record`: the overrides each checkpoint keeps, which
-    resume= replays."""
+    """Fit, then test the best checkpoint, in the folder cfg.paths.output_dir; returns the metrics and
+    the best checkpoint's path. `record`: the overrides each checkpoint keeps (resume= replays them)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     ckpt_path = start_from(cfg, out_dir)
     start = read_checkpoint(ckpt_path) if ckpt_path else {}  # a missing or corrupt file fails now
-    done = epochs_done(start) if ckpt_path else 0
+    done = start.get("seqlab_resume", {}).get("epochs_done", start.get("epoch", 0))  # whole epochs it trained
     slurm = slurm_requeue()
-    datamodule, model, trainer = build(cfg, record=record, slurm=slurm, start=ckpt_path)
+    datamodule, model, trainer = build(cfg, record, slurm, start=ckpt_path)
     max_epochs = cfg.trainer.get("max_epochs")
     if ckpt_path and max_epochs not in (None, -1) and done >= max_epochs and cfg.get("train", True):
         whose = "the run" if cfg.get("resume") else f"ckpt_path={ckpt_path}"
-        raise SeqlabError(f"{whose} has trained {done} epoch{'s' * (done != 1)}, all that trainer.max_epochs="
-                          f"{max_epochs} asks for; pass trainer.max_epochs={done + 1} or more to train on (or train=false "
-                          f"to test it)", "trainer.max_epochs")
+        raise SeqlabError(
+            f"{whose} has trained {done} epoch{'s' * (done != 1)}, all that trainer.max_epochs="
+            f"{max_epochs} asks for; pass trainer.max_epochs={done + 1} or more to train on (or "
+            f"train=false to test it)",
+            "trainer.max_epochs",
+        )
     if ckpt_path:
         print(f"starting from {ckpt_path} (step {start.get('global_step', 0)}, {done} epochs done)", file=sys.stderr)
-    stop = GracefulStop(out_dir / "checkpoints", f"{command} resume={out_dir}", keep=(slurm.requeue_signal,) if slurm else ())
+    stop = GracefulStop(
+        out_dir / "checkpoints", f"{command} resume={out_dir}", keep=(slurm.requeue_signal,) if slurm else ()
+    )
     trainer.callbacks.append(stop)
     if ckpt_path and Path(ckpt_path).resolve().is_relative_to(out_dir.resolve()):  # resume=: maybe a moved folder
         trainer.callbacks.append(MovedRun(out_dir / "checkpoints"))
     monitor = cfg.model.monitor
     hp_keys = hp_metric_keys(monitor)
     for lg in trainer.loggers:
-        # Registers the run in TensorBoard's HPARAMS tab with the metrics it will get at the end
-        # (NaN until then, never a made-up -1).
-        if isinstance(lg, L.pytorch.loggers.TensorBoardLogger):
-            lg.log_hyperparams(hparams_of(cfg), {k: float("nan") for k in hp_keys})
-        else:  # e.g. CSVLogger takes no metrics here
-            lg.log_hyperparams(hparams_of(cfg))
-
+        # The run in TensorBoard's HPARAMS tab, with the metrics it gets at the end (NaN until then,
+        # never a made-up -1); other loggers take no metrics here.
+        tb = isinstance(lg, L.pytorch.loggers.TensorBoardLogger)
+        lg.log_hyperparams(hparams_of(cfg), *([{k: float("nan") for k in hp_keys}] if tb else []))
     metrics = {}
     with ExitStack() as signals:
         signals.callback(stop.uninstall)
         stop.install()
         if cfg.get("train", True):
-            start = time.perf_counter()
+            begun = time.perf_counter()
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-            metrics["time/fit_s"] = time.perf_counter() - start
+            metrics["time/fit_s"] = time.perf_counter() - begun
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if cfg.get("test", True):
-            # fast_dev_run and runs without a checkpoint callback test the current weights.
+        if cfg.get("test", True):  # (fast_dev_run and runs without a checkpoint callback: the current weights)
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if stop.received is not None:  # a signal after the last step: the run is complete, say so anyway
-            raise Interrupted(stop.received, "stopped by a signal after the run ended; its checkpoints are complete",
-                              saved=True)
+            raise Interrupted(
+                stop.received, "stopped by a signal after the run ended; its checkpoints are complete", saved=True
+            )
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     if score is not None and math.isfinite(float(score)):
         metrics[f"best/{monitor}"] = float(score)
@@ -331,11 +326,6 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
     return metrics, best or None
 
 
-def epochs_done(ckpt: dict) -> int:
-    """Whole epochs a checkpoint has trained (its `epoch` counts an epoch it stopped inside)."""
-    return ckpt.get("seqlab_resume", {}).get("epochs_done", ckpt.get("epoch", 0))
-
-
 def hp_metric_keys(monitor: str) -> tuple[str, str, str]:
     """HPARAMS-tab metrics: best and last monitored value, and its test counterpart."""
     name = monitor.split("/", 1)[-1]
@@ -345,30 +335,19 @@ def hp_metric_keys(monitor: str) -> tuple[str, str, str]:
 def hparams_of(cfg: DictConfig) -> dict:
     """The run's hyperparameters as plain values: data, model, optimisation, seed."""
     keep = {k: cfg.trainer.get(k) for k in ("max_epochs", "gradient_clip_val", "accumulate_grad_batches", "precision")}
-    return {
-        "experiment": cfg.get("name"),
-        "seed": cfg.get("seed"),
-        "data": {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"},
-        "model": {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"},
-        "trainer": keep,
+    nodes = {
+        part: {k: v for k, v in OmegaConf.to_container(cfg[part], resolve=True).items() if k != "_target_"}
+        for part in ("data", "model")
     }
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    return {"experiment": cfg.get("name"), "seed": cfg.get("seed"), **nodes, "trainer": keep}
 
 
 def report(cfg: DictConfig, out_dir: Path, metrics: dict, best: str | None) -> None:
     lines = [f"{k:>16s}: {v:.4f}" for k, v in sorted(metrics.items()) if "/" in k and not k.endswith("_step")]
-    print("\n".join(lines))
-    if best:
-        print(f"best checkpoint: {best}")
-    print(f"run directory:   {out_dir}")
-    print(f"TensorBoard:     tensorboard --logdir {out_dir}")
-    if cfg.model.monitor in metrics:
-        print(f"{cfg.model.monitor} = {metrics[cfg.model.monitor]:.4f}")
+    lines += [f"best checkpoint: {best}"] if best else []
+    lines += [f"run directory:   {out_dir}", f"TensorBoard:     tensorboard --logdir {out_dir}"]
+    monitor = cfg.model.monitor
+    print("\n".join(lines + ([f"{monitor} = {metrics[monitor]:.4f}"] if monitor in metrics else [])))
 
 
 main = tool_main("train", run)

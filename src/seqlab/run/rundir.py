@@ -12,61 +12,49 @@ from seqlab.errors import SeqlabError
 
 
 def make_folder(stack: ExitStack, path: Path, setting: str, suffix: bool = True) -> Path:
-    """Make the new folder `path` and the parents it lacks, and lock it. With `suffix`, a folder of
-    that name made meanwhile (another run started in the same second) gives `path_1`, `path_2`, …
-    instead. If the command then fails with no checkpoint written, the folders made here go again."""
+    """Make the new folder `path` (and the parents it lacks) and lock it. With `suffix`, a folder of
+    that name made meanwhile (a run started in the same second) gives `path_1`, `path_2`, … instead."""
     path = Path(path).absolute()
     made = [p for p in (*reversed(path.parents), path) if not p.exists()]  # outermost first
-    below = made[0].parent if made else path
-    if not below.is_dir():
-        raise SeqlabError(f"cannot create the run folder {path}: {below} is a file (Not a directory); set {setting}="
-                          f"<a writable folder>", setting)
+    if not (made[0].parent if made else path).is_dir():
+        raise SeqlabError(
+            f"cannot create the run folder {path}: {made[0].parent if made else path} is a file (Not a "
+            f"directory); set {setting}=<a writable folder>"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for n in range(10_000 if suffix else 1):
-            candidate = path if n == 0 else path.with_name(f"{path.name}_{n}")
+            folder = path.with_name(f"{path.name}_{n}" if n else path.name)
             try:
-                candidate.mkdir()
+                folder.mkdir()
                 break
             except FileExistsError:
                 if not suffix:
-                    raise SeqlabError(f"{setting}={path} was taken by another run just now; pass a new folder",
-                                      setting) from None
+                    raise SeqlabError(
+                        f"{setting}={path} was taken by another run just now; pass a new folder"
+                    ) from None
     except OSError as e:
-        raise SeqlabError(f"cannot create the run folder {path} ({e.strerror or e}); set {setting}=<a writable "
-                          f"folder>", setting) from None
-    made = [p for p in made if p != path] + [candidate]
-    lock(stack, candidate, f"{setting}={candidate} is in use by another run; pass a new folder")
-    stack.push(lambda kind, error, tb: remove_failed(made, kind is not None))  # (runs before the unlock)
-    return candidate
+        raise SeqlabError(
+            f"cannot create the run folder {path} ({e.strerror}); set {setting}=<a writable folder>"
+        ) from None
+    made = [p for p in made if p != path] + [folder]
+    lock(stack, folder, f"{setting}={folder} is in use by another run; pass a new folder")
 
-
-def remove_failed(made: list[Path], failed: bool) -> None:
-    """After a failed command: the folders it made, innermost first, if no checkpoint is in them."""
-    if failed and not any(made[-1].rglob("*.ckpt")):
-        shutil.rmtree(made[-1], ignore_errors=True)
-        for parent in reversed(made[:-1]):
-            try:
-                parent.rmdir()  # (only if empty: another run may have started in it meanwhile)
-            except OSError:
-                break
-
-
-def empty_on_failure(stack: ExitStack, folder: Path) -> None:
-    """An empty folder the user gave: what the run wrote in it goes again if it fails before its
-    first checkpoint; the folder itself stays."""
-
-    def undo(kind, error, tb):
+    def undo(kind, error, tb):  # (runs before the unlock)
         if kind is not None and not any(folder.rglob("*.ckpt")):
-            for p in folder.iterdir():
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            for parent in reversed(made[:-1]):  # only if empty: another run may have started in it meanwhile
+                if any(parent.iterdir()):
+                    break
+                parent.rmdir()
 
     stack.push(undo)
+    return folder
 
 
 def lock(stack: ExitStack, folder: Path, refusal: str) -> None:
-    """Hold `folder` for this command until the stack closes or the process ends (the kernel drops
-    the lock even on kill -9): another run or resume of it meanwhile gets `refusal`."""
+    """Hold `folder` until the stack closes or the process ends (the kernel drops the lock even on
+    kill -9): another run or resume of it meanwhile gets `refusal`."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -86,22 +74,28 @@ def requeued() -> bool:
 
 
 def claim_given(stack: ExitStack, path: str, setting: str = "hydra.run.dir") -> Path:
-    """A run folder given by hand: new (made now) or empty, never another run's or the user's files."""
-    if not path.strip():
-        raise SeqlabError(f"{setting} is empty; pass a new folder (e.g. {setting}=outputs/my_run), or leave it out",
-                          setting)
+    """A run folder given by hand: new (made now) or empty, never another run's or the user's files.
+    An empty one keeps the folder itself if the run fails, but not what the run wrote in it."""
     folder = Path(path).expanduser().absolute()
+    if not path.strip():
+        raise SeqlabError(f"{setting} is empty; pass a new folder (e.g. {setting}=outputs/my_run), or leave it out")
     if not folder.exists():
         return make_folder(stack, folder, setting, suffix=False)
     if not folder.is_dir():
-        raise SeqlabError(f"{setting}={path} is a file, not a folder; pass a new folder (e.g. "
-                          f"{setting}={folder.parent / 'run'})", setting)
+        raise SeqlabError(f"{setting}={path} is a file, not a folder; pass a new folder (e.g. {folder.parent / 'run'})")
     lock(stack, folder, f"{setting}={path} is in use by a run that is still going; pass a new folder")
     if holds_run(folder):
-        raise SeqlabError(f"{setting}={path} already holds a run; continue it with resume={path}, or pass a new folder",
-                          setting)
+        raise SeqlabError(f"{setting}={path} already holds a run; continue it with resume={path}, or pass a new folder")
     if any(folder.iterdir()):
-        raise SeqlabError(f"{setting}={path} is a folder with files in it; a run needs a new or empty folder (e.g. "
-                          f"{setting}={path.rstrip('/')}/run)", setting)
-    empty_on_failure(stack, folder)
+        raise SeqlabError(
+            f"{setting}={path} is a folder with files in it; a run needs a new or empty folder (e.g. "
+            f"{setting}={path.rstrip('/')}/run)"
+        )
+
+    def undo(kind, error, tb):
+        if kind is not None and not any(folder.rglob("*.ckpt")):
+            for p in folder.iterdir():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+    stack.push(undo)
     return folder

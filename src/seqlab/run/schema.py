@@ -1,17 +1,13 @@
-"""The composed config, checked before anything is built.
-
-Every rule is declared where the value is used, and pydantic checks it: the annotations of the
-task's classes (`hidden_size: PositiveInt`), of the classes a config node builds (Lightning's
-Trainer, torch's optimizers: their own annotations, read at run time), of `respond`'s options,
-and `RunSettings` below for the top-level keys. A value that does not fit gets one line made
-from pydantic's structured error and the field's JSON schema:
+"""The composed config, checked before anything is built. pydantic checks the annotations where
+the values are used: the task's classes (`hidden_size: PositiveInt`), the classes a node builds
+(Lightning's Trainer, torch's optimizers: their own annotations, read at run time), `respond`,
+and the models below. Its structured error and the field's JSON schema make the one line:
 
     model.dropout must be a number in [0, 1), got 1.5; pass e.g. model.dropout=0.5
 
-What the annotation of a class seqlab does not own cannot say (a learning rate below zero) its
-owner refuses when the object is built (seqlab.train.build).
-"""
+What an annotation cannot say (a learning rate below zero) the class refuses as it is built."""
 
+import contextlib
 import difflib
 import functools
 import importlib
@@ -24,21 +20,16 @@ from pydantic import ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema
 
 from seqlab.errors import SeqlabError
-from seqlab.types import PositiveInt
+from seqlab.types import PositiveInt, Probability
+
+NAME = "1 to 100 letters, digits, '_', '-' or '.', not starting with '.' (it names the run's folder)"
 
 
 class RunSettings(pydantic.BaseModel):
     """The top-level keys of seqlab-train's config (conf/train.yaml)."""
 
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[
-        str,
-        Field(
-            pattern=r"^[\w-][\w.-]{0,99}$",
-            description="1 to 100 letters, digits, '_', '-' or '.', not starting with '.' (it names the run's folder)",
-            examples=["my_run"],
-        ),
-    ]
+    name: Annotated[str, Field(pattern=r"^[\w-][\w.-]{0,99}$", examples=["my_run"], description=NAME)]
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None  # what Lightning's seed_everything takes
     threads: PositiveInt | None
     ckpt_path: str | None
@@ -56,30 +47,26 @@ class RunSettings(pydantic.BaseModel):
 
 class SweeperSettings(pydantic.BaseModel):
     """Hydra's Optuna sweeper types these but checks no range: a wrong one fails inside Optuna,
-    after the sweep has begun."""
+    after the sweep began. joblib checks its jobs at once only when the sweep launches."""
 
     model_config = ConfigDict(extra="ignore")
     n_trials: PositiveInt | None = None
-    n_jobs: PositiveInt | None = None
-    max_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    n_jobs: PositiveInt | Annotated[int, Field(lt=0)] | None = None  # (the launcher's: -1 is a job per core)
+    max_failure_rate: Probability = 0.0
     direction: Literal["minimize", "maximize"] | list[Literal["minimize", "maximize"]] = "minimize"
-
-
-class LauncherSettings(pydantic.BaseModel):
-    """joblib's jobs at once (-1: one per core), which joblib checks only when the sweep launches."""
-
-    model_config = ConfigDict(extra="ignore")
-    n_jobs: PositiveInt | Annotated[int, Field(lt=0)] | None = None
 
 
 def locate(key: str, node) -> type:
     """The class a config node builds (its `_target_`), imported; one line if it cannot be."""
-    target = node.get("_target_") if isinstance(node, dict) else None
-    if node is None or node == {}:
+    if not node:
         raise SeqlabError(f"{key} has no value; pick an option of its config group ({key.replace('.', '/')}=…)", key)
     if not isinstance(node, dict):  # model.optimizer=adamw, meant as model/optimizer=adamw
-        raise SeqlabError(f"{key}={node} replaces the {key} settings with a value; to pick an option of the config "
-                          f"group write {key.replace('.', '/')}={node}", key)
+        raise SeqlabError(
+            f"{key}={node} replaces the {key} settings with a value; to pick an option of the config "
+            f"group write {key.replace('.', '/')}={node}",
+            key,
+        )
+    target = node.get("_target_")
     if not isinstance(target, str) or "." not in target:
         raise SeqlabError(f"{key} has no _target_ (the class it builds); pick an option of its config group", key)
     module_name, _, name = target.rpartition(".")
@@ -87,17 +74,18 @@ def locate(key: str, node) -> type:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name is None or not (module_name + ".").startswith(e.name + "."):
-            raise  # the module exists but an import inside it failed: its traceback is the story
-        raise SeqlabError(f"{key}._target_={target}: there is no module {e.name!r} on the Python path (the current "
-                          f"folder, PYTHONPATH, installed packages); fix the name or add its folder to PYTHONPATH",
-                          key) from None
-    cls = getattr(module, name, None)
-    if not isinstance(cls, type):
+            raise  # the module is there, an import inside it failed: its traceback is the story
+        raise SeqlabError(
+            f"{key}._target_={target}: there is no module {e.name!r} on the Python path (the current "
+            f"folder, PYTHONPATH, installed packages); fix the name or add its folder to PYTHONPATH",
+            key,
+        ) from None
+    if not isinstance(getattr(module, name, None), type):
         raise SeqlabError(f"{key}._target_={target}: module {module_name} has no class {name}; fix the name", key)
-    return cls
+    return getattr(module, name)
 
 
-# ---- a node against the signature of what it builds --------------------------------------------
+# ---- a node against the signature of what it builds ---------------------------------------------------
 def parameters(target) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
     """The keyword parameters of `target` (a class or a function) with their annotations,
     following `**kwargs` up the base classes that may take them (a task module passes `**common`
@@ -105,10 +93,8 @@ def parameters(target) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bo
     them itself); and whether it still takes any keyword after that."""
     params, hints, more = {}, {}, False
     for fn in [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]:
-        try:
+        with contextlib.suppress(Exception):  # (an annotation naming what its module imports for type checkers)
             hints = typing.get_type_hints(fn, include_extras=True) | hints
-        except Exception:  # an annotation that names what its module imports only for type checkers
-            pass
         base, more = bool(params), False
         for name, p in inspect.signature(fn).parameters.items():
             if p.kind == p.VAR_KEYWORD:
@@ -122,150 +108,136 @@ def parameters(target) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bo
 
 @functools.cache
 def arguments_model(target) -> type[pydantic.BaseModel]:
+    if isinstance(target, type) and issubclass(target, pydantic.BaseModel):
+        return target
     params, hints, more = parameters(target)
-    fields = {
-        name: (hints.get(name, Any), ... if p.default is p.empty else p.default)
-        for name, p in params.items()
-        if not name.startswith("_")
-    }
+    fields = {n: (hints.get(n, Any), ... if p.default is p.empty else p.default) for n, p in params.items()}
     config = ConfigDict(extra="allow" if more else "forbid", arbitrary_types_allowed=True, protected_namespaces=())
-    return pydantic.create_model(f"{getattr(target, '__qualname__', target)}", __config__=config, **fields)
+    return pydantic.create_model(getattr(target, "__qualname__", "arguments"), __config__=config, **fields)
 
 
 def builds(value) -> bool:
     """A config value that is itself built by Hydra (a `_target_` node, or a list of them)."""
-    return (isinstance(value, dict) and "_target_" in value) or (
-        isinstance(value, list) and any(isinstance(v, dict) and "_target_" in v for v in value)
-    )
+    return any(isinstance(v, dict) and "_target_" in v for v in (value if isinstance(value, list) else [value]))
 
 
 def check_arguments(key: str, target, values: dict, provided: typing.Iterable[str] | None = ()) -> None:
     """`values` (a config node less its `_target_`, or a tool's options) as the keyword arguments
     of `target`: each one of its parameters, each of its annotated type. `provided` names the
     arguments another part passes (the data's vocabulary, an optimizer's parameters); None: check
-    only the values given, not what is missing."""
-    model = target if isinstance(target, type) and issubclass(target, pydantic.BaseModel) else arguments_model(target)
+    only the values given, not what is missing. (A value Hydra builds is checked when it is built.)"""
+    model = arguments_model(target)
     given = {k: v for k, v in values.items() if not builds(v)}
+    unknown = [k for k in set(values) - set(given) if k not in model.model_fields]
+    forbid = model.model_config.get("extra") == "forbid"
     try:
         model.model_validate(given)
+        errors = [{"type": "extra_forbidden", "loc": (unknown[0],)}] if unknown and forbid else []
     except pydantic.ValidationError as e:
         skip = set(values) - set(given) | set(provided or ())
-        errors = [x for x in e.errors() if x["type"] != "missing" or len(x["loc"]) > 1
-                  or (provided is not None and x["loc"][0] not in skip)]
-        if errors:
-            raise SeqlabError(error_line(key, target, model, errors[0], values), _join(key, errors[0]["loc"][0])) from None
-    for name in set(values) - set(given):  # a built value is checked when it is built; its name now
-        if name not in model.model_fields and model.model_config.get("extra") == "forbid":
-            raise SeqlabError(error_line(key, target, model, {"type": "extra_forbidden", "loc": (name,)}, values))
+        errors = [
+            x
+            for x in e.errors()
+            if x["type"] != "missing" or len(x["loc"]) > 1 or (provided is not None and x["loc"][0] not in skip)
+        ]
+    if errors:
+        raise SeqlabError(error_line(key, target, model, errors[0], values), join(key, errors[0]["loc"][0]))
 
 
-def _join(prefix: str, name) -> str:
+def join(prefix: str, name) -> str:
     return f"{prefix}.{name}" if prefix else str(name)
 
 
 def error_line(prefix: str, target, model, error: dict, values: dict) -> str:
     """One line from one of pydantic's errors: the key, what it must be, what it got, an example."""
     name = error["loc"][0]
-    key = _join(prefix, name)
+    key = join(prefix, name)
+    if error["type"] == "extra_forbidden" and not prefix and target is RunSettings:
+        return f"{key} is a key that nothing reads; drop it (seqlab-train --cfg job lists the keys)"
     if error["type"] == "extra_forbidden":
         known = list(model.model_fields)
         close = difflib.get_close_matches(str(name), known, n=1)
-        hint = f"did you mean {_join(prefix, close[0])}=…?" if close else (
-            f"drop it, or remove it with ~{key} where a config sets it (its arguments: {', '.join(known)})")
+        hint = f"did you mean {join(prefix, close[0])}=…?" if close else f"drop it, or remove it with ~{key} where a "
+        hint += "" if close else f"config sets it (its arguments: {', '.join(known)})"
         return f"{key} is not an argument of {getattr(target, '__name__', target)}; {hint}"
     if error["type"] == "missing" and len(error["loc"]) == 1:
         return f"{key} has no value; set {key}=… in the config"
-    schema = model.model_json_schema(schema_generator=_Schema)["properties"].get(name, {})
-    value = values.get(name, error.get("input"))
-    line = f"{key} must be {describe(schema)}, got {show(value)}"
+    schema = model.model_json_schema(schema_generator=Described)["properties"].get(name, {})
     default = model.model_fields[name].default if name in model.model_fields else None
-    plain = isinstance(default, (bool, int, float, str, list, tuple)) and not isinstance(default, type(...))
-    example = default if plain else example_of(schema)  # (a class's own default fits its own rules)
-    return f"{line}; pass e.g. {key}={show(example, quote=False)}" if example is not None else f"{line}; fix {key}"
+    plain = isinstance(default, (bool, int, float, str, list, tuple))  # (a class's own default fits its rules)
+    example = default if plain else example_of(schema)
+    got = f"{key} must be {describe(schema)}, got {show(values.get(name, error.get('input')))}"
+    return f"{got}; pass e.g. {key}={show(example, quote=False)}" if example is not None else f"{got}; fix {key}"
 
 
-# ---- words and examples from a JSON schema --------------------------------------------------------
-class _Schema(GenerateJsonSchema):
+# ---- words and examples from a JSON schema ------------------------------------------------------------
+class Described(GenerateJsonSchema):
     """JSON schemas for messages: a type that has none (a torch Tensor) is named by its class."""
 
     def handle_invalid_for_json_schema(self, schema, error_info):
-        cls = schema.get("cls") if isinstance(schema, dict) else None
-        return {"description": f"a {getattr(cls, '__name__', 'Python object')}"}
+        return {"description": f"a {getattr(schema.get('cls'), '__name__', 'Python object')}"}
+
+
+KINDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "null": "null",
+}
 
 
 def describe(s: dict) -> str:
-    if s.get("description"):
-        return s["description"]
     members = s.get("anyOf", [s])
     values = [v for x in members for v in x.get("enum", [x["const"]] if "const" in x else [])]
     options = list(dict.fromkeys(show(v, quote=False) for v in values))  # (Literal[32, "32"] reads once)
     parts = [f"one of {', '.join(options)}" if len(options) > 1 else options[0]] if options else []
-    parts = list(dict.fromkeys(parts + [describe(x) for x in members if "enum" not in x and "const" not in x and x != s]))
-    if parts:
-        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
-    kind = s.get("type")
-    if kind == "array":
+    parts += [describe(x) for x in members if x is not s and "enum" not in x and "const" not in x]
+    if s.get("description") or parts:
+        parts = list(dict.fromkeys(parts))
+        return s.get("description") or (", ".join(parts[:-1]) + " or " + parts[-1] if parts[1:] else parts[0])
+    if s.get("type") == "array":
         items = s.get("prefixItems") or [s.get("items", {})]
-        count = f"{len(items)} " if "prefixItems" in s else ""
-        inner = describe(items[0]).replace("a number", "numbers").replace("an integer", "integers") if items[0] else "values"
-        return f"a list of {count}{inner}"
-    names = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
-             "null": "null", "object": "a config node"}
-    return " ".join(filter(None, (names.get(kind, "a value"), _bounds(s, kind == "integer"))))
-
-
-def _bounds(s: dict, integer: bool) -> str:
+        inner = describe(items[0]).replace("a number", "numbers").replace("an integer", "integers")
+        return f"a list of {len(items)} {inner}" if "prefixItems" in s else f"a list of {inner}"
     low, high = s.get("minimum", s.get("exclusiveMinimum")), s.get("maximum", s.get("exclusiveMaximum"))
-    open_low, open_high = "exclusiveMinimum" in s, "exclusiveMaximum" in s
-    if low is None and high is None:
-        return ""
-    if high is None:
-        return f"{'>' if open_low else '>='} {show(low)}"
-    if low is None:
-        return f"{'<' if open_high else '<='} {show(high)}"
-    if integer:
-        return f"from {show(low)} to {show(high)}"
-    return f"in {'(' if open_low else '['}{show(low)}, {show(high)}{')' if open_high else ']'}"
+    opened, closed = "exclusiveMinimum" in s, "exclusiveMaximum" in s
+    if low is not None and high is not None and s.get("type") == "integer":
+        bounds = f" from {show(low)} to {show(high)}"
+    elif low is not None and high is not None:
+        bounds = f" in {'(['[not opened]}{show(low)}, {show(high)}{')]'[not closed]}"
+    elif low is not None or high is not None:
+        bounds = (
+            f" {'>' if opened else '>='} {show(low)}" if low is not None else f" {'<' if closed else '<='} {show(high)}"
+        )
+    return KINDS.get(s.get("type"), "a value") + (bounds if low is not None or high is not None else "")
 
 
 def example_of(s: dict):
     """A value that fits the schema: null for a setting that may be off, else one in range."""
-    if s.get("examples"):
-        return s["examples"][0]
-    if "anyOf" in s:
-        options = s["anyOf"]
-        if any(o.get("type") == "null" for o in options):
-            return "null"
-        return next((x for x in map(example_of, options) if x is not None), None)
-    if "enum" in s or "const" in s:
-        return s.get("enum", [s.get("const")])[0]
-    kind = s.get("type")
-    if kind == "array":
-        items = s.get("prefixItems") or [s.get("items", {})] * max(1, s.get("minItems", 1))
-        values = [example_of(i) for i in items]
-        return None if None in values else values
-    if kind == "boolean":
-        return True
-    if kind not in ("integer", "number"):
-        return None
+    if s.get("examples") or any(m.get("type") == "null" for m in s.get("anyOf", [])):
+        return s.get("examples", ["null"])[0]
+    s = s.get("anyOf", [s])[0]
+    if "enum" in s or "const" in s or s.get("type") == "boolean":
+        return s.get("enum", [s.get("const", True)])[0]
+    if s.get("type") == "array":
+        items = [example_of(i) for i in s.get("prefixItems") or [s.get("items", {})]]
+        return None if None in items else items
     low, high = s.get("minimum", s.get("exclusiveMinimum")), s.get("maximum", s.get("exclusiveMaximum"))
-    step = 1 if kind == "integer" else 0.1
+    step = 1 if s.get("type") == "integer" else 0.1
+    if s.get("type") not in ("integer", "number"):
+        return None
     if low is not None and high is not None:
-        middle = (low + high) / 2
-        return int(middle) if kind == "integer" else middle
+        return (low + high) // 2 if step == 1 else (low + high) / 2
     if low is not None:
-        return low + step if "exclusiveMinimum" in s else low
-    if high is not None:
-        return high - step if "exclusiveMaximum" in s else high
-    return 1
+        return low + step * ("exclusiveMinimum" in s)
+    return 1 if high is None else high - step * ("exclusiveMaximum" in s)
 
 
 def show(value, quote: bool = True) -> str:
     """A value as a person types it on the command line."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value is None:
-        return "null"
+    if isinstance(value, bool) or value is None:
+        return str(value).lower().replace("none", "null")
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     if isinstance(value, (list, tuple)):
@@ -273,7 +245,7 @@ def show(value, quote: bool = True) -> str:
     return repr(value) if quote and isinstance(value, str) else str(value)
 
 
-# ---- seqlab-train's whole config --------------------------------------------------------------------
+# ---- seqlab-train's whole config, and the tools' options ----------------------------------------------
 def check_config(cfg: dict, choices: dict) -> None:
     """Every key of seqlab-train's composed config (resolved, as plain values) before anything is
     built. `choices`: the option picked in each config group (Hydra's hydra.runtime.choices)."""
@@ -283,121 +255,111 @@ def check_config(cfg: dict, choices: dict) -> None:
     from seqlab.datamodule import SeqlabDataModule
     from seqlab.module import STEPPING_KEYS, SeqlabModule
 
-    try:
-        RunSettings.model_validate(cfg)
-    except pydantic.ValidationError as e:
-        error = e.errors()[0]
-        name = error["loc"][0]
-        if error["type"] == "extra_forbidden" and name in choices:
-            raise SeqlabError(f"the {name} file's settings landed under {name}.*, where nothing reads them: give it "
-                              f"'# @package _global_' as its first line") from None
-        if error["type"] == "extra_forbidden":
-            raise SeqlabError(f"{name} is a key that nothing reads; drop it (seqlab-train --cfg job lists the keys)",
-                              str(name)) from None
-        raise SeqlabError(error_line("", RunSettings, RunSettings, error, cfg), str(name)) from None
+    extra = next((k for k in cfg if k not in RunSettings.model_fields), None)
+    if extra in choices:  # a group file's settings that landed under its name
+        raise SeqlabError(
+            f"the {extra} file's keys landed under {extra}.*, where nothing reads them: give it "
+            "'# @package _global_' as its first line"
+        )
+    check_arguments("", RunSettings, cfg)
     model, data = cfg["model"], cfg["data"]
-    model_cls, data_cls = _class("model", model, SeqlabModule, "task module"), _class("data", data, SeqlabDataModule,
-                                                                                      "task data module")
-    if model_cls.task != data_cls.task:  # e.g. model=charlm under experiment=gru_toy
-        raise SeqlabError(f"the model is the {model_cls.task} task's but the data is the {data_cls.task} task's (a "
-                          f"model= or data= override picked another task's); pass experiment={model_cls.task} or "
-                          f"experiment={data_cls.task} for one task's model and data, or drop that override")
-    if cfg["searches"] not in (None, model_cls.task):  # its keys may exist in this task too, and mean other things
-        raise SeqlabError(f"hparams_search={choices.get('hparams_search')} searches the {cfg['searches']} task, but "
-                          f"this run trains {model_cls.task}; pass experiment={cfg['searches']} (or an "
-                          f"hparams_search of the {model_cls.task} task)", "hparams_search")
-    check_arguments("data", data_cls, _args(data))
-    check_arguments("model", model_cls, _args(model, "optimizer", "scheduler"), provided=None)
-    opt = model.get("optimizer")
-    check_arguments("model.optimizer", _class("model.optimizer", opt, torch.optim.Optimizer, "torch optimizer"),
-                    _args(opt), provided=["params"])
-    if model.get("scheduler"):  # (model/scheduler=none leaves it empty)
-        sched = model["scheduler"]
-        lr = torch.optim.lr_scheduler
-        cls = _class("model.scheduler", sched, (lr.LRScheduler, lr.ReduceLROnPlateau), "torch LR scheduler")
-        stepping = {k: v for k, v in _args(sched).items() if k in STEPPING_KEYS}
+    task, data_task = kind("model", model, SeqlabModule).task, kind("data", data, SeqlabDataModule).task
+    if task != data_task:  # e.g. model=charlm under experiment=gru_toy
+        raise SeqlabError(
+            f"the model is the {task} task's but the data is the {data_task} task's (a model= or data= "
+            f"override picked another task's); pass experiment={task} or experiment={data_task}"
+        )
+    if cfg["searches"] not in (None, task):  # its keys may be this task's too, and mean other things
+        raise SeqlabError(
+            f"hparams_search={choices.get('hparams_search')} searches the {cfg['searches']} task, but "
+            f"this run trains {task}; pass experiment={cfg['searches']}"
+        )
+    check_arguments("data", locate("data", data), args(data))
+    check_arguments("model", locate("model", model), args(model, "optimizer", "scheduler"), provided=None)
+    opt = kind("model.optimizer", model.get("optimizer"), torch.optim.Optimizer)
+    check_arguments("model.optimizer", opt, args(model["optimizer"]), provided=["params"])
+    if sched := model.get("scheduler"):  # (model/scheduler=none leaves it empty)
+        cls = kind(
+            "model.scheduler", sched, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        )
+        stepping = {k: v for k, v in args(sched).items() if k in STEPPING_KEYS}
         check_arguments("model.scheduler", L.pytorch.utilities.types.LRSchedulerConfig, stepping, ["scheduler"])
-        check_arguments("model.scheduler", cls, _args(sched, *STEPPING_KEYS), provided=["optimizer"])
+        check_arguments("model.scheduler", cls, args(sched, *STEPPING_KEYS), provided=["optimizer"])
     base = parameters(SeqlabModule)[0]  # what every task module takes, through SeqlabModule
     check_arguments("model", SeqlabModule, {k: v for k, v in model.items() if k in base})
     check_trainer(cfg["trainer"])
-    for group in ("callbacks", "logger"):
-        for name, node in (cfg.get(group) or {}).items():
-            if node:
-                check_arguments(f"{group}.{name}", locate(f"{group}.{name}", node), _args(node))
+    for key, node in [(f"{g}.{k}", v) for g in ("callbacks", "logger") for k, v in (cfg[g] or {}).items() if v]:
+        check_arguments(key, locate(key, node), args(node))
 
 
 def check_trainer(trainer: dict) -> None:
     """The Trainer's arguments against its signature, and what Lightning lets through that would
     hang, waste or quietly spoil a run (Lightning checks the rest when the Trainer is built)."""
-    import lightning as L
-
-    check_arguments("trainer", _class("trainer", trainer, L.Trainer, "Lightning Trainer"), _args(trainer))
-    nothing = [k for k in ("max_epochs", "max_steps", "limit_train_batches", "limit_test_batches") if trainer.get(k) == 0]
-    if nothing:
-        key = nothing[0]
-        raise SeqlabError(f"trainer.{key}=0 {'tests' if 'test' in key else 'trains'} on nothing; pass a number of "
-                          f"{'epochs' if 'epoch' in key else 'steps' if 'step' in key else 'batches'} (or null/-1: "
-                          f"all){'; to skip testing: test=false' if 'test' in key else ''}", f"trainer.{key}")
-    for key in ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
-        if isinstance(trainer.get(key), int) and trainer[key] < 1:  # Lightning divides by them, mid-run
-            raise SeqlabError(f"trainer.{key} must be an integer >= 1, got {trainer[key]}; pass e.g. trainer.{key}=1",
-                              f"trainer.{key}")
-    check_machine(trainer)
-    clip = trainer.get("gradient_clip_val")
-    if isinstance(clip, (int, float)) and not clip >= 0:  # torch would scale the gradients by a negative number
-        raise SeqlabError(f"trainer.gradient_clip_val must be a number >= 0 or null, got {show(clip)}; pass e.g. "
-                          f"trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val")
-
-
-def check_machine(trainer: dict) -> None:
-    """Devices this machine has, and several nodes only under a launcher that starts them all."""
     import os
 
+    import lightning as L
     import torch
     from lightning.fabric.plugins import environments as envs
 
-    accelerator, devices, nodes = trainer.get("accelerator"), trainer.get("devices"), trainer.get("num_nodes")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise SeqlabError(f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU (torch "
-                          f"{torch.__version__}); use trainer=cpu (or trainer.accelerator=cpu)", "trainer.accelerator")
-    cpus = os.cpu_count() or 1
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if on_cpu and isinstance(devices, int) and not isinstance(devices, bool) and devices > cpus:
-        raise SeqlabError(f"trainer.devices={devices} but this machine has {cpus} CPU cores; pass trainer.devices="
-                          f"{cpus} or fewer", "trainer.devices")
-    launchers = (envs.TorchElasticEnvironment, envs.SLURMEnvironment, envs.LSFEnvironment, envs.MPIEnvironment)
-    if isinstance(nodes, int) and nodes > 1 and "NODE_RANK" not in os.environ and not any(e.detect() for e in launchers):
-        raise SeqlabError(f"trainer.num_nodes={nodes} needs a launcher that starts the command on every node (torchrun "
-                          f"--nnodes={nodes} …, or srun under SLURM); started alone it would wait for the other nodes "
-                          f"forever; pass trainer.num_nodes=1 here", "trainer.num_nodes")
+    check_arguments("trainer", kind("trainer", trainer, L.Trainer), args(trainer))
+    for key in ("max_epochs", "max_steps", "limit_train_batches", "limit_test_batches"):
+        if trainer.get(key) == 0:
+            skip = "; to skip testing: test=false" if "test" in key else ""
+            raise SeqlabError(
+                f"trainer.{key}=0 {'tests' if 'test' in key else 'trains'} on nothing; pass a number{skip}"
+            )
+    for key in ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
+        if isinstance(trainer.get(key), int) and trainer[key] < 1:  # Lightning divides by them, mid-run
+            raise SeqlabError(f"trainer.{key} must be an integer >= 1, got {trainer[key]}; pass e.g. trainer.{key}=1")
+    if isinstance(clip := trainer.get("gradient_clip_val"), (int, float)) and not clip >= 0:  # (flips the gradients)
+        raise SeqlabError(f"trainer.gradient_clip_val must be >= 0 or null, got {show(clip)}; pass e.g. 1.0")
+    devices, nodes, cpus = trainer.get("devices"), trainer.get("num_nodes"), os.cpu_count() or 1
+    on_cpu = trainer.get("accelerator") == "cpu" or (
+        trainer.get("accelerator") == "auto" and not torch.cuda.is_available()
+    )
+    if on_cpu and type(devices) is int and devices > cpus:  # (Lightning would start that many processes)
+        raise SeqlabError(
+            f"trainer.devices={devices} but this machine has {cpus} CPU cores; pass trainer.devices={cpus}"
+        )
+    launched = "NODE_RANK" in os.environ or any(
+        e.detect() for e in (envs.TorchElasticEnvironment, envs.SLURMEnvironment)
+    )
+    if type(nodes) is int and nodes > 1 and not launched:  # Lightning would wait for the other nodes forever
+        raise SeqlabError(
+            f"trainer.num_nodes={nodes} needs a launcher that starts the command on every node "
+            f"(torchrun --nnodes={nodes} …, or srun under SLURM); alone, pass trainer.num_nodes=1"
+        )
 
 
-def _class(key: str, node, base, kind: str) -> type:
-    cls = locate(key, node)
-    if not issubclass(cls, base):
-        raise SeqlabError(f"{key}._target_={node['_target_']} is not a {kind}; pick an option of the "
-                          f"{key.replace('.', '/')} config group", f"{key}._target_")
-    return cls
-
-
-def _args(node: dict, *leave: str) -> dict:
-    return {k: v for k, v in node.items() if k != "_target_" and k not in leave}
-
-
-# ---- the options of eval, generate and chat -----------------------------------------------------------
 def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: str = "") -> dict:
     """A tool's options: each one of its own (`fixed`; `name.<key>` for a group of keys) or an
     option of the checkpoint task's `respond`, of its annotated type. Returns respond's."""
-    takes = list(fixed) + [p for p in parameters(respond)[0] if p != "prompt"] if respond else list(fixed)
+    takes = [*fixed, *(p for p in (parameters(respond)[0] if respond else {}) if p != "prompt")]
     for name in given:
         if name not in takes and f"{name}.<key>" not in takes:
             close = difflib.get_close_matches(name, takes, n=1, cutoff=0.8)  # a typo, not another idea
-            hint = f"did you mean {close[0]}=…? " if close else ""
             why = " (a checkpoint knows its experiment)" if name in ("experiment", "model") else ""
-            of = f" (for this {task} checkpoint)" if respond else ""
-            raise SeqlabError(f"unknown option {name!r}{why}: {hint}seqlab-{tool} takes {', '.join(takes)}{of}", name)
+            raise SeqlabError(
+                f"unknown option {name!r}{why}: {f'did you mean {close[0]}=…? ' if close else ''}"
+                f"seqlab-{tool} takes {', '.join(takes)}{f' (for this {task} checkpoint)' if respond else ''}"
+            )
     options = {k: v for k, v in given.items() if k not in fixed and v is not None}
     if respond is not None:
         check_arguments("", respond, options, provided=None)
     return options
+
+
+def kind(key: str, node, base) -> type:
+    """The class `key` builds, which must be a `base` (a torch optimizer, a task module, …)."""
+    cls = locate(key, node)
+    if not issubclass(cls, base):
+        names = " or ".join(b.__name__ for b in (base if isinstance(base, tuple) else (base,)))
+        raise SeqlabError(
+            f"{key}._target_={node['_target_']} is not a subclass of {names}; pick an option of "
+            f"the {key.replace('.', '/')} config group"
+        )
+    return cls
+
+
+def args(node: dict, *leave: str) -> dict:
+    return {k: v for k, v in node.items() if k != "_target_" and k not in leave}

@@ -35,8 +35,9 @@ def job_name(override_dirname: str, limit: int = 100) -> str:
 
 
 OmegaConf.register_new_resolver("seqlab.job_name", job_name, replace=True)
-OmegaConf.register_new_resolver("seqlab.direction", lambda mode: "maximize" if mode == "max" else "minimize",
-                                replace=True)
+OmegaConf.register_new_resolver(
+    "seqlab.direction", lambda mode: "maximize" if mode == "max" else "minimize", replace=True
+)
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -53,14 +54,16 @@ def collect(sweep_dir: Path) -> list[dict]:
                 status = "ok" if result.get("value") is not None else "no metric"
         else:
             result, status = {}, "running (or killed)"
-        rows.append({
-            "job": job_dir.name,
-            "overrides": " ".join(overrides),
-            "monitor": result.get("monitor", ""),
-            "value": result.get("value"),
-            "status": status,
-            "best_checkpoint": result.get("best_checkpoint") or "",
-        })
+        rows.append(
+            {
+                "job": job_dir.name,
+                "overrides": " ".join(overrides),
+                "monitor": result.get("monitor", ""),
+                "value": result.get("value"),
+                "status": status,
+                "best_checkpoint": result.get("best_checkpoint") or "",
+            }
+        )
     return rows
 
 
@@ -111,6 +114,7 @@ def run_sweep(line, first, run, ctx):
     from hydra.core.hydra_config import HydraConfig
 
     from seqlab.run import cli, rundir
+    from seqlab.run.explain import explain, quote
     from seqlab.train import check, set_output_dir
 
     hc = HydraConfig.get()
@@ -120,8 +124,9 @@ def run_sweep(line, first, run, ctx):
     if any(o.startswith("hydra.sweep.dir=") for o in cli.given(hc, "hydra")):
         folder = Path(str(hc.sweep.dir)).expanduser().absolute()
         if folder.exists() and any(folder.glob("*/.hydra")):
-            raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder",
-                              "hydra.sweep.dir")
+            raise SeqlabError(
+                f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder", "hydra.sweep.dir"
+            )
         if not folder.exists():
             folder = rundir.make_folder(ctx.stack, folder, "hydra.sweep.dir", suffix=False)
     else:
@@ -129,11 +134,16 @@ def run_sweep(line, first, run, ctx):
     storage = str(OmegaConf.select(hc, "sweeper.storage", default="") or "")
     study = Path(storage.removeprefix("sqlite:///")).absolute() if storage.startswith("sqlite:///") else None
     if study is not None and not os.access(study.parent, os.W_OK):  # (else SQLAlchemy's error, deep in Optuna)
-        raise SeqlabError(f"hydra.sweeper.storage={storage}: the folder {study.parent} is not there or cannot be "
-                          f"written; pass e.g. hydra.sweeper.storage=sqlite:///{folder}/optuna.db", "hydra.sweeper.storage")
+        raise SeqlabError(
+            f"hydra.sweeper.storage={storage}: the folder {study.parent} is not there or cannot be "
+            f"written; pass e.g. hydra.sweeper.storage=sqlite:///{folder}/optuna.db",
+            "hydra.sweeper.storage",
+        )
     if study is not None and not study.exists():  # a study this sweep starts goes with a sweep that kept nothing
-        ctx.stack.push(lambda kind, *_: study.unlink(missing_ok=True) if kind and not any(folder.rglob("*.ckpt")) else None)
-    line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]
+        ctx.stack.push(
+            lambda kind, *_: study.unlink(missing_ok=True) if kind and not any(folder.rglob("*.ckpt")) else None
+        )
+    line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]  # (a given one may hold '=', ',')
 
     def job(cfg):
         with ExitStack() as stack:
@@ -141,7 +151,7 @@ def run_sweep(line, first, run, ctx):
             try:
                 return run(cfg, job_ctx)
             except BaseException as e:  # the summary's reason for this job; the sweeper decides what next
-                reason = e.message if isinstance(e, Interrupted) else cli.explain(e, job_ctx.overrides, job_ctx)
+                reason = e.message if isinstance(e, Interrupted) else explain(e, job_ctx.overrides, job_ctx)
                 record = Path(HydraConfig.get().runtime.output_dir) / "result.json"
                 record.write_text(json.dumps({"error": reason or f"{type(e).__name__}: {e}"}))
                 raise
@@ -152,14 +162,33 @@ def run_sweep(line, first, run, ctx):
         print_summary(folder)
         failed = [r["status"].removeprefix("failed: ") for r in collect(folder) if r["status"].startswith("failed: ")]
         ok = any(r["status"] == "ok" for r in collect(folder))
-        if isinstance(e, Exception) and cli.explain(e, line.overrides, ctx) is None and failed and not ok:
-            raise SeqlabError(f"no job of the sweep finished: the first failed with '{failed[0]}' (the sweep summary "
-                              f"lists each); fix the search space or the overrides") from e
+        if isinstance(e, Exception) and explain(e, line.overrides, ctx) is None and failed and not ok:
+            raise SeqlabError(
+                f"no job of the sweep finished: the first failed with '{failed[0]}' (the sweep summary "
+                f"lists each); fix the search space or the overrides"
+            ) from e
         raise
     if not collect(folder):
         raise SeqlabError("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")
     print_summary(folder)
     return result
+
+
+def first_job(overrides: list[str]) -> list[str]:
+    """A sweep's first job: each list of values replaced by its first (a search range by the
+    config's own value), so that it is checked before the sweep makes anything."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    jobs = []
+    for text, o in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
+        if not o.is_sweep_override():
+            jobs.append(text)
+        elif o.is_discrete_sweep():
+            values = list(o.sweep_string_iterator())
+            if not values:
+                raise SeqlabError(f"the sweep has no jobs ({text} is empty); check the -m values", o.key_or_group)
+            jobs.append(f"{o.get_key_element()}={values[0]}")
+    return jobs
 
 
 def check_sweep(overrides: list[str], hc) -> None:
@@ -169,31 +198,30 @@ def check_sweep(overrides: list[str], hc) -> None:
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from seqlab.run.schema import LauncherSettings, SweeperSettings, check_arguments
+    from seqlab.run.schema import SweeperSettings, check_arguments
 
     for o in OverridesParser.create().parse_overrides(overrides):
         if o.key_or_group == "experiment" and o.is_sweep_override():  # its jobs would land in the first's folder
-            raise SeqlabError(f"{o.input_line} sweeps over experiments, whose jobs would share one sweep folder; "
-                              f"sweep one experiment at a time: -m experiment={next(o.sweep_string_iterator())} …")
-        if o.key_or_group == "hydra.sweep.subdir" and not re.search(r"hydra\.job\.(num|id)", o.get_value_element_as_str()):
-            raise SeqlabError(f"{o.input_line} would put every job of the sweep in one folder; keep ${{hydra.job.num}} "
-                              f"in it, e.g. 'hydra.sweep.subdir=${{hydra.job.num}}_{o.get_value_element_as_str()}'")
+            raise SeqlabError(
+                f"{o.input_line} sweeps over experiments, whose jobs would share one sweep folder; "
+                f"sweep one experiment at a time: -m experiment={next(o.sweep_string_iterator())} …"
+            )
+        if o.key_or_group == "hydra.sweep.subdir" and not re.search(
+            r"hydra\.job\.(num|id)", o.get_value_element_as_str()
+        ):
+            raise SeqlabError(
+                f"{o.input_line} would put every job of the sweep in one folder; keep ${{hydra.job.num}} "
+                f"in it, e.g. 'hydra.sweep.subdir=${{hydra.job.num}}_{o.get_value_element_as_str()}'"
+            )
     launcher = str(OmegaConf.select(hc, "launcher._target_", default=""))
     if launcher.endswith("SlurmLauncher") and not shutil.which("sbatch"):
-        raise SeqlabError("hydra/launcher=slurm submits each job with SLURM's sbatch, which this machine does not have; "
-                          "run the command on a SLURM login node, or use hydra/launcher=parallel to run the jobs here")
-    for part, settings in (("sweeper", SweeperSettings), ("launcher", LauncherSettings)):
-        check_arguments(f"hydra.{part}", settings, OmegaConf.to_container(hc[part], resolve=True))
+        raise SeqlabError(
+            "hydra/launcher=slurm submits each job with SLURM's sbatch, which this machine does not have; "
+            "run the command on a SLURM login node, or use hydra/launcher=parallel to run the jobs here"
+        )
+    for part in ("sweeper", "launcher"):
+        check_arguments(f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True))
     if launcher.endswith("JoblibLauncher"):  # its settings are joblib.Parallel's: joblib checks them
         from seqlab.train import make
 
         make("hydra.launcher", {**OmegaConf.to_container(hc.launcher, resolve=True), "_target_": "joblib.Parallel"})
-
-
-def quote(value: str) -> str:
-    """A value as a Hydra override: a folder name may hold '=' and ',' (a grid job's), which
-    Hydra would otherwise read as syntax."""
-    if not any(c in value for c in "=,[]{}()'\" :~*?<>|\\"):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-

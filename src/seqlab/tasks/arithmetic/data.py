@@ -81,7 +81,9 @@ def _width(x: torch.Tensor) -> int:
     return len(str(int(x.max()))) if x.numel() else 1
 
 
-def render(a: torch.Tensor, op: torch.Tensor, b: torch.Tensor, stoi: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def render(
+    a: torch.Tensor, op: torch.Tensor, b: torch.Tensor, stoi: dict
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Questions and answers as a padded batch, all with tensor operations.
 
     Returns x (N, T): question then answer characters (the teacher-forced input); y (N, T):
@@ -101,8 +103,19 @@ def render(a: torch.Tensor, op: torch.Tensor, b: torch.Tensor, stoi: dict) -> tu
     db, ub = _digit_slots(b, _width(b))
     dr, ur = _digit_slots(r.abs(), _width(r.abs()))
     # every character the longest example could have, with a mask of those this one has
-    slots = torch.cat([digit_ids[da], op_ids[op][:, None], digit_ids[db], const("="), const("?"),
-                       const("-"), digit_ids[dr], const(END)], 1)
+    slots = torch.cat(
+        [
+            digit_ids[da],
+            op_ids[op][:, None],
+            digit_ids[db],
+            const("="),
+            const("?"),
+            const("-"),
+            digit_ids[dr],
+            const(END),
+        ],
+        1,
+    )
     used = torch.cat([ua, one, ub, one, one, (r < 0)[:, None], ur, one], 1)
     # squeeze the used slots to the left, keeping their order
     order = torch.sort((~used).to(torch.int8), dim=1, stable=True).indices
@@ -126,8 +139,8 @@ class Tutor:
         self.fixed, self.balance_digits, self.digits = None, balance_digits, digits
         if fixed:
             parsed = [parse_question(q) for q in fixed]
-            self.fixed = tuple(torch.tensor(v, dtype=torch.long) for v in
-                               zip(*[(a, OPS.index(op), b) for a, op, b in parsed]))
+            columns = zip(*[(a, OPS.index(op), b) for a, op, b in parsed], strict=True)
+            self.fixed = tuple(torch.tensor(v, dtype=torch.long) for v in columns)
             self.size = len(parsed)
         else:
             self.op_ids = torch.tensor([OPS.index(o) for o in ops])
@@ -139,12 +152,16 @@ class Tutor:
         if self.fixed is not None:
             return tuple(t[idx] for t in self.fixed)
         nn = self.n * self.n
-        return (torch.div(idx % nn, self.n, rounding_mode="floor"), self.op_ids[torch.div(idx, nn, rounding_mode="floor")],
-                idx % self.n)
+        return (
+            torch.div(idx % nn, self.n, rounding_mode="floor"),
+            self.op_ids[torch.div(idx, nn, rounding_mode="floor")],
+            idx % self.n,
+        )
 
     def _random(self, count: int, generator: torch.Generator) -> torch.Tensor:
         if not self.balance_digits or self.fixed is not None:
             return torch.randint(self.size, (count,), generator=generator)
+
         # Each operand's length uniform in 1..digits, then the number uniform among those of
         # that length: uniformly drawn 2-digit operands are 1-digit only 10 % of the time, and
         # questions like 7+2=? (their own shapes, not zero-padded) were the ones left wrong.
@@ -152,6 +169,7 @@ class Tutor:
             length = torch.randint(1, self.digits + 1, (count,), generator=generator)
             low = torch.where(length == 1, 0, 10 ** (length - 1))
             return low + (torch.rand(count, generator=generator) * (10**length - low)).long()
+
         op = torch.randint(len(self.op_ids), (count,), generator=generator)
         return (op * self.n + operand()) * self.n + operand()
 
@@ -186,8 +204,18 @@ class Tutor:
 class TrainQuestions(IterableDataset):
     """`count` fresh questions per epoch in batches; the draw is fixed by (seed, epoch, rank)."""
 
-    def __init__(self, tutor: Tutor, stoi: dict, count: int, batch_size: int, seed: int, exclude: torch.Tensor,
-                 epoch_fn=None, rank: int = 0, device="cpu"):
+    def __init__(
+        self,
+        tutor: Tutor,
+        stoi: dict,
+        count: int,
+        batch_size: int,
+        seed: int,
+        exclude: torch.Tensor,
+        epoch_fn=None,
+        rank: int = 0,
+        device="cpu",
+    ):
         self.tutor, self.stoi, self.count, self.batch_size = tutor, stoi, count, batch_size
         self.seed, self.exclude, self.rank, self.device = seed, exclude, rank, device
         self.epoch_fn = epoch_fn or (lambda: 0)
@@ -209,22 +237,38 @@ class TrainQuestions(IterableDataset):
 class ArithmeticDataModule(SeqlabDataModule):
     task = "arithmetic"
 
-    def __init__(self, ops: str, digits: Annotated[int, Field(ge=1, le=MAX_DIGITS)], fixed: list[str] | None,
-                 balance_digits: bool, alphabet: Literal["compact", "printable"], train_size: PositiveInt,
-                 batch_size: PositiveInt, val_size: PositiveInt, test_size: PositiveInt, eval_batch_size: PositiveInt,
-                 seed: NonNegativeInt):
+    def __init__(
+        self,
+        ops: str,
+        digits: Annotated[int, Field(ge=1, le=MAX_DIGITS)],
+        fixed: list[str] | None,
+        balance_digits: bool,
+        alphabet: Literal["compact", "printable"],
+        train_size: PositiveInt,
+        batch_size: PositiveInt,
+        val_size: PositiveInt,
+        test_size: PositiveInt,
+        eval_batch_size: PositiveInt,
+        seed: NonNegativeInt,
+    ):
         super().__init__()
         if fixed is not None and not fixed:
-            raise SeqlabError("data.fixed is an empty list; give questions, e.g. data.fixed='[\"1+1=?\"]', or "
-                              "data.fixed=null to draw from data.ops and data.digits")
+            raise SeqlabError(
+                "data.fixed is an empty list; give questions, e.g. data.fixed='[\"1+1=?\"]', or "
+                "data.fixed=null to draw from data.ops and data.digits"
+            )
         if fixed:
             for q in fixed:
                 try:
                     parse_question(q)
                 except SeqlabError:
-                    raise SeqlabError(f"data.fixed has a malformed question {q!r}; each must be {FORMAT_HINT}") from None
+                    raise SeqlabError(
+                        f"data.fixed has a malformed question {q!r}; each must be {FORMAT_HINT}"
+                    ) from None
         elif not ops or any(o not in OPS for o in ops) or len(set(ops)) != len(ops):
-            raise SeqlabError(f"data.ops must be distinct characters from '{OPS}', got {ops!r}; pass e.g. data.ops='+-*'")
+            raise SeqlabError(
+                f"data.ops must be distinct characters from '{OPS}', got {ops!r}; pass e.g. data.ops='+-*'"
+            )
         self.alphabet = ALPHABETS[alphabet]
         self.stoi = {c: i for i, c in enumerate(self.alphabet)}
         self.tutor = Tutor(ops, digits, fixed, balance_digits)
@@ -233,8 +277,11 @@ class ArithmeticDataModule(SeqlabDataModule):
         """The alphabet, the longest answer, and what questions the net will be asked (the model
         warns about questions from outside it)."""
         hp = self.hparams
-        return {"alphabet": list(self.alphabet), "max_answer_len": self.tutor.max_answer_len(),
-                "questions": {"ops": hp.ops, "digits": hp.digits} if not hp.fixed else {"fixed": list(hp.fixed)}}
+        return {
+            "alphabet": list(self.alphabet),
+            "max_answer_len": self.tutor.max_answer_len(),
+            "questions": {"ops": hp.ops, "digits": hp.digits} if not hp.fixed else {"fixed": list(hp.fixed)},
+        }
 
     def setup(self, stage: str | None = None) -> None:
         hp, tutor = self.hparams, self.tutor
@@ -242,7 +289,7 @@ class ArithmeticDataModule(SeqlabDataModule):
         held = hp.val_size + hp.test_size
         if held * 2 <= tutor.size:
             idx = tutor.distinct(held, g)
-            self.val_idx, self.test_idx = idx[: hp.val_size], idx[hp.val_size:]
+            self.val_idx, self.test_idx = idx[: hp.val_size], idx[hp.val_size :]
             self.exclude = idx
         else:
             # Too few questions to hold any out (e.g. the tutorial's two): every set is all of them.
@@ -251,13 +298,26 @@ class ArithmeticDataModule(SeqlabDataModule):
         self.val_batches, self.test_batches = self._fixed(self.val_idx), self._fixed(self.test_idx)
 
     def _fixed(self, idx: torch.Tensor) -> list:
-        return [tuple(t.to(self.device()) for t in render(*self.tutor.questions(chunk), self.stoi))
-                for chunk in idx.split(self.hparams.eval_batch_size)]
+        return [
+            tuple(t.to(self.device()) for t in render(*self.tutor.questions(chunk), self.stoi))
+            for chunk in idx.split(self.hparams.eval_batch_size)
+        ]
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        return self.resumable(TrainQuestions(self.tutor, self.stoi, hp.train_size, hp.batch_size, hp.seed, self.exclude,
-                                             self.epoch, self.rank_and_world()[0], self.device()))
+        return self.resumable(
+            TrainQuestions(
+                self.tutor,
+                self.stoi,
+                hp.train_size,
+                hp.batch_size,
+                hp.seed,
+                self.exclude,
+                self.epoch,
+                self.rank_and_world()[0],
+                self.device(),
+            )
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_batches, batch_size=None)
@@ -270,7 +330,11 @@ def out_of_range(question: str, questions: dict) -> str | None:
     """Why a well-formed question lies outside what the net was trained on, or None."""
     a, op, b = parse_question(question)
     if "fixed" in questions:
-        return None if question.strip() in questions["fixed"] else f"it was trained on {', '.join(questions['fixed'])} only"
+        return (
+            None
+            if question.strip() in questions["fixed"]
+            else f"it was trained on {', '.join(questions['fixed'])} only"
+        )
     if op not in questions["ops"]:
         return f"it was trained on {' and '.join(questions['ops'])} only"
     if max(a, b) >= 10 ** questions["digits"]:

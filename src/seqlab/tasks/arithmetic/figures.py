@@ -30,6 +30,6 @@ def answer_figure(model, alphabet: list[str], question: list[int], said: list[in
         if len(alphabet) <= 32:
             ax.set_xticks(range(len(alphabet)), [shown(c) for c in alphabet], fontsize=7)
         ax.set_xlabel("character")
-    fig.suptitle(f"{''.join(labels[: len(question)])}  →  {''.join(labels[len(question):]) or '(nothing)'}")
+    fig.suptitle(f"{''.join(labels[: len(question)])}  →  {''.join(labels[len(question) :]) or '(nothing)'}")
     fig.tight_layout()
     return fig

@@ -32,8 +32,8 @@ class TaoRNN(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, time) character ids; h: (batch, hidden) start state ((layers, batch, hidden)
-        for a stacked GRU), zero if None (the tutorial resets it for every question). Returns logits (batch, time, alphabet) and the (last
-        layer's) hidden state after each step (batch, time, hidden)."""
+        for a stacked GRU), zero if None (the tutorial resets it for every question). Returns logits
+        (batch, time, alphabet) and the (last layer's) hidden state after each step (batch, time, hidden)."""
         one_hot = F.one_hot(x, self.alphabet_size).float()
         if self.activation == "gru":
             hs, _ = self.rnn(one_hot, h[None].contiguous() if h is not None and h.dim() == 2 else h)
@@ -58,8 +58,9 @@ class TaoRNN(nn.Module):
         "?": the answer's first character), and the state it is in then."""
         if self.activation == "gru":  # packed: each row's state stops at its own end, in every layer
             lengths = q_len.cpu()
-            packed = pack_padded_sequence(F.one_hot(x, self.alphabet_size).float(), lengths, batch_first=True,
-                                          enforce_sorted=False)
+            packed = pack_padded_sequence(
+                F.one_hot(x, self.alphabet_size).float(), lengths, batch_first=True, enforce_sorted=False
+            )
             _, h = self.rnn(packed)
             return self.ho(h[-1]), h
         logits, hs = self(x)
@@ -76,8 +77,15 @@ class TaoRNN(nn.Module):
 
 
 @torch.no_grad()
-def answer(model: TaoRNN, x: torch.Tensor, q_len: torch.Tensor, steps: int, temperature: float = 0.0,
-           generator: torch.Generator | None = None, end: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def answer(
+    model: TaoRNN,
+    x: torch.Tensor,
+    q_len: torch.Tensor,
+    steps: int,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+    end: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Answer the questions x[i, :q_len[i]] character by character, feeding the net's own
     characters back in (no teacher forcing). Characters in x after a question are ignored
     (the net is causal). Returns the answers (batch, steps), `end` after each one's end, and

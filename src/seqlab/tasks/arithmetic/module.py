@@ -10,8 +10,8 @@ import warnings
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
 import torch.nn.functional as F
+from pydantic import Field
 from torchmetrics import MeanMetric
 
 from seqlab.errors import SeqlabError, SeqlabWarning
@@ -26,9 +26,16 @@ from seqlab.types import PositiveInt, SampleSeed, Temperature
 class ArithmeticModule(SeqlabModule):
     task = "arithmetic"
 
-    def __init__(self, alphabet: list[str], max_answer_len: int, questions: dict,
-                 activation: Literal["identity", "tanh", "relu", "gru"], hidden_size: PositiveInt, n_layers: PositiveInt,
-                 **common):
+    def __init__(
+        self,
+        alphabet: list[str],
+        max_answer_len: int,
+        questions: dict,
+        activation: Literal["identity", "tanh", "relu", "gru"],
+        hidden_size: PositiveInt,
+        n_layers: PositiveInt,
+        **common,
+    ):
         super().__init__(**common)
         if n_layers > 1 and activation != "gru":
             raise SeqlabError(f"model.n_layers={n_layers} stacks GRU layers: it needs model.activation=gru")
@@ -62,8 +69,14 @@ class ArithmeticModule(SeqlabModule):
         if stage == "val" and batch_idx == 0:
             self._examples = (x[:8].cpu(), q_len[:8].cpu(), y[:8].cpu(), got[:8].cpu())
 
-    def respond(self, prompt: str, *, temperature: Temperature = 0.0, seed: SampleSeed | None = None,
-                max_len: Annotated[int, Field(ge=1, le=1000)] = 25) -> str:
+    def respond(
+        self,
+        prompt: str,
+        *,
+        temperature: Temperature = 0.0,
+        seed: SampleSeed | None = None,
+        max_len: Annotated[int, Field(ge=1, le=1000)] = 25,
+    ) -> str:
         """The net's answer to a question like `12+7=?`, each character sampled with
         `temperature` (0 = greedy) and fed back in, up to its closing END or `max_len`."""
         parse_question(prompt)  # one line naming the format if it is not a question
@@ -73,11 +86,21 @@ class ArithmeticModule(SeqlabModule):
             raise SeqlabError(f"this model's alphabet has no {''.join(missing)!r}; ask {FORMAT_HINT}")
         reason = out_of_range(prompt, self.hparams.questions)
         if reason:  # it will answer, but what it says means little
-            warnings.warn(f"{prompt} is outside what this model learned ({reason}); its answer is a guess",
-                          SeqlabWarning, stacklevel=2)
+            warnings.warn(
+                f"{prompt} is outside what this model learned ({reason}); its answer is a guess",
+                SeqlabWarning,
+                stacklevel=2,
+            )
         x = torch.tensor([[self.stoi[c] for c in prompt]], device=self.device)
-        ids, _ = answer(self.model, x, torch.tensor([x.size(1)], device=self.device), max_len, temperature,
-                        make_generator(seed), end=self.end)
+        ids, _ = answer(
+            self.model,
+            x,
+            torch.tensor([x.size(1)], device=self.device),
+            max_len,
+            temperature,
+            make_generator(seed),
+            end=self.end,
+        )
         chars = [self.alphabet[i] for i in ids[0].tolist()]
         return "".join(chars[: chars.index(END)] if END in chars else chars)
 
@@ -90,11 +113,13 @@ class ArithmeticModule(SeqlabModule):
         decode = lambda ids: "".join(self.alphabet[i] for i in ids if i != self.end)  # noqa: E731
         rows = ["| question | Tao | sensei |", "|---|---|---|"]
         for i in range(x.size(0)):
-            expected = [int(t) for t in y[i, q_len[i] - 1:] if t != IGNORE]
-            rows.append(f"| `{decode(x[i, :q_len[i]].tolist())}` | `{decode(got[i].tolist()) or '␀'}` "
-                        f"| `{decode(expected)}` |")
+            expected = [int(t) for t in y[i, q_len[i] - 1 :] if t != IGNORE]
+            rows.append(
+                f"| `{decode(x[i, : q_len[i]].tolist())}` | `{decode(got[i].tolist()) or '␀'}` | `{decode(expected)}` |"
+            )
         writer.add_text("examples/answers", "\n".join(rows), self.global_step)
         question = x[0, : q_len[0]].tolist()
         said = [self.stoi[c] for c in self.respond(decode(question))]
-        writer.add_figure("examples/tao", answer_figure(self.model, self.alphabet, question, said), self.global_step,
-                          close=True)
+        writer.add_figure(
+            "examples/tao", answer_figure(self.model, self.alphabet, question, said), self.global_step, close=True
+        )

@@ -56,7 +56,7 @@ def bptt_windows(stream_len: int, bptt: int, random_bptt: bool, seed: int) -> li
     while lengths.sum() > last:  # (only when many windows were raised to 1)
         lengths[lengths.argmax()] -= 1
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return [(int(a), int(b)) for a, b in zip(starts, lengths)]
+    return [(int(a), int(b)) for a, b in zip(starts, lengths, strict=False)]
 
 
 class CharStreams(IterableDataset):
@@ -95,9 +95,17 @@ class CharLMDataModule(SeqlabDataModule):
 
     task = "charlm"
 
-
-    def __init__(self, path: str | None, lower: bool, train_frac: Fraction, min_freq: PositiveInt,
-                 batch_size: PositiveInt, bptt: PositiveInt, random_bptt: bool, seed: NonNegativeInt):
+    def __init__(
+        self,
+        path: str | None,
+        lower: bool,
+        train_frac: Fraction,
+        min_freq: PositiveInt,
+        batch_size: PositiveInt,
+        bptt: PositiveInt,
+        random_bptt: bool,
+        seed: NonNegativeInt,
+    ):
         super().__init__()
         self.texts: tuple[str, str] | None = None
         self.vocab: Vocab | None = None
@@ -117,10 +125,12 @@ class CharLMDataModule(SeqlabDataModule):
 
     def check_lengths(self, world: int) -> None:
         bs = self.hparams.batch_size
-        for name, part in zip(("training", "validation"), self.read()):
+        for name, part in zip(("training", "validation"), self.read(), strict=False):
             if len(part) < 2 * bs * world:
-                raise SeqlabError(f"the {name} text has {len(part)} characters, too few for {bs} streams on "
-                                  f"{world} device(s); use a longer file or a smaller data.batch_size")
+                raise SeqlabError(
+                    f"the {name} text has {len(part)} characters, too few for {bs} streams on "
+                    f"{world} device(s); use a longer file or a smaller data.batch_size"
+                )
 
     def use_model(self, module) -> None:
         """Evaluating a checkpoint on another text: encode it with the model's own vocabulary."""
@@ -135,7 +145,8 @@ class CharLMDataModule(SeqlabDataModule):
         # Each rank reads its own `batch_size` streams of the text: no duplicated data under DDP.
         self.train_streams, self.val_streams = (
             batchify(self.vocab.encode(part), bs * world)[rank * bs : (rank + 1) * bs].to(self.device())
-            for part in texts)
+            for part in texts
+        )
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

@@ -62,8 +62,14 @@ class CharRNN(nn.Module):
 
 
 @torch.no_grad()
-def generate(model: CharRNN, prompt_ids: torch.Tensor, length: int, temperature: float,
-             generator: torch.Generator | None = None, suppress: int | None = None) -> list[int]:
+def generate(
+    model: CharRNN,
+    prompt_ids: torch.Tensor,
+    length: int,
+    temperature: float,
+    generator: torch.Generator | None = None,
+    suppress: int | None = None,
+) -> list[int]:
     """Feed the prompt, then `length` times pick a character and feed it back in.
     `suppress` (e.g. the <unk> index) is never picked."""
     from seqlab.sampling import next_token

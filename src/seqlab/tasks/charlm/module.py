@@ -10,8 +10,8 @@ import math
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
 import torch.nn.functional as F
+from pydantic import Field
 from torchmetrics import MeanMetric
 
 from seqlab.errors import SeqlabError
@@ -42,16 +42,28 @@ class Transformed(MeanMetric):
 class CharLMModule(SeqlabModule):
     task = "charlm"
 
-    def __init__(self, vocab: list[str], cell: Literal["rnn", "gru", "lstm", "rnncell", "grucell"],
-                 emb_dim: PositiveInt, hidden_size: PositiveInt, n_layers: PositiveInt, dropout: Dropout,
-                 sample_prompt: str, sample_length: NonNegativeInt, sample_temperature: Temperature, **common):
+    def __init__(
+        self,
+        vocab: list[str],
+        cell: Literal["rnn", "gru", "lstm", "rnncell", "grucell"],
+        emb_dim: PositiveInt,
+        hidden_size: PositiveInt,
+        n_layers: PositiveInt,
+        dropout: Dropout,
+        sample_prompt: str,
+        sample_length: NonNegativeInt,
+        sample_temperature: Temperature,
+        **common,
+    ):
         super().__init__(**common)
         self.vocab = Vocab(vocab)
         if sample_length and not any(c in self.vocab for c in self._cased(sample_prompt)):
             shown = "".join(c for c in vocab if len(c) == 1)[:30]
-            raise SeqlabError(f"model.sample_prompt={sample_prompt!r} has no character of this text's vocabulary "
-                              f"({shown!r}…), so the TensorBoard samples cannot start; set model.sample_prompt to "
-                              f"some of the text, or model.sample_length=0")
+            raise SeqlabError(
+                f"model.sample_prompt={sample_prompt!r} has no character of this text's vocabulary "
+                f"({shown!r}…), so the TensorBoard samples cannot start; set model.sample_prompt to "
+                f"some of the text, or model.sample_length=0"
+            )
         self.model = CharRNN(len(vocab), cell, emb_dim, hidden_size, n_layers, dropout)
         # Token-weighted means over a whole pass (nats/char), and what they mean in other units.
         self.init_metrics({"loss": MeanMetric(), "ppl": Transformed(torch.exp), "bpc": Transformed(nats_to_bits)})
@@ -72,21 +84,31 @@ class CharLMModule(SeqlabModule):
     def evaluate(self, batch, batch_idx, stage):
         self.metrics[stage].update(self._loss(batch, stage), batch[1].numel())
 
-    def respond(self, prompt: str, *, length: Annotated[int, Field(ge=0, le=MAX_LENGTH)] = 200,
-                temperature: Temperature = 0.8, seed: SampleSeed | None = None) -> str:
+    def respond(
+        self,
+        prompt: str,
+        *,
+        length: Annotated[int, Field(ge=0, le=MAX_LENGTH)] = 200,
+        temperature: Temperature = 0.8,
+        seed: SampleSeed | None = None,
+    ) -> str:
         """The prompt's continuation: `length` characters sampled with `temperature` (0 = greedy)."""
         if not prompt:
             raise SeqlabError("the prompt is empty; pass e.g. prompt='the '")
         ids = self.vocab.encode(self._cased(prompt))
         if (ids == self.vocab.unk_index).all():
-            raise SeqlabError(f"no character of the prompt {prompt!r} is in this model's vocabulary "
-                              f"({''.join(c for c in self.vocab.itos if len(c) == 1)[:60]!r}…); use some of those")
-        out = generate(self.model, ids.to(self.device), length, temperature, make_generator(seed),
-                       suppress=self.vocab.unk_index)
+            raise SeqlabError(
+                f"no character of the prompt {prompt!r} is in this model's vocabulary "
+                f"({''.join(c for c in self.vocab.itos if len(c) == 1)[:60]!r}…); use some of those"
+            )
+        out = generate(
+            self.model, ids.to(self.device), length, temperature, make_generator(seed), suppress=self.vocab.unk_index
+        )
         return self.vocab.decode(out)
 
     def log_examples(self, writer) -> None:
         hp = self.hparams
-        text = self.respond(hp.sample_prompt, length=hp.sample_length, temperature=hp.sample_temperature,
-                            seed=self.current_epoch)
+        text = self.respond(
+            hp.sample_prompt, length=hp.sample_length, temperature=hp.sample_temperature, seed=self.current_epoch
+        )
         writer.add_text("samples/text", "    " + (hp.sample_prompt + text).replace("\n", "\n    "), self.global_step)

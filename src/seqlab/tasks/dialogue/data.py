@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader
 
 from seqlab.datamodule import SeqlabDataModule
 from seqlab.errors import SeqlabError, warn
-from seqlab.types import NonNegativeInt, PositiveInt, Rate
 from seqlab.textfiles import read_json_records, resolve
+from seqlab.types import NonNegativeInt, PositiveInt, Rate
 from seqlab.vocab import Vocab
 
 SPECIALS = ("<unk>", "<pad>", "<sos>", "<eos>")
@@ -50,15 +50,21 @@ def read_pairs(path: str | None) -> list[tuple[str, str]]:
     p = resolve(path, "pairs.json")
     records = read_json_records(p)
     if not records:
-        raise SeqlabError(f"{p} holds no listen/reply pairs; expected JSON objects like {{\"listen\": \"hi\", \"reply\": \"hello\"}}")
+        raise SeqlabError(
+            f'{p} holds no listen/reply pairs; expected JSON objects like {{"listen": "hi", "reply": "hello"}}'
+        )
     pairs = []
     for n, r in enumerate(records, 1):
         if not isinstance(r, dict):
-            raise SeqlabError(f"{p}: record {n} is a {type(r).__name__}, not an object; expected "
-                              f"{{\"listen\": \"…\", \"reply\": \"…\"}} per record")
+            raise SeqlabError(
+                f"{p}: record {n} is a {type(r).__name__}, not an object; expected "
+                f'{{"listen": "…", "reply": "…"}} per record'
+            )
         for key in ("listen", "reply"):
             if key not in r:
-                raise SeqlabError(f"{p}: record {n} has no {key!r} field; each record needs string fields 'listen' and 'reply'")
+                raise SeqlabError(
+                    f"{p}: record {n} has no {key!r} field; each record needs string fields 'listen' and 'reply'"
+                )
             if not isinstance(r[key], str) or not tokenize(r[key]):
                 raise SeqlabError(f"{p}: record {n} has an empty or non-text {key!r}; give it a sentence")
         pairs.append((r["listen"], r["reply"]))
@@ -72,14 +78,22 @@ def read_chatterbot(language: str = "english") -> list[tuple[str, str]]:
 
         import chatterbot_corpus  # noqa: F401
     except ImportError:
-        raise SeqlabError("the ChatterBot corpus is not installed; run `pip install chatterbot-corpus`, "
-                          "or use data=dialogue (the bundled pairs)") from None
+        raise SeqlabError(
+            "the ChatterBot corpus is not installed; run `pip install chatterbot-corpus`, "
+            "or use data=dialogue (the bundled pairs)"
+        ) from None
     import yaml
 
     folder = resources.files("chatterbot_corpus") / "data" / language
-    files = sorted((f for f in folder.iterdir() if f.name.endswith(".yml")), key=lambda f: f.name) if folder.is_dir() else []
+    files = (
+        sorted((f for f in folder.iterdir() if f.name.endswith(".yml")), key=lambda f: f.name)
+        if folder.is_dir()
+        else []
+    )
     if not files:
-        raise SeqlabError(f"the installed chatterbot_corpus has no {language!r} conversations; set data.language=english")
+        raise SeqlabError(
+            f"the installed chatterbot_corpus has no {language!r} conversations; set data.language=english"
+        )
     pairs = []
     for f in files:
         doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
@@ -88,7 +102,7 @@ def read_chatterbot(language: str = "english") -> list[tuple[str, str]]:
             if not isinstance(conversation, list):
                 continue
             turns = [str(t) for t in conversation if t is not None]
-            pairs.extend((a, b) for a, b in zip(turns, turns[1:]) if tokenize(a) and tokenize(b))
+            pairs.extend((a, b) for a, b in zip(turns, turns[1:], strict=False) if tokenize(a) and tokenize(b))
     return pairs
 
 
@@ -102,8 +116,15 @@ class PairData(torch.utils.data.Dataset):
             if tgt not in group:
                 group.append(tgt)
         refs = {k: ([_encode_ref(tgt_vocab, r) for r in v], [" ".join(r) for r in v]) for k, v in replies.items()}
-        self.items = [{"src": src_vocab.encode(src), "tgt": tgt_vocab.encode(["<sos>", *tgt, "<eos>"]),
-                       "refs": refs[tuple(src)][0], "ref_text": refs[tuple(src)][1]} for src, tgt in examples]
+        self.items = [
+            {
+                "src": src_vocab.encode(src),
+                "tgt": tgt_vocab.encode(["<sos>", *tgt, "<eos>"]),
+                "refs": refs[tuple(src)][0],
+                "ref_text": refs[tuple(src)][1],
+            }
+            for src, tgt in examples
+        ]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -158,18 +179,33 @@ def split_by_prompt(pairs: list, val_frac: float, test_frac: float, seed: int):
 class DialogueDataModule(SeqlabDataModule):
     task = "dialogue"
 
-    def __init__(self, corpus: Literal["pairs", "chatterbot"], path: str | None, language: str, val_frac: Rate,
-                 test_frac: Rate, min_freq: PositiveInt, max_tokens: PositiveInt | None, batch_size: PositiveInt,
-                 seed: NonNegativeInt):
+    def __init__(
+        self,
+        corpus: Literal["pairs", "chatterbot"],
+        path: str | None,
+        language: str,
+        val_frac: Rate,
+        test_frac: Rate,
+        min_freq: PositiveInt,
+        max_tokens: PositiveInt | None,
+        batch_size: PositiveInt,
+        seed: NonNegativeInt,
+    ):
         super().__init__()
         if corpus == "chatterbot" and path:
-            raise SeqlabError("data.path is for a pairs file; with data.corpus=chatterbot leave it null (or use data=dialogue)")
+            raise SeqlabError(
+                "data.path is for a pairs file; with data.corpus=chatterbot leave it null (or use data=dialogue)"
+            )
         if corpus == "pairs" and language != "english":
-            raise SeqlabError(f"data.language={language} picks a chatterbot corpus, but this run reads a pairs file; "
-                              f"use data=dialogue_chatterbot data.language={language}, or drop data.language")
+            raise SeqlabError(
+                f"data.language={language} picks a chatterbot corpus, but this run reads a pairs file; "
+                f"use data=dialogue_chatterbot data.language={language}, or drop data.language"
+            )
         if val_frac + test_frac >= 1:
-            raise SeqlabError(f"data.val_frac + data.test_frac must be below 1 (the rest trains), got {val_frac} + "
-                              f"{test_frac}; pass e.g. data.val_frac=0.1 data.test_frac=0.1")
+            raise SeqlabError(
+                f"data.val_frac + data.test_frac must be below 1 (the rest trains), got {val_frac} + "
+                f"{test_frac}; pass e.g. data.val_frac=0.1 data.test_frac=0.1"
+            )
         self.splits = None
         self.src_vocab: Vocab | None = None
         self.tgt_vocab: Vocab | None = None
@@ -184,15 +220,21 @@ class DialogueDataModule(SeqlabDataModule):
         if hp.max_tokens:
             pairs = [(a, b) for a, b in pairs if len(a) <= hp.max_tokens and len(b) <= hp.max_tokens]
         if not pairs:
-            raise SeqlabError(f"no pair has at most data.max_tokens={hp.max_tokens} tokens on both sides; raise it or set it to null")
+            raise SeqlabError(
+                f"no pair has at most data.max_tokens={hp.max_tokens} tokens on both sides; raise it or set it to null"
+            )
         longest = max(max(len(a), len(b)) for a, b in pairs)
         if longest > LONG_PAIR:  # a batch pads to its longest pair, and attention memory grows with its square
-            warn(f"the longest pair has {longest} tokens, so its batches are slow and large; pass e.g. "
-                 f"data.max_tokens=100 to drop pairs longer than that")
+            warn(
+                f"the longest pair has {longest} tokens, so its batches are slow and large; pass e.g. "
+                f"data.max_tokens=100 to drop pairs longer than that"
+            )
         self.splits = split_by_prompt(pairs, hp.val_frac, hp.test_frac, hp.seed)
-        for name, part in zip(("training", "validation", "test"), self.splits):
+        for name, part in zip(("training", "validation", "test"), self.splits, strict=False):
             if not part:
-                raise SeqlabError(f"the {name} split is empty ({len(pairs)} pairs); change data.val_frac/data.test_frac")
+                raise SeqlabError(
+                    f"the {name} split is empty ({len(pairs)} pairs); change data.val_frac/data.test_frac"
+                )
         train = self.splits[0]
         if self.src_vocab is None:
             self.src_vocab = Vocab.build((t for a, _ in train for t in a), hp.min_freq, SPECIALS)
@@ -213,7 +255,9 @@ class DialogueDataModule(SeqlabDataModule):
     def _loader(self, part: int, shuffle: bool, bs: int) -> DataLoader:
         data = PairData(self.splits[part], self.src_vocab, self.tgt_vocab)
         # (pinned batches copy to a GPU without making the step wait)
-        return DataLoader(data, batch_size=bs, shuffle=shuffle, collate_fn=collate, pin_memory=self.device().type == "cuda")
+        return DataLoader(
+            data, batch_size=bs, shuffle=shuffle, collate_fn=collate, pin_memory=self.device().type == "cuda"
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(0, True, self.hparams.batch_size)

@@ -5,7 +5,9 @@ from matplotlib.figure import Figure
 
 
 @torch.no_grad()
-def attention_figure(model, src: torch.Tensor, tgt: torch.Tensor, src_words: list[str], reply_words: list[str]) -> Figure:
+def attention_figure(
+    model, src: torch.Tensor, tgt: torch.Tensor, src_words: list[str], reply_words: list[str]
+) -> Figure:
     """Heat map of the last decoder layer's attention (mean over heads): one row per reply
     token produced (`tgt` is <sos> and the reply), one column per prompt token."""
     weights = model.cross_attention(src, tgt)[0].float().cpu()  # (reply + 1, prompt)

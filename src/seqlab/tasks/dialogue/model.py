@@ -58,8 +58,17 @@ class Embed(nn.Module):
 
 
 class DialogueTransformer(nn.Module):
-    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, emb_dim: int, n_layers: int, n_heads: int,
-                 dropout: float, ff_dim: int, pad: int):
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        emb_dim: int,
+        n_layers: int,
+        n_heads: int,
+        dropout: float,
+        ff_dim: int,
+        pad: int,
+    ):
         super().__init__()
         if emb_dim % n_heads:
             raise ValueError(f"emb_dim ({emb_dim}) must be a multiple of n_heads ({n_heads})")
@@ -83,8 +92,14 @@ class DialogueTransformer(nn.Module):
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor) -> torch.Tensor:
         """tgt (batch, tgt_len) starting with <sos> -> next-token logits (batch, tgt_len, vocab)."""
-        h = self.decoder(self.tgt_embed(tgt), memory, tgt_mask=causal_mask(tgt.size(1), tgt.device), tgt_key_padding_mask=tgt == self.pad,
-                         memory_key_padding_mask=src_pad, tgt_is_causal=True)
+        h = self.decoder(
+            self.tgt_embed(tgt),
+            memory,
+            tgt_mask=causal_mask(tgt.size(1), tgt.device),
+            tgt_key_padding_mask=tgt == self.pad,
+            memory_key_padding_mask=src_pad,
+            tgt_is_causal=True,
+        )
         return self.out(h)
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,8 @@ of the replies the data gives for the prompt) and bleu (corpus BLEU-4 of the dec
 from typing import Annotated
 
 import torch
-from pydantic import Field
 import torch.nn.functional as F
+from pydantic import Field
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import BLEUScore
@@ -31,20 +31,44 @@ MAX_PROMPT = 500  # words of a message that are read (training pairs are far sho
 class DialogueModule(SeqlabModule):
     task = "dialogue"
 
-    def __init__(self, src_vocab: list[str], tgt_vocab: list[str], emb_dim: PositiveInt, n_layers: PositiveInt,
-                 n_heads: PositiveInt, ff_dim: PositiveInt, dropout: Dropout, label_smoothing: Probability,
-                 beam_width: BeamWidth, max_len: ReplyLength, length_penalty: NonNegativeFloat,
-                 n_examples: PositiveInt, **common):
+    def __init__(
+        self,
+        src_vocab: list[str],
+        tgt_vocab: list[str],
+        emb_dim: PositiveInt,
+        n_layers: PositiveInt,
+        n_heads: PositiveInt,
+        ff_dim: PositiveInt,
+        dropout: Dropout,
+        label_smoothing: Probability,
+        beam_width: BeamWidth,
+        max_len: ReplyLength,
+        length_penalty: NonNegativeFloat,
+        n_examples: PositiveInt,
+        **common,
+    ):
         super().__init__(**common)
         if emb_dim % n_heads:
-            raise SeqlabError(f"model.emb_dim={emb_dim} must be a multiple of model.n_heads={n_heads}; "
-                              f"pass e.g. model.n_heads={next(h for h in (8, 4, 2, 1) if emb_dim % h == 0)}")
+            raise SeqlabError(
+                f"model.emb_dim={emb_dim} must be a multiple of model.n_heads={n_heads}; "
+                f"pass e.g. model.n_heads={next(h for h in (8, 4, 2, 1) if emb_dim % h == 0)}"
+            )
         if tuple(tgt_vocab[:4]) != SPECIALS:
-            raise SeqlabError("the reply vocabulary must start with <unk> <pad> <sos> <eos>; build it with the dialogue data module")
+            raise SeqlabError(
+                "the reply vocabulary must start with <unk> <pad> <sos> <eos>; build it with the dialogue data module"
+            )
         self.src_vocab, self.tgt_vocab = Vocab(src_vocab), Vocab(tgt_vocab)
-        self.model = DialogueTransformer(len(src_vocab), len(tgt_vocab), emb_dim, n_layers, n_heads, dropout, ff_dim, PAD)
-        self.init_metrics({"loss": MeanMetric(), "exact_acc": MeanMetric(), "bleu": BLEUScore(n_gram=4),
-                           "token_acc": MulticlassAccuracy(len(tgt_vocab), average="micro", ignore_index=PAD)})
+        self.model = DialogueTransformer(
+            len(src_vocab), len(tgt_vocab), emb_dim, n_layers, n_heads, dropout, ff_dim, PAD
+        )
+        self.init_metrics(
+            {
+                "loss": MeanMetric(),
+                "exact_acc": MeanMetric(),
+                "bleu": BLEUScore(n_gram=4),
+                "token_acc": MulticlassAccuracy(len(tgt_vocab), average="micro", ignore_index=PAD),
+            }
+        )
         self._examples = None  # the first validation batch's prompts, for log_examples
 
     def _teacher_forced(self, batch, label_smoothing: float = 0.0):
@@ -82,7 +106,9 @@ class DialogueModule(SeqlabModule):
         common = dict(batch_size=src.size(0), sos=SOS, eos=EOS, max_len=max_len, pad=PAD, device=src.device)
         if beam_width == 1:
             return greedy_search(self._step, state, **common)
-        return beam_search(self._step, state, beam_width=beam_width, length_penalty=self.hparams.length_penalty, **common)
+        return beam_search(
+            self._step, state, beam_width=beam_width, length_penalty=self.hparams.length_penalty, **common
+        )
 
     def reply_tokens(self, ids: list[int]) -> list[str]:
         """Reply words of one decoded row: up to <eos>, padding dropped."""
@@ -94,7 +120,7 @@ class DialogueModule(SeqlabModule):
         model's own beam_width and max_len. Unknown words read as <unk>."""
         tokens = tokenize(prompt or "")
         if not tokens:
-            raise SeqlabError(f"the prompt {prompt!r} has no words; pass a sentence, e.g. prompt=\"hi, who are you?\"")
+            raise SeqlabError(f'the prompt {prompt!r} has no words; pass a sentence, e.g. prompt="hi, who are you?"')
         if len(tokens) > MAX_PROMPT:  # attention grows with the square of the length: 20,000 words take a minute
             warn(f"the message has {len(tokens)} words; only its first {MAX_PROMPT} are read")
             tokens = tokens[:MAX_PROMPT]
@@ -110,7 +136,7 @@ class DialogueModule(SeqlabModule):
         src, refs = self._examples
         hyp = self.decode(src, self.hparams.beam_width, self.hparams.max_len)
         rows = ["| prompt | reply (beam search) | reply in the data |", "|---|---|---|"]
-        for s, h, r in zip(src.tolist(), hyp.tokens.tolist(), refs):
+        for s, h, r in zip(src.tolist(), hyp.tokens.tolist(), refs, strict=False):
             prompt = " ".join(self.src_vocab.itos[i] for i in s if i != PAD)
             rows.append("| " + " | ".join(_cell(x) for x in (prompt, " ".join(self.reply_tokens(h)), r)) + " |")
         writer.add_text("examples/replies", "\n".join(rows), self.global_step)

@@ -19,7 +19,9 @@ from seqlab.errors import SeqlabError
 from seqlab.types import PositiveInt
 
 
-def make_batches(ids: torch.Tensor, batch_size: int, seq_len: int, layout: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def make_batches(
+    ids: torch.Tensor, batch_size: int, seq_len: int, layout: str
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(x, y) pairs of shape (batch_size, seq_len); y is x shifted by one character."""
     x_all, y_all = ids[:-1], ids[1:]
     if layout == "tutorial":
@@ -36,27 +38,39 @@ def make_batches(ids: torch.Tensor, batch_size: int, seq_len: int, layout: str) 
         cut = n_batches * seq_len
         xs = streams_x[:, :cut].reshape(batch_size, n_batches, seq_len).transpose(0, 1)
         ys = streams_y[:, :cut].reshape(batch_size, n_batches, seq_len).transpose(0, 1)
-    return [(x.contiguous(), y.contiguous()) for x, y in zip(xs, ys)]
+    return [(x.contiguous(), y.contiguous()) for x, y in zip(xs, ys, strict=False)]
 
 
 class GRUToyDataModule(SeqlabDataModule):
     task = "gru_toy"
 
-    def __init__(self, text: str, vocab: list[str], batch_size: PositiveInt, seq_len: PositiveInt,
-                 layout: Literal["tutorial", "streams"]):
+    def __init__(
+        self,
+        text: str,
+        vocab: list[str],
+        batch_size: PositiveInt,
+        seq_len: PositiveInt,
+        layout: Literal["tutorial", "streams"],
+    ):
         super().__init__()
         vocab = list(vocab)
         if not text:
             raise SeqlabError("data.text is empty; pass e.g. data.text=MathMathMath")
         if not vocab or any(not isinstance(c, str) or len(c) != 1 for c in vocab) or len(set(vocab)) != len(vocab):
-            raise SeqlabError(f"data.vocab must be a list of distinct single characters, got {vocab!r}; pass e.g. data.vocab=[h,a,t,M]")
+            raise SeqlabError(
+                f"data.vocab must be a list of distinct single characters, got {vocab!r}; e.g. data.vocab=[h,a,t,M]"
+            )
         missing = sorted(set(text) - set(vocab))
         if missing:
-            raise SeqlabError(f"data.text has characters not in data.vocab: {''.join(missing)!r}; write it with the "
-                              f"characters {''.join(vocab)!r} only (or, training a new model, add them to data.vocab)")
+            raise SeqlabError(
+                f"data.text has characters not in data.vocab: {''.join(missing)!r}; write it with the "
+                f"characters {''.join(vocab)!r} only (or, training a new model, add them to data.vocab)"
+            )
         if len(text) - 1 < batch_size * seq_len:
-            raise SeqlabError(f"data.text has {len(text)} characters, too few for one batch of {batch_size}×{seq_len} "
-                              f"(and the targets one further); use a longer text or smaller data.batch_size/data.seq_len")
+            raise SeqlabError(
+                f"data.text has {len(text)} characters, too few for one batch of {batch_size}×{seq_len} "
+                f"(and the targets one further); use a longer text or smaller data.batch_size/data.seq_len"
+            )
         self.vocab = vocab
         self.batches = make_batches(torch.tensor([vocab.index(c) for c in text]), batch_size, seq_len, layout)
 

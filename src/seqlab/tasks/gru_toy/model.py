@@ -53,7 +53,7 @@ class MatrixGRU(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, init: str) -> None:
-        for name, w in self.named_parameters():
+        for _name, w in self.named_parameters():
             if init == "randn":
                 w.normal_() if w.dim() == 2 else w.zero_()
             else:
@@ -86,16 +86,30 @@ class MatrixGRU(nn.Module):
         """Take the weights of an nn.GRUCell (same sizes)."""
         (w_ir, w_iz, w_in), (w_hr, w_hz, w_hn) = cell.weight_ih.chunk(3), cell.weight_hh.chunk(3)
         (b_ir, b_iz, b_in), (b_hr, b_hz, b_hn) = cell.bias_ih.chunk(3), cell.bias_hh.chunk(3)
-        for mine, theirs in ((self.Wr, w_ir.T), (self.Wz, w_iz.T), (self.Wh, w_in.T), (self.Ur, w_hr.T),
-                             (self.Uz, w_hz.T), (self.Uh, w_hn.T), (self.br, b_ir + b_hr), (self.bz, b_iz + b_hz),
-                             (self.bh, b_in), (self.bhn, b_hn)):
+        for mine, theirs in (
+            (self.Wr, w_ir.T),
+            (self.Wz, w_iz.T),
+            (self.Wh, w_in.T),
+            (self.Ur, w_hr.T),
+            (self.Uz, w_hz.T),
+            (self.Uh, w_hn.T),
+            (self.br, b_ir + b_hr),
+            (self.bz, b_iz + b_hz),
+            (self.bh, b_in),
+            (self.bhn, b_hn),
+        ):
             mine.copy_(theirs)
         return self
 
 
 @torch.no_grad()
-def generate(model: MatrixGRU, prompt_ids: torch.Tensor, length: int, temperature: float = 0.0,
-             generator: torch.Generator | None = None) -> list[int]:
+def generate(
+    model: MatrixGRU,
+    prompt_ids: torch.Tensor,
+    length: int,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> list[int]:
     """Read the prompt from a zero state, then `length` times pick a character and feed it
     back in (the tutorial's sampler kept feeding the prompt instead)."""
     from seqlab.sampling import next_token

@@ -10,8 +10,8 @@ continuing `check_prompt`, feeding each character back in, gives `check_expect`.
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
 import torch.nn.functional as F
+from pydantic import Field
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -26,17 +26,35 @@ from seqlab.types import PositiveInt, SampleSeed, Temperature
 class GRUToyModule(SeqlabModule):
     task = "gru_toy"
 
-    def __init__(self, vocab: list[str], hidden_size: PositiveInt, init: Literal["randn", "uniform"],
-                 check_prompt: str, check_expect: str, **common):
+    def __init__(
+        self,
+        vocab: list[str],
+        hidden_size: PositiveInt,
+        init: Literal["randn", "uniform"],
+        check_prompt: str,
+        check_expect: str,
+        **common,
+    ):
         super().__init__(**common)
-        if not check_prompt or not check_expect.startswith(check_prompt) or len(check_expect) <= len(check_prompt) \
-                or any(c not in vocab for c in check_expect):
-            raise SeqlabError(f"model.check_expect={check_expect!r} must start with model.check_prompt={check_prompt!r}, "
-                              f"go on, and use only the characters {' '.join(vocab)}; e.g. check_prompt=Ma check_expect=MathMathMath")
+        if (
+            not check_prompt
+            or not check_expect.startswith(check_prompt)
+            or len(check_expect) <= len(check_prompt)
+            or any(c not in vocab for c in check_expect)
+        ):
+            raise SeqlabError(
+                f"model.check_expect={check_expect!r} must start with model.check_prompt={check_prompt!r}, "
+                f"go on, and use only the characters {' '.join(vocab)}; e.g. check_prompt=Ma check_expect=MathMathMath"
+            )
         self.vocab = list(vocab)
         self.model = MatrixGRU(len(vocab), hidden_size, init)
-        self.init_metrics({"loss": MeanMetric(), "char_acc": MulticlassAccuracy(len(vocab), average="micro"),
-                           "continuation_ok": MeanMetric()})
+        self.init_metrics(
+            {
+                "loss": MeanMetric(),
+                "char_acc": MulticlassAccuracy(len(vocab), average="micro"),
+                "continuation_ok": MeanMetric(),
+            }
+        )
 
     def _logits(self, batch, stage: str):
         x, _ = batch
@@ -60,20 +78,34 @@ class GRUToyModule(SeqlabModule):
         with evaluating(self):
             return self.respond(hp.check_prompt, length=len(hp.check_expect) - len(hp.check_prompt), temperature=0.0)
 
-    def respond(self, prompt: str, *, length: Annotated[int, Field(ge=0, le=10_000)] = 10, temperature: Temperature = 0.8,
-                seed: SampleSeed | None = None) -> str:
+    def respond(
+        self,
+        prompt: str,
+        *,
+        length: Annotated[int, Field(ge=0, le=10_000)] = 10,
+        temperature: Temperature = 0.8,
+        seed: SampleSeed | None = None,
+    ) -> str:
         """The prompt and `length` characters after it (as the tutorial prints them: "Ma" ->
         "MathMathMath"), each sampled with `temperature` (0 = greedy) and fed back in, from a
         zero hidden state."""
         if not prompt or any(c not in self.vocab for c in prompt):
-            raise SeqlabError(f"the prompt {prompt!r} must be one or more of the characters {' '.join(self.vocab)}; "
-                              "pass e.g. prompt=Ma")
+            raise SeqlabError(
+                f"the prompt {prompt!r} must be one or more of the characters {' '.join(self.vocab)}; "
+                "pass e.g. prompt=Ma"
+            )
         ids = torch.tensor([self.vocab.index(c) for c in prompt], device=self.device)
-        return prompt + "".join(self.vocab[i] for i in generate(self.model, ids, length, temperature, make_generator(seed)))
+        return prompt + "".join(
+            self.vocab[i] for i in generate(self.model, ids, length, temperature, make_generator(seed))
+        )
 
     def log_examples(self, writer) -> None:
         text = self.trainer.datamodule.hparams.text if attached_trainer(self) and self.trainer.datamodule else None
         if text:
-            writer.add_figure("examples/gru_toy", reading_figure(self.model, self.vocab, text, self.device),
-                              self.global_step, close=True)
+            writer.add_figure(
+                "examples/gru_toy",
+                reading_figure(self.model, self.vocab, text, self.device),
+                self.global_step,
+                close=True,
+            )
         writer.add_text("samples/greedy", f"`{self.hparams.check_prompt}` → `{self.continuation()}`", self.global_step)

@@ -30,8 +30,9 @@ def stream_seed(seed: int, stream: int, epoch: int = 0, rank: int = 0) -> int:
     return int(state[0]) << 31 ^ int(state[1])
 
 
-def make_examples(n: int, seed: int, seq_len: int = 10, max_start: int = 5, min_len: int = 2,
-                  digit_low: int = 1, digit_high: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+def make_examples(
+    n: int, seed: int, seq_len: int = 10, max_start: int = 5, min_len: int = 2, digit_low: int = 1, digit_high: int = 9
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` examples as the tutorial draws them, but all at once.
 
     X (n, seq_len): idx uniform in [0, max_start], len uniform in [min_len, seq_len-2-idx],
@@ -76,19 +77,34 @@ class SubseqDataModule(SeqlabDataModule):
 
     task = "subseq"
 
-
-    def __init__(self, seq_len: PositiveInt, max_start: NonNegativeInt, min_len: PositiveInt, digit_low: PositiveInt,
-                 digit_high: PositiveInt, train_size: PositiveInt, val_size: PositiveInt, test_size: PositiveInt,
-                 batch_size: PositiveInt, eval_batch_size: PositiveInt, seed: NonNegativeInt | None, val_seed: NonNegativeInt,
-                 test_seed: NonNegativeInt):
+    def __init__(
+        self,
+        seq_len: PositiveInt,
+        max_start: NonNegativeInt,
+        min_len: PositiveInt,
+        digit_low: PositiveInt,
+        digit_high: PositiveInt,
+        train_size: PositiveInt,
+        val_size: PositiveInt,
+        test_size: PositiveInt,
+        batch_size: PositiveInt,
+        eval_batch_size: PositiveInt,
+        seed: NonNegativeInt | None,
+        val_seed: NonNegativeInt,
+        test_seed: NonNegativeInt,
+    ):
         super().__init__()
         if not digit_low <= digit_high:
-            raise SeqlabError(f"need data.digit_low <= data.digit_high (0 is the padding), got {digit_low}..{digit_high}; "
-                              f"pass e.g. data.digit_low=1 data.digit_high=9")
+            raise SeqlabError(
+                f"need data.digit_low <= data.digit_high (0 is the padding), got {digit_low}..{digit_high}; "
+                f"pass e.g. data.digit_low=1 data.digit_high=9"
+            )
         if max_start + min_len > seq_len - 2:
-            raise SeqlabError(f"need data.max_start + data.min_len <= data.seq_len - 2 (every slice must fit), got "
-                              f"seq_len={seq_len} max_start={max_start} min_len={min_len}; "
-                              f"pass e.g. data.seq_len=10 data.max_start=5 data.min_len=2")
+            raise SeqlabError(
+                f"need data.max_start + data.min_len <= data.seq_len - 2 (every slice must fit), got "
+                f"seq_len={seq_len} max_start={max_start} min_len={min_len}; "
+                f"pass e.g. data.seq_len=10 data.max_start=5 data.min_len=2"
+            )
         # seed=null: a random training stream (not repeatable, as asked); the held-out sets stay fixed.
         self.train_seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
 
@@ -102,14 +118,27 @@ class SubseqDataModule(SeqlabDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         hp, device = self.hparams, self.device()
-        self.val_set = [t.to(device) for t in make_examples(hp.val_size, stream_seed(hp.val_seed, VAL), **self.format())]
-        self.test_set = [t.to(device) for t in make_examples(hp.test_size, stream_seed(hp.test_seed, TEST), **self.format())]
+        self.val_set = [
+            t.to(device) for t in make_examples(hp.val_size, stream_seed(hp.val_seed, VAL), **self.format())
+        ]
+        self.test_set = [
+            t.to(device) for t in make_examples(hp.test_size, stream_seed(hp.test_seed, TEST), **self.format())
+        ]
 
     def train_dataloader(self) -> DataLoader:
         # Under DDP each rank draws its own examples (the rank is part of the seed).
         hp = self.hparams
-        return self.resumable(FreshExamples(hp.train_size, hp.batch_size, self.train_seed, self.format(), self.epoch,
-                                            self.rank_and_world()[0], self.device()))
+        return self.resumable(
+            FreshExamples(
+                hp.train_size,
+                hp.batch_size,
+                self.train_seed,
+                self.format(),
+                self.epoch,
+                self.rank_and_world()[0],
+                self.device(),
+            )
+        )
 
     def val_dataloader(self) -> DataLoader:
         return tensor_batches(self.val_set, self.hparams.eval_batch_size)
@@ -120,9 +149,11 @@ class SubseqDataModule(SeqlabDataModule):
 
 def format_help(fmt: dict) -> str:
     body = fmt["seq_len"] - 2
-    return (f"{fmt['seq_len']} numbers 'idx len x0 … x{body - 1}' with idx in 0..{fmt['max_start']}, "
-            f"len in {fmt['min_len']}..{body}-idx, digits x in {fmt['digit_low']}..{fmt['digit_high']}, "
-            f"e.g. prompt=\"2 3 1 8 2 5 8 6 4 5\"")
+    return (
+        f"{fmt['seq_len']} numbers 'idx len x0 … x{body - 1}' with idx in 0..{fmt['max_start']}, "
+        f"len in {fmt['min_len']}..{body}-idx, digits x in {fmt['digit_low']}..{fmt['digit_high']}, "
+        f'e.g. prompt="2 3 1 8 2 5 8 6 4 5"'
+    )
 
 
 def parse_prompt(prompt, fmt: dict) -> torch.Tensor:

@@ -38,8 +38,17 @@ class Seq2Seq(nn.Module):
     """Encoder and decoder of equal size; the decoder starts from the encoder's final state and a
     zero token, and then reads back either its own best guess or (teacher forcing) the target."""
 
-    def __init__(self, in_vocab: int, out_vocab: int, out_len: int, emb_dim: int, hidden_size: int, n_layers: int,
-                 dropout: float, init_range: float):
+    def __init__(
+        self,
+        in_vocab: int,
+        out_vocab: int,
+        out_len: int,
+        emb_dim: int,
+        hidden_size: int,
+        n_layers: int,
+        dropout: float,
+        init_range: float,
+    ):
         super().__init__()
         self.out_len = out_len
         self.encoder = Encoder(in_vocab, emb_dim, hidden_size, n_layers, dropout)
@@ -48,8 +57,9 @@ class Seq2Seq(nn.Module):
             for p in self.parameters():
                 nn.init.uniform_(p, -init_range, init_range)
 
-    def forward(self, src: torch.Tensor, target: torch.Tensor | None = None,
-                force: list[bool] | None = None) -> torch.Tensor:
+    def forward(
+        self, src: torch.Tensor, target: torch.Tensor | None = None, force: list[bool] | None = None
+    ) -> torch.Tensor:
         """Logits (batch, out_len, vocab).
 
         `force[t]` says whether step t+1 reads the target's token t (teacher forcing) or the

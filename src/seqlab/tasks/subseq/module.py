@@ -18,16 +18,34 @@ from seqlab.types import Dropout, NonNegativeFloat, PositiveInt, Probability
 class SubseqModule(SeqlabModule):
     task = "subseq"
 
-    def __init__(self, seq_len: int, max_start: int, min_len: int, digit_low: int, digit_high: int,
-                 emb_dim: PositiveInt, hidden_size: PositiveInt, n_layers: PositiveInt, dropout: Dropout,
-                 init_range: NonNegativeFloat, teacher_forcing: Probability, teacher_forcing_end: Probability | None,
-                 n_examples: PositiveInt, **common):
+    def __init__(
+        self,
+        seq_len: int,
+        max_start: int,
+        min_len: int,
+        digit_low: int,
+        digit_high: int,
+        emb_dim: PositiveInt,
+        hidden_size: PositiveInt,
+        n_layers: PositiveInt,
+        dropout: Dropout,
+        init_range: NonNegativeFloat,
+        teacher_forcing: Probability,
+        teacher_forcing_end: Probability | None,
+        n_examples: PositiveInt,
+        **common,
+    ):
         super().__init__(**common)
         out_vocab = digit_high + 1  # 0 (padding / start token) and the digits
         in_vocab = max(max_start, seq_len - 2, digit_high) + 1  # idx, len and digits share one vocabulary
         self.model = Seq2Seq(in_vocab, out_vocab, seq_len - 2, emb_dim, hidden_size, n_layers, dropout, init_range)
-        self.init_metrics({"loss": MeanMetric(), "token_acc": MulticlassAccuracy(out_vocab, average="micro"),
-                           "exact_acc": MulticlassExactMatch(out_vocab)})
+        self.init_metrics(
+            {
+                "loss": MeanMetric(),
+                "token_acc": MulticlassAccuracy(out_vocab, average="micro"),
+                "exact_acc": MulticlassExactMatch(out_vocab),
+            }
+        )
         self._examples = None  # (x, prediction, target) of the first validation batch, for log_examples
 
     def teacher_forcing_ratio(self) -> float:

@@ -1,0 +1,156 @@
+"""One line for what went wrong: from the typed errors of seqlab, Hydra, OmegaConf (their fields:
+`full_key`, `parent_node`, a missing config's `options`), Lightning and PyYAML, never from their
+message text; and the slips of typing an override, caught before Hydra reads it."""
+
+import difflib
+import errno
+import inspect
+from pathlib import Path
+
+import hydra
+import yaml
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from seqlab.errors import SeqlabError
+
+FAULTS = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space",
+    errno.EROFS: "make the disk writable",
+    errno.EACCES: "check the folder's permissions",
+}
+
+
+def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
+    """The one line for a failure the user can fix; None for anything else (a bug)."""
+    if isinstance(e, SeqlabError):
+        return deleted(e.key, str(e), overrides) or str(e)
+    if isinstance(e, MissingConfigException) and e.options is not None:
+        group, _, option = str(e.missing_cfg_file).rpartition("/")
+        close = difflib.get_close_matches(option, e.options, n=1)
+        hint = f"did you mean {group}={close[0]}? " if close else ""
+        return f"no config {option!r} in group {group!r}; {hint}options: {', '.join(sorted(e.options)) or '(none)'}"
+    for err in (e, e.__cause__):  # (Hydra raises its own error from OmegaConf's, which names the key)
+        if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and err.full_key and err.parent_node is not None:
+            return deleted(err.full_key, "", overrides) or unknown_key(err, overrides)
+        if isinstance(err, OmegaConfBaseException) and err.full_key:
+            message = f"{err.full_key}: {str(err.msg).strip().splitlines()[0]}"
+            return deleted(err.full_key, message, overrides) or f"{message}; fix that value"
+    if isinstance(e, (HydraException, OmegaConfBaseException, MisconfigurationException)):
+        return one_line(str(e))
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:  # a config file of the user's
+        at = e.problem_mark
+        return f"{at.name} is not valid YAML: {e.problem} at line {at.line + 1}, column {at.column + 1}; fix it"
+    if isinstance(e, OSError) and e.errno in FAULTS and e.filename:
+        return f"{e.strerror} ({e.filename}); {FAULTS[e.errno]}; {ctx.continues() if ctx else 'start it again'}"
+    return None
+
+
+def one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
+
+
+def deleted(key: str | None, message: str, overrides: list[str]) -> str | None:
+    """A setting the run needs, deleted with ~key on the command line: the ~ is the mistake."""
+    for gone in (a[1:].split("=")[0] for a in overrides if a.startswith("~")):
+        if key and (key == gone or key.startswith(gone + ".")):
+            if "." not in gone:  # a whole node: ~trainer
+                return f"~{gone} removes the {gone} settings every run needs; drop it (another: {gone}=<option>)"
+            return f"~{gone} deleted a setting this run needs ({message.split(';')[0] or key}); drop ~{gone}"
+    return None
+
+
+def unknown_key(e, overrides: list[str]) -> str:
+    """A key the config lacks: a misspelt group, a callback or logger the run has not, an argument
+    of the class the node builds that the config leaves at its default (+key), or the near one."""
+    from seqlab.run.cli import CONF_DIR
+
+    key = next((a.lstrip("+~").split("=")[0] for a in overrides if a.lstrip("+~").startswith(e.full_key)), e.full_key)
+    name, where, node = str(e.key), e.full_key[: -len(str(e.key))].rstrip("."), e.parent_node
+    value = next((a.split("=", 1)[1] for a in overrides if a.lstrip("+~").startswith(key + "=")), "…")
+    groups = difflib.get_close_matches(name, [p.name for p in Path(CONF_DIR).iterdir()], n=1, cutoff=0.75)
+    if not where and groups:  # experimnet=gru_toy
+        return f"unknown config key {key!r}; did you mean {groups[0]}={value}?"
+    if where in ("callbacks", "logger") and key != e.full_key:  # callbacks.early_stopping.patience
+        one = where.rstrip("s")
+        add = (
+            "pick loggers with logger=…, e.g. logger=many"
+            if one == "logger"
+            else "add one with '+"
+            + (f"callbacks.{name}={{_target_:lightning.pytorch.callbacks.EarlyStopping,monitor:val/loss}}'")
+        )
+        return f"this run has no {one} {name} (its {one}s: {', '.join(node) or 'none'}); {add}"
+    try:
+        cls = hydra.utils.get_class(node["_target_"]) if "_target_" in node else None
+    except Exception:  # a _target_ that does not import: its own line comes when it is checked
+        cls = None
+    params = [p for p in inspect.signature(cls).parameters if p not in ("self", "params", "optimizer")] if cls else []
+    if name in params:
+        return (
+            f"{key} is an argument of {cls.__name__} that this config leaves at its default; add it with +{key}={value}"
+        )
+    if params and not hasattr(cls, "task"):  # a class seqlab does not own: its own arguments
+        close = difflib.get_close_matches(name, params, n=1)
+        hint = f"did you mean {where}.{close[0]}=…?" if close else f"its arguments: {', '.join(params)}"
+        return f"{key} is not an argument of {cls.__name__}; {hint}"
+    known = [k for k in node if k != "_target_"]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    whose = f"the {cls.task} {where}" if hasattr(cls, "task") else where
+    hint = f"did you mean {where + '.' if where else ''}{close[0]}=…?" if close else f"{whose} has: {', '.join(known)}"
+    hint = hint if where or close else "this config has no such key"
+    return f"unknown config key {key!r}; {hint} (--cfg job lists the keys)"
+
+
+# ---- overrides as typed -------------------------------------------------------------------------------
+def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
+    """Each override as Hydra's parser reads it, prompts and paths (a grid job's folder holds '='
+    and ',') taken as typed; a value with commas outside -m is a sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, checked = OverridesParser.create(), []
+    for i, a in enumerate(overrides):
+        key, eq, value = a.lstrip("+").partition("=")
+        literal = key == "prompt" or (
+            key in ("resume",) + ("ckpt_path", "data.path") * (not sweeping) and any(c in value for c in "=,[]{}()' ")
+        )
+        if eq and literal and "${" not in value and not (value[:1] in "'\"" and value[-1:] == value[:1] != ""):
+            a = f"{a.partition('=')[0]}={quote(value)}"
+        try:
+            parsed = parser.parse_overrides([a])[0]
+        except OverrideParseException:
+            raise SeqlabError(parse_hint(a, overrides[i - 1] if i else "", overrides[i + 1 : i + 3])) from None
+        if parsed.is_sweep_override() and not sweeping and not a.startswith("hydra."):
+            raise SeqlabError(
+                f"{a}: a value with commas is a sweep; add -m to sweep it, or write a list in brackets, "
+                f"e.g. '{parsed.key_or_group}=[{value}]'",
+                parsed.key_or_group,
+            )
+        checked.append(a)
+    return checked
+
+
+def parse_hint(a: str, before: str, after: list[str]) -> str:
+    """The usual slips behind an override Hydra cannot parse, each with its fix."""
+    key, eq, value = a.partition("=")
+    if not eq and ":" in a:
+        return f"{a!r} is not key=value; write {a.replace(':', '=', 1)} (overrides use =, not :)"
+    if not eq and after and after[0].startswith("="):  # `key = value`
+        return f"{a!r} is not key=value: write no spaces around =, e.g. {a}={after[0][1:] or (after[1:] or ['…'])[0]}"
+    if not eq:
+        whole = f" (quote it whole: '{before.replace(chr(39), '')} {a}')" if "=" in before else ""
+        return f"{a!r} is not key=value: a stray word, or part of a value the shell split at a space{whole}; drop it"
+    if any(q in value for q in "“”‘’"):
+        return f"{a!r} has typographic quotes; use straight quotes ' or \" (or none): {key}={value.strip('“”‘’')}"
+    if value.endswith(","):
+        return f"{a!r} ends with a comma; drop it ({key}={value.rstrip(',')}), or add -m and a second value to sweep"
+    for opening, closing in ("[]", "{}", "()"):
+        if (missing := value.count(opening) - value.count(closing)) > 0:
+            return f"{a!r} has an unclosed '{opening}'; close it: {key}={value}{closing * missing}"
+    return f"cannot parse {a!r}; quote a value with spaces or symbols for Hydra, e.g. '{key}=\"{value}\"'"
+
+
+def quote(value: str) -> str:
+    """A value Hydra reads literally, whatever symbols it holds."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
