@@ -196,7 +196,7 @@ CONFIG_CASES = [
     (["experiment=gru_toy", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 trains on nothing"),
     (
         ["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"],
-        "would put every job of the sweep in one folder",
+        "puts every job of the sweep in one folder",
     ),
     (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
     (["data.min_freq=100000"], "model.sample_prompt='the ' has no character of this text's vocabulary"),
@@ -279,7 +279,7 @@ CONFIG_CASES = [
     (["model.optimizer=adamw"], "to pick an option of the config group write model/optimizer=adamw"),
     (
         ["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=slurm"],
-        "SLURM's sbatch, which this machine does not have",
+        "SLURM's sbatch, which this machine has not",
     ),
     (
         ["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.backend=banana"],

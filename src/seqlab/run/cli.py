@@ -24,6 +24,7 @@ from seqlab.run import sweep  # (registers the resolvers the configs use)
 
 CONF_DIR = str(resources.files("seqlab.conf"))
 PRINTING = ("cfg", "info", "help", "hydra_help", "version", "shell_completion")  # Hydra prints, runs nothing
+INFO = ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
 # What people used to argparse scripts type, and the override that means it.
 FLAG_ALIASES = {
     "epochs": "trainer.max_epochs",
@@ -65,7 +66,7 @@ class CommandLine:
 
 def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
     """Hydra's flags (wherever typed) apart from the overrides; dashed words that are not flags,
-    tool options of another tool, and overrides Hydra cannot parse, each named with its fix."""
+    what a tool does not take, and overrides Hydra cannot parse, each named with its fix."""
     from seqlab.run.explain import check_syntax
     from seqlab.run.schema import check_options
 
@@ -73,8 +74,7 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
     parser.add_argument("--multirun", "-m", action="store_true")
     parser.add_argument("--config-dir", "-cd", action="append", default=[])
     parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
-    info = ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
-    parser.add_argument("--info", "-i", nargs="?", const="all", choices=info)
+    parser.add_argument("--info", "-i", nargs="?", const="all", choices=INFO)
     parser.add_argument("--package", "-p")
     for flag in ("--resolve", "--shell-completion", "--help", "--hydra-help", "--version"):
         parser.add_argument(flag, *(["-h"] if flag == "--help" else []), action="store_true")
@@ -82,40 +82,32 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
         ns, overrides = parser.parse_known_args(argv)
     except argparse.ArgumentError as e:
         raise SeqlabError(f"{e} (seqlab-{tool} --hydra-help lists these flags)") from None
+    flags = [
+        a for a in argv if a not in overrides and a not in ns.config_dir and not a.startswith(("-cd", "--config-d"))
+    ]
     for a in (a for a in overrides if a.startswith("-")):
-        name, eq, value = a.lstrip("-").replace("-", "_").partition("=")
-        after = argv[argv.index(a) + 1 :][:1]
-        value = value or (after[0] if after and "=" not in after[0] and not after[0].startswith("-") else "…")
-        raise SeqlabError(
-            f"{a} is not an option; overrides are written key=value without dashes, e.g. "
-            f"{FLAG_ALIASES.get(name, name)}={value}"
-        )
+        name, _, value = a.lstrip("-").replace("-", "_").partition("=")
+        after = [b for b in argv[argv.index(a) + 1 :][:1] if "=" not in b and not b.startswith("-")]
+        example = f"{FLAG_ALIASES.get(name, name)}={value or (after or ['…'])[0]}"
+        raise SeqlabError(f"{a} is not an option; overrides are written key=value without dashes, e.g. {example}")
     printing = any(getattr(ns, name) for name in PRINTING)
     if printing and ns.multirun:
         raise SeqlabError("--cfg, --info and --help print and run nothing; drop -m (the config they show is a job's)")
     if tool != "train" and (ns.multirun or any(a.lstrip("+~").startswith(("hydra.", "hydra/")) for a in overrides)):
-        raise SeqlabError(
-            f"seqlab-{tool} writes no run folder and does not sweep, so it takes no -m and no Hydra "
-            f"settings; drop them (a loop in the shell runs it for several checkpoints)"
-        )
+        raise SeqlabError(f"seqlab-{tool} writes no run folder and does not sweep: drop -m and hydra settings")
     if param := next((a for a in overrides if a.startswith("hydra.sweeper.params.")), None):  # (its key holds dots)
         name, _, value = param.removeprefix("hydra.sweeper.params.").partition("=")
         raise SeqlabError(
             f"hydra.sweeper.params.{name} cannot be set on the command line; give the search range as "
             f"the key itself: -m hparams_search=… '{name}={value}'"
         )
-    if ns.config_dir:
-        folders = ",".join(f"file://{Path(d).expanduser().resolve()}" for d in ns.config_dir)
-        overrides = [*overrides, f"hydra.searchpath=[{folders}]"]  # (an override: a run records it)
-    overrides = check_syntax(overrides, ns.multirun or printing)
+    folders = ",".join(f"file://{Path(d).expanduser().resolve()}" for d in ns.config_dir)
+    overrides = check_syntax(overrides + [f"hydra.searchpath=[{folders}]"] * bool(folders), ns.multirun or printing)
     if tool != "train":  # a tool's options depend on the checkpoint: added as given, checked by the tool
-        for a in overrides:  # (a config group the tool has not, e.g. experiment=, Hydra would try to load)
-            top = a.lstrip("+~").split("=")[0].split(".")[0]
+        for top in {a.lstrip("+~").split("=")[0].split(".")[0] for a in overrides}:  # (a group Hydra would load)
             if (Path(CONF_DIR) / top).is_dir() and top not in takes and f"{top}.<key>" not in takes:
                 check_options(tool, {top: None}, takes)
         overrides = [f"++{a}" if "=" in a and not a.startswith(("+", "~", "hydra.")) else a for a in overrides]
-    flags = [a for a in argv if a not in overrides and a not in ns.config_dir]
-    flags = [a for a in flags if a not in ("--config-dir", "-cd") and not a.startswith("--config-dir=")]
     return CommandLine(tool, flags, overrides, ns.multirun, printing)
 
 
@@ -153,6 +145,7 @@ def command(tool: str, run, takes: list[str] = ()):
     """`run(cfg, ctx)` on the composed config (per job under -m), inside the boundary; returns its
     value (for sweepers). `takes`: the tool's own options."""
     from seqlab.run.explain import explain
+    from seqlab.run.resume import resume_overrides
 
     line, ctx = None, None
     try:
@@ -164,24 +157,11 @@ def command(tool: str, run, takes: list[str] = ()):
                 stack.callback(sys.path.remove, os.getcwd())
             setup_process()
             line, ctx = parse(sys.argv[1:], tool, list(takes)), Context(stack, command_name(tool))
+            if tool == "train":
+                line.overrides = resume_overrides(line.overrides, line.multirun)  # (as typed without resume=)
             if line.printing:
                 return hydra_main(line, lambda cfg: None)
-            if tool != "train":
-                return run(compose(tool, line.overrides), ctx)
-            resume = next((a for a in reversed(line.overrides) if a.startswith("resume=")), None)
-            if resume:
-                from hydra.core.override_parser.overrides_parser import OverridesParser
-
-                from seqlab.run.resume import resume_overrides
-
-                if line.multirun:
-                    raise SeqlabError(
-                        "resume= continues one run and cannot be swept; drop -m (resume each sweep job's "
-                        "folder on its own: resume=outputs/<name>/multirun/<time>/<job>)"
-                    )
-                folder = OverridesParser.create().parse_override(resume).value()
-                line.overrides = resume_overrides(folder, line.overrides)
-            return sweep_or_run(line, run, ctx)
+            return sweep_or_run(line, run, ctx) if tool == "train" else run(compose(tool, line.overrides), ctx)
     except (KeyboardInterrupt, Interrupted) as e:  # (KeyboardInterrupt: a Ctrl-C before our handler)
         stopped = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
         before = tool == "train" and stopped.message == str(Interrupted(stopped.signum))

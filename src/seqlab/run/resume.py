@@ -16,10 +16,21 @@ def key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def resume_overrides(given: str, new: list[str]) -> list[str]:
-    """The run's own overrides, then the new command line's (e.g. a larger trainer.max_epochs),
-    which win; `resume=` stays, so that the run keeps its folder and restarts from its last.ckpt."""
-    run = Path(given).expanduser()
+def resume_overrides(new: list[str], multirun: bool) -> list[str]:
+    """With resume=<run>: the run's own overrides, then the command line's (e.g. a larger
+    trainer.max_epochs), which win; `resume=` stays, so that the run keeps its folder and restarts
+    from its last.ckpt."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = next((a for a in reversed(new) if a.startswith("resume=")), None)
+    if given is None:
+        return new
+    if multirun:
+        raise SeqlabError(
+            "resume= continues one run and cannot be swept; drop -m (resume each sweep job's folder on "
+            "its own: resume=outputs/<name>/multirun/<time>/<job>)"
+        )
+    run = Path(OverridesParser.create().parse_overrides([given])[0].value()).expanduser()
     last = run / "checkpoints" / "last.ckpt"
     if run.is_file():
         holder = next((d for d in run.parents if (d / "checkpoints").is_dir()), None)

@@ -1,11 +1,7 @@
-"""Sweep summary: a table of every job's overrides, its monitored metric and its status (with a
-failed job's one-line reason), rewritten as each job ends (so a sweep that stops early still
-leaves one); seqlab-train prints it when the sweep ends.
-
-`SweepSummary` is registered as a Hydra callback in conf/hydra/default.yaml; it works with any
-sweeper and launcher because it reads what each job left on disk (`.hydra/overrides.yaml`,
-`result.json`). The resolvers name a sweep's job folders and its Optuna direction.
-"""
+"""Sweeps (-m): the first job checked before anything is made, the sweep's own folder, and a
+summary of every job's overrides, monitored metric and status (a failed job's one-line reason),
+rewritten as each job ends (a Hydra callback: it reads what each job left on disk, so it works
+with any sweeper and launcher) and printed when the sweep ends."""
 
 import csv
 import hashlib
@@ -34,10 +30,12 @@ def job_name(override_dirname: str, limit: int = 100) -> str:
     return name
 
 
+def direction(monitor_mode: str) -> str:
+    return "maximize" if monitor_mode == "max" else "minimize"
+
+
 OmegaConf.register_new_resolver("seqlab.job_name", job_name, replace=True)
-OmegaConf.register_new_resolver(
-    "seqlab.direction", lambda mode: "maximize" if mode == "max" else "minimize", replace=True
-)
+OmegaConf.register_new_resolver("seqlab.direction", direction, replace=True)
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -107,10 +105,9 @@ class SweepSummary(Callback):
 
 # ---- -m: a sweep, started by seqlab-train ---------------------------------------------------------------
 def run_sweep(line, first, run, ctx):
-    """Check the sweep's first job as a run's config is checked, make the sweep's folder (or take
-    the one given), then let Hydra's sweeper and launcher call `run` once per job; print the
-    summary. A sweep whose every job failed before its first checkpoint leaves no folder and no
-    new Optuna study."""
+    """Check the first job as a run is checked, make the sweep's folder (or take the one given,
+    which must hold no sweep), let Hydra's sweeper and launcher call `run` once per job, and print
+    the summary. A sweep whose every job failed before a checkpoint leaves no folder, no new study."""
     from hydra.core.hydra_config import HydraConfig
 
     from seqlab.run import cli, rundir
@@ -119,31 +116,24 @@ def run_sweep(line, first, run, ctx):
 
     hc = HydraConfig.get()
     check_sweep(line.overrides, hc)
-    set_output_dir(Path(str(hc.sweep.dir)) / "0")
+    folder = Path(str(hc.sweep.dir)).expanduser().absolute()
+    set_output_dir(folder / "0")
     check(first)
-    if any(o.startswith("hydra.sweep.dir=") for o in cli.given(hc, "hydra")):
-        folder = Path(str(hc.sweep.dir)).expanduser().absolute()
-        if folder.exists() and any(folder.glob("*/.hydra")):
-            raise SeqlabError(
-                f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder", "hydra.sweep.dir"
-            )
-        if not folder.exists():
-            folder = rundir.make_folder(ctx.stack, folder, "hydra.sweep.dir", suffix=False)
-    else:
-        folder = rundir.make_folder(ctx.stack, Path(str(hc.sweep.dir)), "hydra.sweep.dir")
+    named = any(o.startswith("hydra.sweep.dir=") for o in cli.given(hc, "hydra"))
+    if named and any(folder.glob("*/.hydra")):
+        raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder")
+    if not (named and folder.exists()):
+        folder = rundir.make_folder(ctx.stack, folder, "hydra.sweep.dir", suffix=not named)
     storage = str(OmegaConf.select(hc, "sweeper.storage", default="") or "")
     study = Path(storage.removeprefix("sqlite:///")).absolute() if storage.startswith("sqlite:///") else None
-    if study is not None and not os.access(study.parent, os.W_OK):  # (else SQLAlchemy's error, deep in Optuna)
+    if study and not os.access(study.parent, os.W_OK):  # (else SQLAlchemy's error, deep inside Optuna)
         raise SeqlabError(
             f"hydra.sweeper.storage={storage}: the folder {study.parent} is not there or cannot be "
-            f"written; pass e.g. hydra.sweeper.storage=sqlite:///{folder}/optuna.db",
-            "hydra.sweeper.storage",
+            f"written; pass e.g. hydra.sweeper.storage=sqlite:///{folder}/optuna.db"
         )
-    if study is not None and not study.exists():  # a study this sweep starts goes with a sweep that kept nothing
-        ctx.stack.push(
-            lambda kind, *_: study.unlink(missing_ok=True) if kind and not any(folder.rglob("*.ckpt")) else None
-        )
-    line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]  # (a given one may hold '=', ',')
+    if study and not study.exists():  # a study this sweep starts goes with a sweep that kept nothing
+        ctx.stack.push(lambda kind, *_: kind and not any(folder.rglob("*.ckpt")) and study.unlink(missing_ok=True))
+    line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]
 
     def job(cfg):
         with ExitStack() as stack:
@@ -158,15 +148,18 @@ def run_sweep(line, first, run, ctx):
 
     try:
         result = cli.hydra_main(line, job)
-    except BaseException as e:
+    except Exception as e:
         print_summary(folder)
-        failed = [r["status"].removeprefix("failed: ") for r in collect(folder) if r["status"].startswith("failed: ")]
-        ok = any(r["status"] == "ok" for r in collect(folder))
-        if isinstance(e, Exception) and explain(e, line.overrides, ctx) is None and failed and not ok:
+        rows = collect(folder)
+        failed = [r["status"][len("failed: ") :] for r in rows if r["status"].startswith("failed: ")]
+        if explain(e, line.overrides, ctx) is None and failed and not any(r["status"] == "ok" for r in rows):
             raise SeqlabError(
                 f"no job of the sweep finished: the first failed with '{failed[0]}' (the sweep summary "
                 f"lists each); fix the search space or the overrides"
             ) from e
+        raise
+    except BaseException:
+        print_summary(folder)
         raise
     if not collect(folder):
         raise SeqlabError("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")
@@ -186,19 +179,20 @@ def first_job(overrides: list[str]) -> list[str]:
         elif o.is_discrete_sweep():
             values = list(o.sweep_string_iterator())
             if not values:
-                raise SeqlabError(f"the sweep has no jobs ({text} is empty); check the -m values", o.key_or_group)
+                raise SeqlabError(f"the sweep has no jobs ({text} is empty); check the -m values")
             jobs.append(f"{o.get_key_element()}={values[0]}")
     return jobs
 
 
 def check_sweep(overrides: list[str], hc) -> None:
     """What a sweep would get wrong only once it runs: jobs that share a folder, a launcher with
-    nowhere to launch, and the Optuna settings whose range Hydra's sweeper does not check."""
+    nowhere to launch, and the settings Hydra's sweeper types but whose range it does not check."""
     import shutil
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from seqlab.run.schema import SweeperSettings, check_arguments
+    from seqlab.train import make
 
     for o in OverridesParser.create().parse_overrides(overrides):
         if o.key_or_group == "experiment" and o.is_sweep_override():  # its jobs would land in the first's folder
@@ -206,22 +200,18 @@ def check_sweep(overrides: list[str], hc) -> None:
                 f"{o.input_line} sweeps over experiments, whose jobs would share one sweep folder; "
                 f"sweep one experiment at a time: -m experiment={next(o.sweep_string_iterator())} …"
             )
-        if o.key_or_group == "hydra.sweep.subdir" and not re.search(
-            r"hydra\.job\.(num|id)", o.get_value_element_as_str()
-        ):
+        if o.key_or_group == "hydra.sweep.subdir" and "hydra.job." not in o.input_line:
             raise SeqlabError(
-                f"{o.input_line} would put every job of the sweep in one folder; keep ${{hydra.job.num}} "
-                f"in it, e.g. 'hydra.sweep.subdir=${{hydra.job.num}}_{o.get_value_element_as_str()}'"
+                f"{o.input_line} puts every job of the sweep in one folder; keep ${{hydra.job.num}} in it, "
+                f"e.g. 'hydra.sweep.subdir=${{hydra.job.num}}_{o.get_value_element_as_str()}'"
             )
     launcher = str(OmegaConf.select(hc, "launcher._target_", default=""))
     if launcher.endswith("SlurmLauncher") and not shutil.which("sbatch"):
         raise SeqlabError(
-            "hydra/launcher=slurm submits each job with SLURM's sbatch, which this machine does not have; "
-            "run the command on a SLURM login node, or use hydra/launcher=parallel to run the jobs here"
+            "hydra/launcher=slurm submits each job with SLURM's sbatch, which this machine has not; run "
+            "it on a SLURM login node, or use hydra/launcher=parallel to run the jobs here"
         )
     for part in ("sweeper", "launcher"):
         check_arguments(f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True))
     if launcher.endswith("JoblibLauncher"):  # its settings are joblib.Parallel's: joblib checks them
-        from seqlab.train import make
-
         make("hydra.launcher", {**OmegaConf.to_container(hc.launcher, resolve=True), "_target_": "joblib.Parallel"})
