@@ -194,10 +194,7 @@ CONFIG_CASES = [
     (["name=gru", "toy"], "part of a value the shell split at a space (quote it whole: 'name=gru toy')"),
     (["--model.hidden_size=16"], "overrides are written key=value without dashes, e.g. model.hidden_size=16"),
     (["experiment=gru_toy", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 trains on nothing"),
-    (
-        ["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"],
-        "puts every job of the sweep in one folder",
-    ),
+    (["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"], "puts every job of the sweep in one folder"),
     (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
     (["data.min_freq=100000"], "model.sample_prompt='the ' has no character of this text's vocabulary"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
@@ -277,10 +274,7 @@ CONFIG_CASES = [
     ),
     (["experiment=gru_toy", "model=charlm"], "the model is the charlm task's but the data is the gru_toy task's"),
     (["model.optimizer=adamw"], "to pick an option of the config group write model/optimizer=adamw"),
-    (
-        ["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=slurm"],
-        "SLURM's sbatch, which this machine has not",
-    ),
+    (["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=slurm"], "SLURM's sbatch, which this machine has not"),
     (
         ["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.backend=banana"],
         "hydra.launcher.backend=banana is refused by Parallel (Invalid backend: banana",

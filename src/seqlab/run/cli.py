@@ -208,14 +208,40 @@ def command_name(tool: str) -> str:
     return f"seqlab-{tool}" if Path(sys.argv[0]).name.startswith("seqlab-") else f"python -m seqlab.{tool}"
 
 
+class Unread:
+    """stdout once nobody reads it (`| head` has ended): the run goes on, its lines into /dev/null."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+
 def setup_process() -> None:
     """Closed stdin, stdout or stderr (`<&-`) read and write /dev/null instead (else the first file
     opened takes that number); and none of what Lightning says that does not concern a seqlab run
     (start-up notes and advertisements, hints about data-loading workers, a torch deprecation)."""
     import logging
+    import threading
     import warnings
 
     from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    from seqlab.run.explain import FAULTS
 
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
         try:
@@ -224,6 +250,10 @@ def setup_process() -> None:
             os.dup2(os.open(os.devnull, os.O_RDWR), fd)
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 (for the process's lifetime)
+    if not isinstance(sys.stdout, Unread):
+        sys.stdout = Unread(sys.stdout)
+    default_hook = threading.excepthook  # a writer thread's full or read-only disk: the command says it, once
+    threading.excepthook = lambda a: isinstance(a.exc_value, OSError) and a.exc_value.errno in FAULTS or default_hook(a)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=PossibleUserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"lightning\.")

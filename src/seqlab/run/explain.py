@@ -43,8 +43,9 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
     if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:  # a config file of the user's
         at = e.problem_mark
         return f"{at.name} is not valid YAML: {e.problem} at line {at.line + 1}, column {at.column + 1}; fix it"
-    if isinstance(e, OSError) and e.errno in FAULTS and e.filename:
-        return f"{e.strerror} ({e.filename}); {FAULTS[e.errno]}; {ctx.continues() if ctx else 'start it again'}"
+    if isinstance(e, OSError) and e.errno in FAULTS and (e.filename or ctx and ctx.run_dir):  # (a thread's: no name)
+        where = e.filename or ctx.run_dir
+        return f"{e.strerror} ({where}); {FAULTS[e.errno]}; {ctx.continues() if ctx else 'start it again'}"
     return None
 
 

@@ -1,0 +1,225 @@
+"""Nothing a command did not make is ever moved or deleted: resume= never touches the run's .hydra/
+or its TensorBoard files, a refused or killed resume leaves the run as it was, and the faults a
+scheduler, a terminal or a disk cause end in one line that says how to continue."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import one_line_error, run_cli
+
+GRU = ["experiment=gru_toy", "trainer.enable_progress_bar=false", "trainer.check_val_every_n_epoch=1"]
+
+
+def files(run) -> dict:
+    """Every file of a run with its bytes (a checkpoint's, its digest-worthy size and mtime)."""
+    return {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+def kept(before: dict, run) -> bool:
+    """Every event file, the run's record and its last and best checkpoints are still there (a
+    resumed run may add event files, rewrite last.ckpt and keep a better best-*.ckpt in place of
+    the best one, as ModelCheckpoint(save_top_k=1) does: never lose one)."""
+    now = files(run)
+    lasting = [k for k in before if k.parts[0] in ("tensorboard", ".hydra") or k.name == "last.ckpt"]
+    return all(k in now for k in lasting) and len(list(run.glob("checkpoints/best-*.ckpt"))) == 1
+
+
+@pytest.fixture
+def run(tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli("seqlab.train", *GRU, "trainer.max_epochs=3", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+def test_the_sequence_that_lost_a_runs_history(run, tmp_path):
+    """--cfg with resume= shows the run's own config and writes nothing; a refused resume after it
+    keeps every file; a good one adds to the run."""
+    before = files(run)
+    proc = run_cli("seqlab.train", f"resume={run}", "--cfg", "job", cwd=tmp_path, in_process=True)
+    assert proc.returncode == 0 and "experiment" not in proc.stdout and "max_epochs: 3" in proc.stdout, proc.stderr
+    assert files(run) == before
+    msg = one_line_error(
+        run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path, in_process=True)
+    )
+    assert "has trained 3 epochs, all that trainer.max_epochs=2 asks for" in msg and files(run) == before
+    proc = run_cli("seqlab.train", f"resume={run}", "--info", "config", cwd=tmp_path, in_process=True)
+    assert proc.returncode == 0 and files(run) == before
+    proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert kept(before, run) and torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 4
+    assert {p: before[p] for p in before if p.parts[0] == ".hydra"} == {
+        p: b for p, b in files(run).items() if p.parts[0] == ".hydra"
+    }  # the run's record as it was started, untouched
+
+
+def test_a_run_with_its_own_configs_resumes_from_another_folder(tmp_path):
+    mine = tmp_path / "mine" / "experiment"
+    mine.mkdir(parents=True)
+    (mine / "tiny.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /data: gru_toy\n  - override /model: gru_toy\n"
+        "name: tiny\nmodel:\n  hidden_size: 3\ntrainer:\n  max_epochs: 1\n"
+    )
+    (tmp_path / "a").mkdir()
+    proc = run_cli("seqlab.train", "--config-dir", "../mine", "experiment=tiny", *GRU[1:], cwd=tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = next((tmp_path / "a" / "outputs" / "tiny" / "runs").iterdir())
+    (tmp_path / "b").mkdir()
+    proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path / "b")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["hyper_parameters"]["hidden_size"] == 3  # the user's experiment, again
+    assert not (tmp_path / "b" / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_of_a_resumes_start(run, tmp_path):
+    before = files(run)
+    for delay in (0.3, 1.0, 2.0, 3.0, 4.0, 6.0):
+        job = subprocess.Popen(
+            [sys.executable, "-m", "seqlab.train", f"resume={run}", "trainer.max_epochs=50"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        job.kill()
+        job.wait()
+        assert kept(before, run), f"killed after {delay} s"
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # whole, whenever it was written
+    proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=60", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert kept(before, run) and not list(run.rglob("*.tmp"))
+
+
+def test_damaged_or_edited_run_state(run, tmp_path):
+    (run / ".hydra" / "overrides.yaml").write_text("- model.hidden_size=[unclosed\n")  # edited: never read again
+    proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=4", cwd=tmp_path, in_process=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # truncated
+    msg = one_line_error(
+        run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=5", cwd=tmp_path, in_process=True)
+    )
+    assert f"cannot read checkpoint {last} (corrupt or truncated" in msg and "best-*.ckpt beside it" in msg
+
+
+def test_two_resumes_at_once(run, tmp_path):
+    """One trains; the other is refused before it writes anything."""
+    before = files(run)
+    args = [sys.executable, "-m", "seqlab.train", f"resume={run}", "trainer.max_epochs=30"]
+    jobs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+    events = len(list(run.glob("tensorboard/events.*")))
+    while len(list(run.glob("tensorboard/events.*"))) == events and jobs[0].poll() is None:
+        time.sleep(0.05)  # (until the first one trains)
+    jobs.append(subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    (_, first), (_, second) = (job.communicate(timeout=300) for job in jobs)
+    assert jobs[0].returncode == 0, first[-3000:]
+    msg = one_line_error(subprocess.CompletedProcess([], jobs[1].returncode, "", second))
+    assert "that run is still going" in msg and kept(before, run)
+
+
+def test_a_resume_that_changes_the_run(run, tmp_path):
+    msg = one_line_error(
+        run_cli("seqlab.train", f"resume={run}", "model/optimizer=sgd", "trainer.max_epochs=5", in_process=True)
+    )
+    assert "was trained with model.optimizer torch.optim.Adam, this run asks for torch.optim.SGD" in msg
+    msg = one_line_error(run_cli("seqlab.train", f"resume={run}", "experiment=charlm", in_process=True))
+    assert "resume= continues a run as it was started (experiment=gru_toy); drop experiment=charlm" in msg
+
+
+def _mount(folder, options: str) -> bool:
+    folder.mkdir(exist_ok=True)
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode
+        == 0
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small file system (needs root)")
+def test_a_full_or_read_only_disk(tmp_path):
+    disk = tmp_path / "disk"
+    if not _mount(disk, "size=2m"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        run = disk / "run"
+        proc = run_cli("seqlab.train", *GRU, "trainer.max_epochs=2", f"hydra.run.dir={run}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        before = files(run)
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * (free - 4096))
+        proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=6", cwd=tmp_path)
+        msg = one_line_error(proc)  # (the checkpoint's or TensorBoard's write, whichever comes first)
+        assert msg.startswith(f"error: No space left on device ({run}") and msg.endswith(
+            f"; free some space; continue with: python -m seqlab.train resume={run}"
+        )
+        assert kept(before, run) and torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        msg = one_line_error(run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=6", in_process=True))
+        assert f"{run}/checkpoints cannot be written (a read-only disk, or its permissions)" in msg
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_closed_output_and_input(run, tmp_path):
+    """| head closes stdout: the work is done and kept, the command ends quietly; <&- closes stdin."""
+    args = [sys.executable, "-m", "seqlab.train", *GRU, "trainer.max_epochs=1", f"paths.root_dir={tmp_path}"]
+    proc = subprocess.run(f"{' '.join(args)} <&- | head -c 1", shell=True, cwd=tmp_path, capture_output=True)
+    assert b"Traceback" not in proc.stderr and list(tmp_path.glob("outputs/gru_toy/runs/*/checkpoints/last.ckpt"))
+    last = run / "checkpoints" / "last.ckpt"
+    gen = f"{sys.executable} -m seqlab.generate ckpt_path={last} prompt=Ma length=5000 | head -c 3"
+    proc = subprocess.run(gen, shell=True, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.stdout == "Mat" and "Traceback" not in proc.stderr, proc.stderr
+    chat = subprocess.run(
+        [sys.executable, "-m", "seqlab.chat", f"ckpt_path={last}"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    assert "Traceback" not in chat.stderr and "'gru_toy' checkpoint" in chat.stderr  # (a one-line refusal, not a hang)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT])
+def test_a_terminals_and_a_schedulers_other_signals(sig, tmp_path):
+    """SIGHUP (a closed terminal), SIGUSR1 (a scheduler's warning), SIGQUIT (Ctrl-\\) stop a run as
+    Ctrl-C does: at a step, last.ckpt written, one line, 128 + the signal."""
+    run = tmp_path / "run"
+    job = subprocess.Popen(
+        [sys.executable, "-m", "seqlab.train", *GRU, "trainer.max_epochs=100000", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (run / "checkpoints" / "last.ckpt").exists() and job.poll() is None:
+        time.sleep(0.05)
+    job.send_signal(sig)
+    err = job.communicate(timeout=120)[1]
+    assert job.returncode == 128 + sig, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"stopped by {signal.Signals(sig).name} at step ") and f"resume={run}" in last
+
+
+def test_several_nodes_without_a_launcher_is_an_answer_not_a_hang(tmp_path):
+    msg = one_line_error(run_cli("seqlab.train", *GRU, "trainer.num_nodes=2", cwd=tmp_path, in_process=True))
+    assert "trainer.num_nodes=2 needs a launcher that starts the command on every node (torchrun --nnodes=2" in msg
+
+
+def test_keys_and_files_that_nothing_would_read(tmp_path):
+    msg = one_line_error(run_cli("seqlab.train", *GRU, "+colour=blue", cwd=tmp_path, in_process=True))
+    assert msg == "error: colour is a key that nothing reads; drop it (seqlab-train --cfg job lists the keys)"
+    msg = one_line_error(run_cli("seqlab.train", *GRU, "+model.colour=blue", cwd=tmp_path, in_process=True))
+    assert "model.colour is not an argument of GRUToyModule" in msg
+    mine = tmp_path / "mine" / "experiment"
+    mine.mkdir(parents=True)
+    (mine / "forgot.yaml").write_text("name: forgot\nmodel:\n  hidden_size: 3\n")  # (no '# @package _global_')
+    msg = one_line_error(
+        run_cli("seqlab.train", "--config-dir", str(tmp_path / "mine"), "experiment=forgot", in_process=True)
+    )
+    assert "give it '# @package _global_' as its first line" in msg
+    assert not (tmp_path / "outputs").exists()
