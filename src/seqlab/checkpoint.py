@@ -25,7 +25,9 @@ def read_checkpoint(path: str | None) -> dict:
         )
     p = Path(path).expanduser()
     if p.is_dir():
-        raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, e.g. ckpt_path={p / 'last.ckpt'}")
+        found = sorted(p.rglob("*.ckpt"), key=lambda c: (c.name != "last.ckpt", len(c.parts)))
+        example = f"e.g. ckpt_path={found[0]}" if found else "(it holds none)"
+        raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, {example}")
     if not p.is_file():
         raise SeqlabError(f"checkpoint not found: {p}; pass ckpt_path=<path to a .ckpt file>")
     with p.open("rb") as f:

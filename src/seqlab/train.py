@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from seqlab.callbacks import GracefulStop, MovedRun, RunRecord
 from seqlab.checkpoint import check_against_run, read_checkpoint
-from seqlab.errors import Interrupted, SeqlabError
+from seqlab.errors import Interrupted, SeqlabError, warn
 from seqlab.module import STEPPING_KEYS
 from seqlab.run import rundir
 from seqlab.run.cli import Context, given, tool_main
@@ -57,6 +57,11 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     )
     os.replace(tmp, result)
     report(cfg, ctx.run_dir, metrics, best)
+    if value is None and cfg.train:  # (e.g. fewer epochs than trainer.check_val_every_n_epoch)
+        warn(
+            f"{monitor} was never measured, so no best checkpoint was kept; validate within the run's epochs "
+            f"(trainer.check_val_every_n_epoch={cfg.trainer.check_val_every_n_epoch})"
+        )
     return value
 
 

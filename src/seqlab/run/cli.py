@@ -68,7 +68,7 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
     """Hydra's flags (wherever typed) apart from the overrides; dashed words that are not flags,
     what a tool does not take, and overrides Hydra cannot parse, each named with its fix."""
     from seqlab.run.explain import check_syntax
-    from seqlab.run.schema import check_options
+    from seqlab.run.schema import check_options, check_user_configs
 
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)
     parser.add_argument("--multirun", "-m", action="store_true")
@@ -101,12 +101,13 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
             f"hydra.sweeper.params.{name} cannot be set on the command line; give the search range as "
             f"the key itself: -m hparams_search=… '{name}={value}'"
         )
+    check_user_configs([Path(d).expanduser() for d in ns.config_dir], overrides)
     folders = ",".join(f"file://{Path(d).expanduser().resolve()}" for d in ns.config_dir)
     overrides = check_syntax(overrides + [f"hydra.searchpath=[{folders}]"] * bool(folders), ns.multirun or printing)
     if tool != "train":  # a tool's options depend on the checkpoint: added as given, checked by the tool
         for top in {a.lstrip("+~").split("=")[0].split(".")[0] for a in overrides}:  # (a group Hydra would load)
             if (Path(CONF_DIR) / top).is_dir() and top not in takes and f"{top}.<key>" not in takes:
-                check_options(tool, {top: None}, takes)
+                check_options(tool, {top: None}, takes + ["the options of its task's respond()"] * (tool != "eval"))
         overrides = [f"++{a}" if "=" in a and not a.startswith(("+", "~", "hydra.")) else a for a in overrides]
     return CommandLine(tool, flags, overrides, ns.multirun, printing)
 

@@ -5,6 +5,7 @@ message text; and the slips of typing an override, caught before Hydra reads it.
 import difflib
 import errno
 import inspect
+import re
 from pathlib import Path
 
 import hydra
@@ -15,6 +16,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from seqlab.errors import SeqlabError
 
+SEVERAL = r"[ ,](?=[\w.+~/-]+=)"  # where a second override starts inside a value
 FAULTS = {
     errno.ENOSPC: "free some space",
     errno.EDQUOT: "free some space",
@@ -30,7 +32,10 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
     if isinstance(e, MissingConfigException) and e.options is not None:
         group, _, option = str(e.missing_cfg_file).rpartition("/")
         close = difflib.get_close_matches(option, e.options, n=1)
-        hint = f"did you mean {group}={close[0]}? " if close else ""
+        searched = [a.partition("=[")[2].rstrip("]") for a in overrides if a.startswith("hydra.searchpath=")]
+        folders = [Path(f.removeprefix("file://")) for a in searched for f in a.split(",")]
+        astray = [f for d in folders for f in d.rglob(f"{option}.yaml")]  # (a file of the user's, in another folder)
+        hint = f"did you mean {group}={close[0]}? " if close else f"{astray[0]} belongs in {group}/; " if astray else ""
         return f"no config {option!r} in group {group!r}; {hint}options: {', '.join(sorted(e.options)) or '(none)'}"
     for err in (e, e.__cause__):  # (Hydra raises its own error from OmegaConf's, which names the key)
         if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and err.full_key and err.parent_node is not None:
@@ -122,7 +127,12 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
             parsed = parser.parse_overrides([a])[0]
         except OverrideParseException:
             raise SeqlabError(parse_hint(a, overrides[i - 1] if i else "", overrides[i + 1 : i + 3])) from None
-        if parsed.is_sweep_override() and not sweeping and not a.startswith("hydra."):
+        if parsed.is_sweep_override() and a.startswith("hydra."):
+            raise SeqlabError(
+                f"{a}: Hydra's own settings take one value, not a sweep; give one (where a sweep's jobs go: "
+                f"hydra.sweep.dir=<folder>)"
+            )
+        if parsed.is_sweep_override() and not sweeping:
             raise SeqlabError(
                 f"{a}: a value with commas is a sweep; add -m to sweep it, or write a list in brackets, "
                 f"e.g. '{parsed.key_or_group}=[{value}]'",
@@ -139,9 +149,13 @@ def parse_hint(a: str, before: str, after: list[str]) -> str:
         return f"{a!r} is not key=value; write {a.replace(':', '=', 1)} (overrides use =, not :)"
     if not eq and after and after[0].startswith("="):  # `key = value`
         return f"{a!r} is not key=value: write no spaces around =, e.g. {a}={after[0][1:] or (after[1:] or ['…'])[0]}"
+    if not eq and (a.endswith(".ckpt") or Path(a, "checkpoints").is_dir()):  # a checkpoint or a run, named bare
+        return f"{a!r} is not key=value; write {'ckpt_path' if a.endswith('.ckpt') else 'resume'}={a}"
     if not eq:
         whole = f" (quote it whole: '{before.replace(chr(39), '')} {a}')" if "=" in before else ""
         return f"{a!r} is not key=value: a stray word, or part of a value the shell split at a space{whole}; drop it"
+    if re.search(SEVERAL, value):  # 'a=1 b=2' as one word, or a=1,b=2
+        return f"{a!r} holds several overrides; write each as a word of its own: {re.sub(SEVERAL, ' ', a)}"
     if any(q in value for q in "“”‘’"):
         return f"{a!r} has typographic quotes; use straight quotes ' or \" (or none): {key}={value.strip('“”‘’')}"
     if value.endswith(","):

@@ -50,8 +50,8 @@ class SweeperSettings(pydantic.BaseModel):
     after the sweep began. joblib checks its jobs at once only when the sweep launches."""
 
     model_config = ConfigDict(extra="ignore")
-    n_trials: PositiveInt | None = None
-    n_jobs: PositiveInt | Annotated[int, Field(lt=0)] | None = None  # (the launcher's: -1 is a job per core)
+    n_trials: PositiveInt = 20
+    n_jobs: PositiveInt | Annotated[int, Field(lt=0)] = 1  # (the launcher's: -1 is a job per core)
     max_failure_rate: Probability = 0.0
     direction: Literal["minimize", "maximize"] | list[Literal["minimize", "maximize"]] = "minimize"
 
@@ -67,8 +67,12 @@ def locate(key: str, node) -> type:
             key,
         )
     target = node.get("_target_")
-    if not isinstance(target, str) or "." not in target:
-        raise SeqlabError(f"{key} has no _target_ (the class it builds); pick an option of its config group", key)
+    if not isinstance(target, str) or "." not in target:  # e.g. a trainer config of the user's, starting afresh
+        raise SeqlabError(
+            f"{key} has no _target_ (the class it builds); pick an option of its config group, or start "
+            f"your own {key} config from one of ours with 'defaults: [<option>]' as its first entry",
+            key,
+        )
     module_name, _, name = target.rpartition(".")
     try:
         module = importlib.import_module(module_name)
@@ -347,6 +351,32 @@ def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: 
     if respond is not None:
         check_arguments("", respond, options, provided=None)
     return options
+
+
+def check_user_configs(folders: list, overrides: list[str]) -> None:
+    """The config folders and files of the user's that the command line picks: each folder there,
+    and an experiment (hparams_search, debug) file global, not empty, with a list of defaults."""
+    import yaml
+
+    for folder in folders:
+        if not folder.is_dir():
+            raise SeqlabError(f"--config-dir {folder}: no such folder")
+    for group, option in (a.split("=", 1) for a in overrides if a.split("=")[0] in ("experiment", "hparams_search")):
+        for file in (f for d in folders for f in [d / group / f"{option.removesuffix('.yaml')}.yaml"] if f.is_file()):
+            text = file.read_text()
+            settings = yaml.safe_load(text)  # (a YAML error names the file and line)
+            if not settings:
+                raise SeqlabError(f"{file} is empty; give it the settings of the {group}")
+            header = [line for line in text.splitlines() if line.strip()][:3]  # (Hydra reads its leading comments)
+            if not any(line.startswith("#") and "@package _global_" in line for line in header):
+                raise SeqlabError(
+                    f"{file} lacks a first line '# @package _global_'; without it its keys land under "
+                    f"{group}.*, where nothing reads them"
+                )
+            if not isinstance(settings.get("defaults", []), list):
+                raise SeqlabError(
+                    f"{file}: its defaults must be a list, one entry a line: '  - override /data: gru_toy'"
+                )
 
 
 def kind(key: str, node, base) -> type:

@@ -152,11 +152,10 @@ def run_sweep(line, first, run, ctx):
         print_summary(folder)
         rows = collect(folder)
         failed = [r["status"][len("failed: ") :] for r in rows if r["status"].startswith("failed: ")]
-        if explain(e, line.overrides, ctx) is None and failed and not any(r["status"] == "ok" for r in rows):
-            raise SeqlabError(
-                f"no job of the sweep finished: the first failed with '{failed[0]}' (the sweep summary "
-                f"lists each); fix the search space or the overrides"
-            ) from e
+        if explain(e, line.overrides, ctx) is None and rows and not any(r["status"] == "ok" for r in rows):
+            why = f"the first failed with '{failed[0]}'" if failed else f"none measured {rows[0]['monitor']} (they end "
+            why += "" if failed else "before their first validation: see trainer.check_val_every_n_epoch)"
+            raise SeqlabError(f"no job of the sweep finished: {why}; the sweep summary lists each") from e
         raise
     except BaseException:
         print_summary(folder)
