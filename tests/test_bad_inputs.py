@@ -147,7 +147,7 @@ CONFIG_CASES = [
     (["model.hidden_size=10000000"], "not enough memory for this model"),
     (["callbacks.model_checkpoint.save_top_k=-2"], "Invalid value for save_top_k=-2. Must be >= -1"),
     (["a=[1,2"], "'a=[1,2' has an unclosed '['; close it: a=[1,2]"),
-    (["a=b c=d"], "cannot parse 'a=b c=d'"),
+    (["a=b c=d"], "'a=b c=d' holds several overrides; write each as a word of its own: a=b c=d"),
     (
         ["-m", "hparams_search=charlm_optuna", "hydra.sweeper.n_trials=0"],
         "hydra.sweeper.n_trials must be an integer >= 1",

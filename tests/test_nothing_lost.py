@@ -106,7 +106,8 @@ def test_damaged_or_edited_run_state(run, tmp_path):
     msg = one_line_error(
         run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=5", cwd=tmp_path, in_process=True)
     )
-    assert f"cannot read checkpoint {last} (corrupt or truncated" in msg and "best-*.ckpt beside it" in msg
+    assert f"resume={run}: its checkpoints/last.ckpt cannot be used (cannot read checkpoint {last}" in msg
+    assert f"ckpt_path={run}/checkpoints/best-" in msg
 
 
 def test_two_resumes_at_once(run, tmp_path):
@@ -151,14 +152,19 @@ def test_a_full_or_read_only_disk(tmp_path):
         proc = run_cli("seqlab.train", *GRU, "trainer.max_epochs=2", f"hydra.run.dir={run}", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         before = files(run)
+        need = (run / "checkpoints" / "last.ckpt").stat().st_size
         free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-        (disk / "filler").write_bytes(b"\0" * (free - 4096))
+        (disk / "filler").write_bytes(b"\0" * (free - need))  # less room than a checkpoint needs
+        msg = one_line_error(run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=6", in_process=True))
+        assert "KiB free, less than the" in msg and f"free some space, then: python -m seqlab.train resume={run}" in msg
+        (disk / "filler").unlink()
+        (disk / "filler").write_bytes(b"\0" * (free - 2 * need - 4096))  # room to start, not to finish
         proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=6", cwd=tmp_path)
         msg = one_line_error(proc)  # (the checkpoint's or TensorBoard's write, whichever comes first)
-        assert msg.startswith(f"error: No space left on device ({run}") and msg.endswith(
+        assert msg.startswith("error: No space left on device (") and msg.endswith(
             f"; free some space; continue with: python -m seqlab.train resume={run}"
         )
-        assert kept(before, run) and torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
+        assert kept(before, run) and torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] >= 1
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         msg = one_line_error(run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=6", in_process=True))
         assert f"{run}/checkpoints cannot be written (a read-only disk, or its permissions)" in msg
@@ -174,7 +180,7 @@ def test_closed_output_and_input(run, tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     gen = f"{sys.executable} -m seqlab.generate ckpt_path={last} prompt=Ma length=5000 | head -c 3"
     proc = subprocess.run(gen, shell=True, cwd=tmp_path, capture_output=True, text=True)
-    assert proc.stdout == "Mat" and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.startswith("Ma") and len(proc.stdout) == 3 and "Traceback" not in proc.stderr, proc.stderr
     chat = subprocess.run(
         [sys.executable, "-m", "seqlab.chat", f"ckpt_path={last}"],
         stdin=subprocess.DEVNULL,

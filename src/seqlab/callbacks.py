@@ -157,19 +157,18 @@ class GracefulStop(L.Callback):
             self._stop(trainer, save=not (self.dirpath / "last.ckpt").is_file() and not trainer.fast_dev_run)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.received is not None:  # the last epoch ended: nothing left to resume
-            signum, self.received = self.received, None
-            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(self.dirpath / "last.ckpt")
-            raise Interrupted(
-                signum,
-                f"stopped by {signal_name(signum)} after the last epoch, before the test; test it "
-                f"with: seqlab-eval ckpt_path={best}",
-                saved=True,
-            )
+        self._tested(trainer, "after the last epoch, before the test")  # nothing left to resume
 
     def on_test_batch_end(self, trainer, *args) -> None:
-        if self.received is not None:  # training is over: its checkpoints are written
-            self._stop(trainer, save=False)
+        self._tested(trainer, "during the test")
+
+    def _tested(self, trainer, when: str) -> None:
+        """A signal once training is over: its checkpoints are written; the test is what is left."""
+        if self.received is not None:
+            signum, self.received = self.received, None
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(self.dirpath / "last.ckpt")
+            message = f"stopped by {signal_name(signum)} {when}; test it with: seqlab-eval ckpt_path={best}"
+            raise Interrupted(signum, message, saved=True)
 
 
 class RunRecord(L.Callback):

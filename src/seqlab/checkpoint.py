@@ -42,18 +42,12 @@ def read_checkpoint(path: str | None) -> dict:
             f"never has); pass a .ckpt written by seqlab-train"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         other = "a best-*.ckpt beside it" if p.name == "last.ckpt" else "e.g. last.ckpt"
         raise SeqlabError(
-            f"cannot read checkpoint {p} (corrupt or truncated: {reason}); use another .ckpt, {other}"
+            f"cannot read checkpoint {p} (corrupt or truncated: {type(e).__name__}); use another .ckpt, {other}"
         ) from None
     if not isinstance(ckpt, dict) or "seqlab" not in ckpt:
-        old = isinstance(ckpt, dict) and "seqlab_task" in ckpt
-        raise SeqlabError(
-            f"{p} is not a checkpoint of this seqlab version ("
-            f"{'written before its config keys were renamed' if old else 'no task recorded in it'}); "
-            f"pass a .ckpt written by seqlab-train"
-        )
+        raise SeqlabError(f"{p} is not a seqlab checkpoint (it records no task); pass a .ckpt written by seqlab-train")
     return ckpt
 
 
@@ -126,10 +120,15 @@ def load_datamodule(ckpt: dict, path, overrides: dict | None = None):
     return data_class(ckpt, path)(**(dict(ckpt.get("datamodule_hyper_parameters", {})) | dict(overrides or {})))
 
 
-def check_against_run(path: str, model, data: dict | None = None) -> None:
+def check_against_run(path: str, model, data: dict | None = None, resumed: bool = False) -> None:
     """Training from a checkpoint: it must be the same task with the same network shapes, or
     one line says what differs (before a run folder fills up)."""
     ckpt = read_checkpoint(path)
+    given, fix = (
+        (f"resume={Path(path).parents[1]}", "resume= keeps the run's network: drop the override that changes it")
+        if resumed
+        else (f"ckpt_path={path}", "use the checkpoint's settings or another one")
+    )
     if ckpt["seqlab"]["task"] != model.task:
         raise SeqlabError(
             f"ckpt_path={path} is a {ckpt['seqlab']['task']!r} checkpoint, but this run trains "
@@ -154,10 +153,7 @@ def check_against_run(path: str, model, data: dict | None = None) -> None:
                 if k in saved_data and saved_data[k] != v and not isinstance(v, (list, dict))
             ]
         what = ", ".join(differ) if differ else f"the shape of {sorted(clash)[0]}"
-        raise SeqlabError(
-            f"ckpt_path={path} has another network than this run: {what}; "
-            f"use the checkpoint's settings or another checkpoint"
-        )
+        raise SeqlabError(f"{given} has another network than this run: {what}; {fix}")
     for part in ("optimizer", "scheduler"):  # their state is restored with the weights: it must fit the class
         was = (ckpt.get("hyper_parameters", {}).get(part) or {}).get("_target_")
         now = (model.hparams.get(part) or {}).get("_target_")

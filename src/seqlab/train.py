@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from contextlib import ExitStack, chdir, nullcontext
@@ -43,18 +44,21 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     check(cfg)
     ctx.run_dir = claim(cfg, ctx, folder)
     set_output_dir(ctx.run_dir)
+    os.environ["SEQLAB_RUN_DIR"] = str(ctx.run_dir)  # (the processes Lightning starts for other devices run here)
+    ctx.stack.callback(os.environ.pop, "SEQLAB_RUN_DIR", None)
     with torch_threads(cfg.get("threads")), chdir(ctx.run_dir) if hc.job.chdir else nullcontext():
         metrics, best = train(cfg, ctx.overrides, ctx.command)
     monitor = cfg.model.monitor
     value = metrics.get(f"best/{monitor}", metrics.get(monitor))
     value = value if value is not None and math.isfinite(value) else None
+    if rank() > 0:  # rank 0 records and reports the run
+        return value
     # What a sweep summary reads back (seqlab.run.sweep); a resumed run adds to the metrics it has.
     result = ctx.run_dir / "result.json"
-    before = json.loads(result.read_text()).get("metrics", {}) if cfg.resume and result.is_file() else {}
+    before = json.loads(result.read_text()) if cfg.resume and result.is_file() else {}  # (a resume adds to it)
+    now = {"monitor": monitor, "value": value, "best_checkpoint": best, "metrics": before.get("metrics", {}) | metrics}
     tmp = result.with_name(f".result.json.{os.getpid()}")
-    tmp.write_text(
-        json.dumps({"monitor": monitor, "value": value, "best_checkpoint": best, "metrics": before | metrics}, indent=2)
-    )
+    tmp.write_text(json.dumps(before | {k: v for k, v in now.items() if v is not None}, indent=2))
     os.replace(tmp, result)
     report(cfg, ctx.run_dir, metrics, best)
     if value is None and cfg.train:  # (e.g. fewer epochs than trainer.check_val_every_n_epoch)
@@ -84,6 +88,11 @@ def check(cfg: DictConfig) -> dict:
     return plain
 
 
+def rank() -> int:
+    """This process's rank among those of one launch (torchrun, srun, Lightning's own), from their environment."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", os.environ.get("LOCAL_RANK", "0"))))
+
+
 def set_output_dir(folder: Path) -> None:
     """The run's folder, where ${hydra:runtime.output_dir} (and so paths.output_dir) points."""
     with read_write(HydraConfig.instance().cfg.hydra.runtime):
@@ -94,6 +103,8 @@ def claim(cfg: DictConfig, ctx: Context, folder: Path) -> Path:
     """This run's folder, held until the command ends: a sweep job's (Hydra made it), the resumed
     run's, a new or empty one named by hand, or a new outputs/<name>/runs/<time>."""
     hc, stack = HydraConfig.get(), ctx.stack
+    if rank() > 0 and os.environ.get("SEQLAB_RUN_DIR"):  # a process Lightning started for another device
+        return Path(os.environ["SEQLAB_RUN_DIR"])
     if ctx.sweep_job:
         rundir.lock(stack, folder, f"{folder} is in use by another run")
         return folder
@@ -111,6 +122,13 @@ def claim(cfg: DictConfig, ctx: Context, folder: Path) -> Path:
             raise SeqlabError(
                 f"{folder / 'checkpoints'} cannot be written (a read-only disk, or its permissions); make "
                 f"it writable, then: {ctx.command} resume={folder}"
+            )
+        last = folder / "checkpoints" / "last.ckpt"
+        need, free = last.stat().st_size if last.exists() else 0, shutil.disk_usage(folder).free
+        if free < 2 * need:  # (a checkpoint is written beside the last before it replaces it)
+            raise SeqlabError(
+                f"{folder} has {free // 1024} KiB free, less than the {2 * need // 1024} KiB a checkpoint "
+                f"needs; free some space, then: {ctx.command} resume={folder}"
             )
         return folder
     if named:
@@ -193,7 +211,7 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     check_monitors(plain, model)
     start = start or (hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
     if start:
-        check_against_run(start, model, plain["data"])
+        check_against_run(start, model, plain["data"], resumed=bool(cfg.get("resume")))
     callbacks = [make(f"callbacks.{k}", v) for k, v in (plain.get("callbacks") or {}).items() if v]
     loggers = [make(f"logger.{k}", v) for k, v in (plain.get("logger") or {}).items() if v]
     drop = (L.pytorch.callbacks.ProgressBar,) * (not plain["trainer"].get("enable_progress_bar", True))
@@ -313,8 +331,12 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             metrics["time/fit_s"] = time.perf_counter() - begun
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if cfg.get("test", True):  # (fast_dev_run and runs without a checkpoint callback: the current weights)
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        if best and not Path(best).is_file():  # (removed by hand, or another run's name in a copied last.ckpt)
+            warn(f"the best checkpoint {best} is not there; the test uses the last weights")
+            best = ""
+        if cfg.get("test", True):  # the best checkpoint; else what the run starts from, or the current weights
+            test_from = best or (ckpt_path if not cfg.get("train", True) else None)
+            trainer.test(model, datamodule=datamodule, ckpt_path=test_from, weights_only=True)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if stop.received is not None:  # a signal after the last step: the run is complete, say so anyway
             raise Interrupted(

@@ -162,7 +162,12 @@ def command(tool: str, run, takes: list[str] = ()):
                 line.overrides = resume_overrides(line.overrides, line.multirun)  # (as typed without resume=)
             if line.printing:
                 return hydra_main(line, lambda cfg: None)
-            return sweep_or_run(line, run, ctx) if tool == "train" else run(compose(tool, line.overrides), ctx)
+            result = sweep_or_run(line, run, ctx) if tool == "train" else run(compose(tool, line.overrides), ctx)
+            sys.stdout.flush()
+            if lost := getattr(sys.stdout, "lost", None):
+                done = f"; the run is complete: {ctx.run_dir}" if ctx.run_dir else ""
+                raise SeqlabError(f"the output could not be written to stdout ({lost.strerror}){done}")
+            return result
     except (KeyboardInterrupt, Interrupted) as e:  # (KeyboardInterrupt: a Ctrl-C before our handler)
         stopped = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
         before = tool == "train" and stopped.message == str(Interrupted(stopped.signum))
@@ -210,25 +215,26 @@ def command_name(tool: str) -> str:
 
 
 class Unread:
-    """stdout once nobody reads it (`| head` has ended): the run goes on, its lines into /dev/null."""
+    """stdout that cannot be written (`| head` has ended; a full disk, a read-only file): the command
+    goes on, its lines into /dev/null; `lost` keeps why, unless nobody was reading any more."""
 
     def __init__(self, stream):
-        self.stream = stream
+        self.stream, self.lost = stream, None
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
 
     def write(self, text: str) -> int:
-        try:
-            return self.stream.write(text)
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
-            return len(text)
+        return self.guard(self.stream.write, text) or len(text)
 
     def flush(self) -> None:
+        self.guard(self.stream.flush)
+
+    def guard(self, write, *text):
         try:
-            self.stream.flush()
-        except BrokenPipeError:
+            return write(*text)
+        except OSError as e:
+            self.lost = self.lost or (None if isinstance(e, BrokenPipeError) else e)
             os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
 
 
@@ -255,11 +261,14 @@ def setup_process() -> None:
         sys.stdout = Unread(sys.stdout)
     default_hook = threading.excepthook  # a writer thread's full or read-only disk: the command says it, once
     threading.excepthook = lambda a: isinstance(a.exc_value, OSError) and a.exc_value.errno in FAULTS or default_hook(a)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.signal_connector"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=PossibleUserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"lightning\.")
     # (seqlab's iterable datasets have a length, and each rank's share is cut to the same size)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\.pytorch\.utilities\.data")
+    # (a resumed run's checkpoints folder is not empty: it is the run's own)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\.pytorch\.callbacks\.model_checkpoint")
 
 
 def tool_main(tool: str, run, takes: list[str] = ()):

@@ -17,11 +17,13 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from seqlab.errors import SeqlabError
 
 SEVERAL = r"[ ,](?=[\w.+~/-]+=)"  # where a second override starts inside a value
+# The machine's state, not a bug: what to do about it.
 FAULTS = {
     errno.ENOSPC: "free some space",
     errno.EDQUOT: "free some space",
     errno.EROFS: "make the disk writable",
-    errno.EACCES: "check the folder's permissions",
+    errno.EACCES: "check the permissions",
+    errno.ENAMETOOLONG: "use a shorter path or name=",
 }
 
 
@@ -48,9 +50,13 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
     if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:  # a config file of the user's
         at = e.problem_mark
         return f"{at.name} is not valid YAML: {e.problem} at line {at.line + 1}, column {at.column + 1}; fix it"
-    if isinstance(e, OSError) and e.errno in FAULTS and (e.filename or ctx and ctx.run_dir):  # (a thread's: no name)
-        where = e.filename or ctx.run_dir
-        return f"{e.strerror} ({where}); {FAULTS[e.errno]}; {ctx.continues() if ctx else 'start it again'}"
+    if isinstance(e, OSError) and e.errno in FAULTS:  # (a writer thread's has no file name)
+        where = (
+            f" ({e.filename if isinstance(e.filename, str) else ctx.run_dir})"
+            if e.filename or ctx and ctx.run_dir
+            else ""
+        )
+        return f"{e.strerror}{where}; {FAULTS[e.errno]}; {ctx.continues() if ctx else 'start it again'}"
     return None
 
 

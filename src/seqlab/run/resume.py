@@ -44,17 +44,44 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
             "resume= continues a run from its own last.ckpt; drop ckpt_path=… (or drop resume= to start "
             "a new run from that checkpoint)"
         )
+    best = sorted(run.glob("checkpoints/best-*.ckpt"))
+    instead = (
+        f"start a new run from its best one: seqlab-train <its settings> ckpt_path={best[-1]}"
+        if best
+        else ("nothing to resume: start it again")
+    )
+    if not last.is_file() and not (run / ".hydra").is_dir() and not best:
+        raise SeqlabError(
+            f"resume={run} is not a seqlab run folder (no checkpoints/last.ckpt, no .hydra/); pass "
+            f"resume=outputs/<name>/runs/<time>"
+        )
     if not last.is_file():
         raise SeqlabError(
-            f"resume={run} is not a seqlab run folder with a checkpoint (no checkpoints/last.ckpt: a run "
-            f"stopped before its first one starts again); pass resume=outputs/<name>/runs/<time>"
+            f"resume={run} has no checkpoints/last.ckpt (it stopped before its first, or it was removed); {instead}"
         )
-    record = read_checkpoint(last).get("seqlab_run")  # (a damaged file is named here)
-    if record is None:
+    try:
+        ckpt = read_checkpoint(last)
+        if best and read_checkpoint(best[-1])["seqlab"]["task"] != ckpt["seqlab"]["task"]:
+            raise SeqlabError(
+                f"it is a {ckpt['seqlab']['task']!r} checkpoint beside a best one of another task, "
+                f"copied in from another run"
+            )
+    except SeqlabError as e:
+        raise SeqlabError(
+            f"resume={run}: its checkpoints/last.ckpt cannot be used ({str(e).split(';')[0]}); {instead}"
+        ) from None
+    if (record := ckpt.get("seqlab_run")) is None:
         raise SeqlabError(
             f"{last} was written before seqlab kept a run's overrides in it; start a new run from it: "
             f"seqlab-train experiment=<its experiment> ckpt_path={last}"
         )
+    for o in (o for o in record["overrides"] if o.startswith("hydra.searchpath=") and key(o) not in map(key, new)):
+        gone = [f for f in o.partition("=[")[2].rstrip("]").split(",") if not Path(f.removeprefix("file://")).is_dir()]
+        if gone:  # (the run's own configs: its experiment file is there)
+            raise SeqlabError(
+                f"resume={run}: the run's config folder {gone[0].removeprefix('file://')} is gone; "
+                f"restore it, or pass --config-dir <a folder with the same configs>"
+            )
     before = {key(o): o for o in record["overrides"]}
     for a in (a for a in new if key(a) in FIXED and before.get(key(a)) != a):
         was = before.get(key(a), f"{key(a)} as composed then")

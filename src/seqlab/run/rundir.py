@@ -84,6 +84,8 @@ def claim_given(stack: ExitStack, path: str, setting: str = "hydra.run.dir") -> 
     if not folder.is_dir():
         raise SeqlabError(f"{setting}={path} is a file, not a folder; pass a new folder (e.g. {folder.parent / 'run'})")
     lock(stack, folder, f"{setting}={path} is in use by a run that is still going; pass a new folder")
+    if run := next((p for p in folder.parents if holds_run(p)), None):
+        raise SeqlabError(f"{setting}={path} is inside the run {run}; pass a folder outside it")
     if holds_run(folder):
         raise SeqlabError(f"{setting}={path} already holds a run; continue it with resume={path}, or pass a new folder")
     if any(folder.iterdir()):

@@ -364,14 +364,15 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
     for group, option in (a.split("=", 1) for a in overrides if a.split("=")[0] in ("experiment", "hparams_search")):
         for file in (f for d in folders for f in [d / group / f"{option.removesuffix('.yaml')}.yaml"] if f.is_file()):
             text = file.read_text()
-            settings = yaml.safe_load(text)  # (a YAML error names the file and line)
+            with file.open() as stream:  # (read from the file, a YAML error names it and the line)
+                settings = yaml.safe_load(stream)
             if not settings:
                 raise SeqlabError(f"{file} is empty; give it the settings of the {group}")
             header = [line for line in text.splitlines() if line.strip()][:3]  # (Hydra reads its leading comments)
             if not any(line.startswith("#") and "@package _global_" in line for line in header):
                 raise SeqlabError(
                     f"{file} lacks a first line '# @package _global_'; without it its keys land under "
-                    f"{group}.*, where nothing reads them"
+                    f"{group}.*, where nothing reads them; give it '# @package _global_' as its first line"
                 )
             if not isinstance(settings.get("defaults", []), list):
                 raise SeqlabError(

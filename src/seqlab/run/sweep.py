@@ -122,7 +122,9 @@ def run_sweep(line, first, run, ctx):
     named = any(o.startswith("hydra.sweep.dir=") for o in cli.given(hc, "hydra"))
     if named and any(folder.glob("*/.hydra")):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder")
-    if not (named and folder.exists()):
+    if named and folder.is_dir():  # (two sweeps given one folder: the second is refused)
+        rundir.lock(ctx.stack, folder, f"hydra.sweep.dir={hc.sweep.dir} is in use by another sweep; pass a new folder")
+    else:
         folder = rundir.make_folder(ctx.stack, folder, "hydra.sweep.dir", suffix=not named)
     storage = str(OmegaConf.select(hc, "sweeper.storage", default="") or "")
     study = Path(storage.removeprefix("sqlite:///")).absolute() if storage.startswith("sqlite:///") else None
