@@ -559,8 +559,8 @@ def test_checkpoint_paths_that_are_not_checkpoints(checkpoints, tmp_path):
 def test_options_a_tool_does_not_take(checkpoints, tmp_path):
     msg = one_error(*cli("eval", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
     assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer.<key>"
-    msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "length=5", cwd=tmp_path)[::2])
-    assert "is a 'charlm' checkpoint, but this command needs a 'dialogue' one" in msg  # (its options: test_dialogue)
+    msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
+    assert msg.startswith("error: unknown option 'prompt': seqlab-chat takes ckpt_path, device, empty_reply, length")
     # a typo gets its correction; another idea that shares a prefix does not (length_penalty is not length)
     msg = one_error(*cli("eval", "experiment=charlm", f"ckpt_path={checkpoints['charlm']}", cwd=tmp_path)[::2])
     assert msg == (
@@ -785,6 +785,12 @@ def test_readme_style_prompt_with_symbols(checkpoints, tmp_path):
         assert code == 0 and len(out.splitlines()) == 1, err
 
 
-def test_chat_bad_options_and_wrong_task(checkpoints, tmp_path):
-    msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", stdin="hi\n", cwd=tmp_path)[::2])
-    assert "'charlm' checkpoint" in msg and "dialogue" in msg
+def test_chat_follows_the_checkpoints_task(checkpoints, tmp_path):
+    """seqlab-chat answers each line with the checkpoint's task's respond(); a line it cannot
+    read gets the polite answer and its reason on stderr; the task's options are checked."""
+    code, out, err = cli("chat", f"ckpt_path={checkpoints['charlm']}", "length=3", stdin="the\n\n", cwd=tmp_path)
+    assert code == 0 and len(out.splitlines()[0]) == 3 and "Sorry" in out.splitlines()[1], err
+    code, out, err = cli("chat", f"ckpt_path={checkpoints['subseq']}", stdin="x y\n", cwd=tmp_path)
+    assert code == 0 and "Sorry" in out and "(prompt 'x y' is not" in err and "Traceback" not in err
+    msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "lenght=5", stdin="hi\n", cwd=tmp_path)[::2])
+    assert msg.startswith("error: unknown option 'lenght': did you mean length=") and "charlm checkpoint" in msg

@@ -9,7 +9,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from seqlab.module import SeqlabModule
+from seqlab.errors import SeqlabError
+from seqlab.module import Task
 from seqlab.run.cli import CONF_DIR
 from seqlab.run.schema import check_arguments, check_config, locate
 
@@ -94,12 +95,18 @@ def test_optimizer_and_scheduler_options_build_torch_objects(group):
             assert isinstance(out["lr_scheduler"]["scheduler"], bases)
 
 
-class Tiny(SeqlabModule):
+class Tiny(Task):
     task = "tiny"
 
     def __init__(self, **common):
         super().__init__(**common)
         self.layer = torch.nn.Linear(3, 2)
+
+    def training_loss(self, batch):
+        return self.layer(batch).sum()
+
+    def evaluate(self, batch, batch_idx, stage):
+        pass
 
 
 def test_callbacks_of_our_own_take_what_the_config_gives():
@@ -114,8 +121,9 @@ def test_callbacks_of_our_own_take_what_the_config_gives():
         _signature_matches_config(node, locate(name, node))
 
 
-def test_task_modules_are_small_and_declare_the_interface():
-    """A task module is its model, loss, metrics and answers: the lifecycle lives in the base class."""
+def test_every_built_in_task_is_a_task_of_the_public_api():
+    """The built-in tasks are what a user's task is: seqlab.Task and seqlab.TaskData subclasses
+    with the same declared name, nothing abstract left; the lifecycle lives in the base class."""
     from pathlib import Path
 
     import seqlab
@@ -125,18 +133,22 @@ def test_task_modules_are_small_and_declare_the_interface():
     assert total <= 650, f"the task modules have {total} lines together"
     for task in TASKS:
         cls = locate("model", config_node(f"{task}_tutorial", "model"))
-        assert issubclass(cls, SeqlabModule) and cls.task == task
-        for method in ("training_loss", "evaluate", "respond", "log_examples"):
-            assert getattr(cls, method) is not getattr(SeqlabModule, method), f"{task} lacks {method}"
+        data = locate("data", config_node(f"{task}_tutorial", "data"))
+        assert issubclass(cls, seqlab.Task) and issubclass(data, seqlab.TaskData)
+        assert cls.task == data.task == task and not inspect.isabstract(cls) and not inspect.isabstract(data)
+        assert cls.responds()
         assert "configure_optimizers" not in vars(cls) and "on_validation_epoch_end" not in vars(cls)
         for name, p in inspect.signature(cls.respond).parameters.items():
             assert name in ("self", "prompt") or p.kind == p.KEYWORD_ONLY
 
 
 def test_a_task_without_the_interface_says_what_is_missing():
-    class Half(SeqlabModule):
+    class Half(Task):
         task = "half"
 
-    m = Half(optimizer={"_target_": "torch.optim.SGD", "lr": 0.1}, scheduler={}, monitor="val/loss", monitor_mode="min")
-    with pytest.raises(NotImplementedError, match="does not implement respond"):
-        m.respond("hi")
+    assert Half.__abstractmethods__ == {"training_loss", "evaluate"}
+    with pytest.raises(TypeError):
+        Half(optimizer={"_target_": "torch.optim.SGD", "lr": 0.1}, scheduler={}, monitor="val/loss", monitor_mode="min")
+    assert not Tiny.responds()
+    with pytest.raises(SeqlabError, match="the tiny task answers no prompts"):
+        Tiny(optimizer={}, scheduler={}, monitor="val/loss", monitor_mode="min").respond("hi")

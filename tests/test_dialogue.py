@@ -350,15 +350,6 @@ def test_train_then_chat_through_a_pipe(tmp_path):
     assert f"test/exact_acc: {metrics['test/exact_acc']:.4f}" in proc.stdout
 
 
-def test_chat_refuses_another_tasks_checkpoint(tmp_path):
-    other = tmp_path / "charlm.ckpt"
-    torch.save(
-        {"seqlab": {"task": "charlm", "module": "seqlab.tasks.charlm.module.CharLMModule"}, "state_dict": {}}, other
-    )
-    msg = one_line_error(run_cli("seqlab.chat", f"ckpt_path={other}", stdin="hi\n", env=ONE_THREAD))
-    assert "'charlm' checkpoint" in msg and "dialogue" in msg
-
-
 def test_respond_and_log_examples():
     torch.manual_seed(0)
     dm = make_data("dialogue_tutorial")

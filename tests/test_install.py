@@ -2,6 +2,7 @@
 entry point from an empty folder, and takes a user's own configs with --config-dir."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT
 
 
@@ -27,18 +29,18 @@ def _run(args, cwd, **kw):
     return proc
 
 
-@pytest.mark.slow
-def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path):
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    """A fresh venv holding seqlab's wheel alone (its dependencies from this environment)."""
+    tmp = tmp_path_factory.mktemp("wheel")
     # Build the wheel with this environment's setuptools (no download), from a copy of the
     # sources (an in-tree build would leave build/ in the checkout).
-    source, dist = tmp_path / "source", tmp_path / "dist"
+    source, dist = tmp / "source", tmp / "dist"
     for folder in ("src", "conf"):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source], tmp_path
-    )
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source], tmp)
     wheel = next(dist.glob("seqlab-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
@@ -52,15 +54,21 @@ def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path):
 
     # A fresh venv with the wheel alone; torch, Lightning, Hydra… come from this environment
     # through a .pth line (a path, not an import hook: this environment's editable seqlab stays out).
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", venv], tmp_path)
+    venv = tmp / "venv"
+    _run([sys.executable, "-m", "venv", venv], tmp)
     py = venv / "bin" / "python"
-    _run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], tmp_path)
-    site = Path(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).stdout.strip())
+    _run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], tmp)
+    site = Path(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp).stdout.strip())
     (site / "seqlab_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    where = _run([py, "-c", "import seqlab; print(seqlab.__file__)"], tmp_path).stdout.strip()
+    where = _run([py, "-c", "import seqlab; print(seqlab.__file__)"], tmp).stdout.strip()
     assert where.startswith(str(venv)), f"seqlab was imported from {where}, not from the wheel"
 
+    return venv
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(venv, tmp_path):
+    py = venv / "bin" / "python"
     empty = tmp_path / "empty"
     empty.mkdir()
     bin_ = venv / "bin"
@@ -100,3 +108,34 @@ def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(tmp_path):
         empty,
     )
     assert next((empty / "outputs" / "tiny_math" / "runs").glob("*/checkpoints/last.ckpt")).is_file()
+
+
+@pytest.mark.slow
+def test_the_guide_your_own_task(venv, tmp_path):
+    """docs/your-own-task.md word for word, from the wheel, in an empty folder: each bash block
+    succeeds, except the mistake, which ends in the one line the guide shows."""
+    guide = (ROOT / "docs" / "your-own-task.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", guide, re.S)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    env["PYTHONWARNINGS"] = "ignore"
+    for i, (lang, code) in enumerate(blocks):
+        if lang != "bash":
+            continue
+        proc = subprocess.run(["bash", "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+        if code.startswith("# a mistake"):
+            shown = blocks[i + 1][1].strip()
+            assert proc.returncode == 2 and proc.stderr.strip() == shown, proc.stderr[-3000:]
+        else:
+            assert proc.returncode == 0, f"{code}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+            assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    runs = list(tmp_path.glob("outputs/sorted/runs/*/"))
+    last = torch.load(runs[0] / "checkpoints" / "last.ckpt", weights_only=True)
+    assert len(runs) == 1 and last["seqlab_resume"]["epochs_done"] == 7 and (runs[0] / "result.json").is_file()
+    assert list(tmp_path.glob("outputs/sorted/multirun/*/*/checkpoints/last.ckpt"))
+    assert (tmp_path / "outputs" / "optuna_sorted.db").is_file() and not (tmp_path / "elsewhere" / "outputs").exists()
+    # The scaffold's own test passes as written.
+    test = subprocess.run(
+        [venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_sorted.py"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert test.returncode == 0, test.stdout[-3000:]

@@ -1,10 +1,10 @@
-"""Chat with a dialogue checkpoint: one reply per line read from stdin, until EOF.
+"""Chat with a checkpoint: one reply (its task's respond()) per line read from stdin, until EOF.
 
     seqlab-chat ckpt_path=outputs/dialogue/runs/<time>/checkpoints/last.ckpt
     printf 'hi\\nwho are you?\\n' | seqlab-chat ckpt_path=… beam_width=1
 
-Words the model never saw read as <unk>; a line with no words at all (empty, or `***`) gets a
-polite answer (conf/chat.yaml `empty_reply`), and an empty reply from the model shows as "...".
+A line the task cannot read (empty, or `***` for the dialogue model) gets a polite answer
+(conf/chat.yaml `empty_reply`) and the reason on stderr; an empty reply shows as "...".
 At a terminal a `> ` prompt is shown (on stderr, so that stdout holds only the replies).
 Ctrl-C or Ctrl-D ends the chat.
 """
@@ -14,12 +14,12 @@ import sys
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import load_module
+from seqlab.errors import SeqlabError
 from seqlab.module import evaluating
 from seqlab.run.cli import Context, tool_main
 from seqlab.run.schema import check_options
-from seqlab.tasks.dialogue.data import tokenize
 
-TAKES = ["ckpt_path", "device", "empty_reply"]  # its own options; the others are those of the dialogue task's respond()
+TAKES = ["ckpt_path", "device", "empty_reply"]  # its own options; the others are those of the task's respond()
 
 
 def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> int:
@@ -31,15 +31,20 @@ def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> in
         line = lines.readline()
         if not line:
             return n
-        text = line.strip()
-        with evaluating(module):
-            reply = module.respond(text, **options) if tokenize(text) else empty_reply
+        try:
+            with evaluating(module):
+                reply = module.respond(line.strip(), **options) if line.strip() else empty_reply
+        except SeqlabError as e:  # a line this task cannot read: say why, and go on
+            print(f"({e})", file=sys.stderr, flush=True)
+            reply = empty_reply
         print(reply or "...", file=out, flush=True)  # a model that says <eos> at once still gets a line
         n += 1
 
 
 def run(cfg: DictConfig, ctx: Context) -> int:
-    module, _ = load_module(cfg.ckpt_path, expect_task="dialogue", device=cfg.device)
+    module, _ = load_module(cfg.ckpt_path, device=cfg.device)
+    if not module.responds():
+        raise SeqlabError(f"the {module.task} task answers no prompts: its {type(module).__name__} has no respond()")
     given = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}
     options = check_options("chat", given, TAKES, module.respond, module.task)
     interactive = sys.stdin.isatty()

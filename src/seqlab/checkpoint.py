@@ -2,13 +2,14 @@
 everything else), checking one against a run before training from it, and writing them
 atomically."""
 
+import importlib
 import os
 import pickle
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-import hydra
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -53,23 +54,54 @@ def read_checkpoint(path: str | None) -> dict:
 
 def task_classes(ckpt: dict, path) -> tuple[type, type | None]:
     """The LightningModule and LightningDataModule classes a checkpoint was written by."""
-    from seqlab.datamodule import SeqlabDataModule
-    from seqlab.module import SeqlabModule
+    from seqlab.datamodule import TaskData
+    from seqlab.module import Task
 
     names = ckpt["seqlab"]
-    try:
-        module_cls = hydra.utils.get_class(names["module"])
-        data_cls = hydra.utils.get_class(names["datamodule"]) if names.get("datamodule") else None
-    except Exception:
-        raise SeqlabError(
-            f"{path} was written by {names.get('module')}, which cannot be imported here; "
-            f"install the package that defines it"
-        ) from None
-    if not issubclass(module_cls, SeqlabModule) or (data_cls and not issubclass(data_cls, SeqlabDataModule)):
+    find_code(names)
+    module_cls = import_class(names["module"], path)
+    data_cls = import_class(names["datamodule"], path) if names.get("datamodule") else None
+    if not issubclass(module_cls, Task) or (data_cls and not issubclass(data_cls, TaskData)):
         raise SeqlabError(
             f"{path} names classes that are not seqlab task classes; pass a .ckpt written by seqlab-train"
         )
     return module_cls, data_cls
+
+
+def import_class(name: str, path) -> type:
+    """A class a checkpoint names. An error raised inside its module is the module's bug and
+    keeps its traceback; a module that is not there is one line."""
+    module_name, _, cls = str(name).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), cls, None)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module_name + ".").startswith(e.name + "."):
+            raise
+        raise SeqlabError(
+            f"{path} was written by {name}, which cannot be imported here (no module {e.name!r} on the "
+            f"Python path); run from the folder that holds it, or add that folder to PYTHONPATH"
+        ) from None
+    if not isinstance(found, type):
+        raise SeqlabError(f"{path} was written by {name}, but module {module_name} has no class {cls} now")
+    return found
+
+
+def code_folder(cls: type) -> str | None:
+    """The folder on the Python path that `cls` was imported from (a task of the user's: the
+    folder they ran in), so that its checkpoints and its run load from anywhere."""
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if file is None:
+        return None
+    depth = cls.__module__.count(".") + (Path(file).name == "__init__.py")
+    return str(Path(file).resolve().parents[depth])
+
+
+def find_code(record: dict) -> None:
+    """Put the folder a checkpoint's classes were imported from on the Python path (last: an
+    installed package of the same name wins)."""
+    folder = record.get("code")
+    if folder and folder not in sys.path and Path(folder).is_dir():
+        sys.path.append(folder)
 
 
 def pick_device(device: str) -> torch.device:
@@ -83,15 +115,11 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_module(path: str, expect_task: str | None = None, device: str = "cpu"):
+def load_module(path: str, device: str = "cpu"):
     """The module saved in `path` (vocabulary and hyperparameters included), in eval mode on
     `device`, wherever it was trained."""
     ckpt = read_checkpoint(path)
     task = ckpt["seqlab"]["task"]
-    if expect_task is not None and task != expect_task:
-        raise SeqlabError(
-            f"{path} is a {task!r} checkpoint, but this command needs a {expect_task!r} one; pass a {expect_task} one"
-        )
     module_cls, _ = task_classes(ckpt, path)
     if getattr(module_cls, "task", None) != task:
         raise SeqlabError(

@@ -1,6 +1,9 @@
 """What every task's data module shares: plain-valued hyperparameters (saved in checkpoints),
 `model_kwargs()`, the trainer's epoch and rank, and training loaders that resume mid-epoch."""
 
+import abc
+import math
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
@@ -36,13 +39,30 @@ class ResumableLoader(DataLoader):
         self.skip = int(state.get("consumed", 0))
 
 
-class SeqlabDataModule(L.LightningDataModule):
-    """Base class of the task data modules.
+class TensorBatches(IterableDataset):
+    """Batches cut from tensors of examples (dimension 0), in a new order each epoch."""
 
-    A subclass's `__init__` takes plain values only (no defaults: the YAML config holds them),
-    calls `super().__init__()` first (which saves them as hyperparameters, so a checkpoint can
-    rebuild the data module), and implements `model_kwargs()`: what the model needs from the
-    data (a vocabulary, the example format), as plain values the model saves in turn.
+    def __init__(self, tensors, batch_size: int, order):
+        self.tensors, self.batch_size, self.order = tensors, batch_size, order
+
+    def __iter__(self):
+        for rows in self.order().split(self.batch_size):
+            yield tuple(t[rows] for t in self.tensors)
+
+    def __len__(self):
+        return math.ceil(len(self.tensors[0]) / self.batch_size)
+
+
+class TaskData(L.LightningDataModule, abc.ABC):
+    """A task's data (`seqlab.TaskData`).
+
+    A subclass declares `task = "<name>"` (its Task's), takes plain values only in `__init__`
+    (numbers, strings, lists: the data config's; a checkpoint rebuilds the data from them, and
+    `seqlab-eval data.<key>=…` changes them), calls `super().__init__()` first (which saves them),
+    and implements `train_dataloader()` and `val_dataloader()`. `test_dataloader()` reads the
+    validation data unless it is written too; `model_kwargs()` returns what the model needs from
+    the data (a vocabulary, the example format) as plain values: they become model arguments.
+    `self.batches(...)` makes a loader from tensors that resumes in the middle of an epoch.
     """
 
     task: str = ""  # the task's name: the same as its module's `task`
@@ -52,7 +72,33 @@ class SeqlabDataModule(L.LightningDataModule):
         self.save_hyperparameters()  # the subclass's arguments
 
     def model_kwargs(self) -> dict:
-        raise NotImplementedError(f"{type(self).__name__} does not implement model_kwargs(); see seqlab.datamodule")
+        """What the model needs from the data, as plain values (none by default)."""
+        return {}
+
+    @abc.abstractmethod
+    def train_dataloader(self):
+        """The training batches of one epoch."""
+
+    @abc.abstractmethod
+    def val_dataloader(self):
+        """The validation batches."""
+
+    def test_dataloader(self):
+        return self.val_dataloader()
+
+    def batches(self, *tensors: torch.Tensor, batch_size: int, shuffle: bool = True) -> "ResumableLoader":
+        """Batches of rows of `tensors`, moved to the training device once, in a new order each
+        epoch (the seed's and the epoch's) unless shuffle=False; resumable mid-epoch."""
+        tensors = [t.to(self.device()) for t in tensors]
+        n = len(tensors[0])
+
+        def order():
+            if not shuffle:
+                return torch.arange(n, device=tensors[0].device)
+            g = torch.Generator().manual_seed(torch.initial_seed() + self.epoch())
+            return torch.randperm(n, generator=g).to(tensors[0].device)
+
+        return self.resumable(TensorBatches(tensors, batch_size, order))
 
     def use_model(self, module) -> None:
         """Called with the trained module before evaluating a checkpoint, e.g. to encode other

@@ -22,6 +22,8 @@ TAKES = ["ckpt_path", "prompt", "device"]  # its own options; the others are tho
 
 def run(cfg: DictConfig, ctx: Context) -> str:
     module, _ = load_module(cfg.ckpt_path, device=cfg.device)
+    if not module.responds():
+        raise SeqlabError(f"the {module.task} task answers no prompts: its {type(module).__name__} has no respond()")
     given = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}
     options = check_options("generate", given, TAKES, module.respond, module.task)
     if cfg.prompt is None:

@@ -4,6 +4,7 @@ checkpoint records beyond Lightning's own (the task's classes, the random state,
 resume mid-epoch from).
 """
 
+import abc
 import dataclasses
 from contextlib import contextmanager
 from typing import Literal
@@ -15,6 +16,8 @@ from lightning.pytorch.utilities.types import LRSchedulerConfig
 from torchmetrics import Metric, MetricCollection
 
 from seqlab import recurrent
+from seqlab.checkpoint import code_folder
+from seqlab.errors import SeqlabError
 
 # Keys of a scheduler node that say how Lightning steps the scheduler (monitor, interval,
 # frequency, …), not arguments of the scheduler itself.
@@ -46,22 +49,27 @@ def class_path(obj) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-class SeqlabModule(L.LightningModule):
-    """Base class of the task modules.
+class Task(L.LightningModule, abc.ABC):
+    """A task's model: its network, its loss, its metrics and its answers (`seqlab.Task`).
 
-    A task module is its model, its loss, its metrics and its answers; it implements:
+    A subclass declares `task = "<name>"` (the same as its TaskData's: how seqlab tells tasks
+    apart) and implements
 
     - `training_loss(batch)`: the loss of one training batch (logged as train/loss);
     - `evaluate(batch, batch_idx, stage)`: update `self.metrics[stage]` ("val" or "test"), the
-      collections `init_metrics` built (logged as val/<name>, test/<name> after each pass);
-    - `respond(prompt, **options)`: what `seqlab.generate`/`seqlab.chat` print; its keyword
-      options are annotated (the tools check them) and documented in the docstring;
-    - optionally `log_examples(writer)`: TensorBoard text and pictures drawn after a validation
-      pass (none by default).
+      collections `init_metrics({...})` made (logged as val/<name>, test/<name> after each pass);
 
-    Its `__init__` takes the task's own arguments (no defaults: the YAML config holds them) and
-    `**common` (optimizer, scheduler, monitor, monitor_mode), passed on to this one. Everything
-    is saved as plain values, so checkpoints load with torch's `weights_only=True`.
+    and optionally
+
+    - `respond(prompt, **options)`: what seqlab-generate and seqlab-chat print; its keyword
+      options, annotated, are the options those commands take and check;
+    - `log_examples(writer)`: TensorBoard text and pictures drawn after a validation pass.
+
+    Its `__init__` takes the task's own arguments, annotated (seqlab checks a config against
+    them before anything is built), and `**common` (optimizer, scheduler, monitor, monitor_mode:
+    the model config's), passed on to this one. Everything is saved as plain values, so
+    checkpoints load with torch's `weights_only=True`. Raise `seqlab.SeqlabError("…; pass …")`
+    for a value the task cannot use: it is printed as one line.
     """
 
     task: str = ""  # the task's name, written into checkpoints
@@ -76,19 +84,21 @@ class SeqlabModule(L.LightningModule):
         self._loss_sum, self._loss_steps = None, 0
 
     # ---- the task interface ------------------------------------------------------------
-    def _missing(self, method: str):
-        return NotImplementedError(
-            f"{type(self).__name__} (task {self.task!r}) does not implement {method}(); see seqlab.module.SeqlabModule"
-        )
-
+    @abc.abstractmethod
     def training_loss(self, batch) -> torch.Tensor:
-        raise self._missing("training_loss")
+        """The loss of one training batch."""
 
+    @abc.abstractmethod
     def evaluate(self, batch, batch_idx: int, stage: str) -> None:
-        raise self._missing("evaluate")
+        """Update `self.metrics[stage]` with one validation or test batch."""
 
     def respond(self, prompt: str, **options) -> str:
-        raise self._missing("respond")
+        """The answer to a prompt (seqlab-generate, seqlab-chat); a task without one has none."""
+        raise SeqlabError(f"the {self.task} task answers no prompts (its {type(self).__name__} has no respond())")
+
+    @classmethod
+    def responds(cls) -> bool:
+        return cls.respond is not Task.respond
 
     def log_examples(self, writer) -> None:
         """Draw examples into TensorBoard (a SummaryWriter) after a validation pass; none by default."""
@@ -191,6 +201,7 @@ class SeqlabModule(L.LightningModule):
             "task": self.task,
             "module": class_path(self),
             "datamodule": class_path(datamodule) if datamodule is not None else None,
+            "code": code_folder(type(self)),
         }
         resume = {"step": trainer.global_step if trainer else -1, "torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available():

@@ -39,7 +39,9 @@ from seqlab.run.schema import builds, check_arguments, check_config, locate, sho
 # ---- one run, from the command line --------------------------------------------------------------------
 def run(cfg: DictConfig, ctx: Context) -> float | None:
     hc = HydraConfig.get()
-    folder = Path(hc.runtime.output_dir if ctx.sweep_job else cfg.resume or hc.run.dir).expanduser().absolute()
+    folder = Path(
+        os.path.abspath(Path(hc.runtime.output_dir if ctx.sweep_job else cfg.resume or hc.run.dir).expanduser())
+    )
     set_output_dir(folder)  # (the paths derived from it resolve)
     check(cfg)
     ctx.run_dir = claim(cfg, ctx, folder)

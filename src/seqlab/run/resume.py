@@ -5,7 +5,7 @@ with (so they always describe the state it holds); nothing is written before the
 
 from pathlib import Path
 
-from seqlab.checkpoint import read_checkpoint
+from seqlab.checkpoint import find_code, read_checkpoint
 from seqlab.errors import SeqlabError
 
 FIXED = ("experiment", "name", "hydra.run.dir")  # what a resumed run may not change: it is the same run
@@ -70,6 +70,7 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
         raise SeqlabError(
             f"resume={run}: its checkpoints/last.ckpt cannot be used ({str(e).split(';')[0]}); {instead}"
         ) from None
+    find_code(ckpt["seqlab"])  # (a task of the user's, imported from the folder the run started in)
     if (record := ckpt.get("seqlab_run")) is None:
         raise SeqlabError(
             f"{last} was written before seqlab kept a run's overrides in it; start a new run from it: "

@@ -93,7 +93,7 @@ def locate(key: str, node) -> type:
 def parameters(target) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
     """The keyword parameters of `target` (a class or a function) with their annotations,
     following `**kwargs` up the base classes that may take them (a task module passes `**common`
-    on to SeqlabModule; a base's parameters count as optional there, since the class may pass
+    on to Task; a base's parameters count as optional there, since the class may pass
     them itself); and whether it still takes any keyword after that."""
     params, hints, more = {}, {}, False
     for fn in [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]:
@@ -256,8 +256,8 @@ def check_config(cfg: dict, choices: dict) -> None:
     import lightning as L
     import torch
 
-    from seqlab.datamodule import SeqlabDataModule
-    from seqlab.module import STEPPING_KEYS, SeqlabModule
+    from seqlab.datamodule import TaskData
+    from seqlab.module import STEPPING_KEYS, Task
 
     extra = next((k for k in cfg if k not in RunSettings.model_fields), None)
     if extra in choices:  # a group file's settings that landed under its name
@@ -267,7 +267,7 @@ def check_config(cfg: dict, choices: dict) -> None:
         )
     check_arguments("", RunSettings, cfg)
     model, data = cfg["model"], cfg["data"]
-    task, data_task = kind("model", model, SeqlabModule).task, kind("data", data, SeqlabDataModule).task
+    task, data_task = kind("model", model, Task).task, kind("data", data, TaskData).task
     if task != data_task:  # e.g. model=charlm under experiment=gru_toy
         raise SeqlabError(
             f"the model is the {task} task's but the data is the {data_task} task's (a model= or data= "
@@ -289,8 +289,8 @@ def check_config(cfg: dict, choices: dict) -> None:
         stepping = {k: v for k, v in args(sched).items() if k in STEPPING_KEYS}
         check_arguments("model.scheduler", L.pytorch.utilities.types.LRSchedulerConfig, stepping, ["scheduler"])
         check_arguments("model.scheduler", cls, args(sched, *STEPPING_KEYS), provided=["optimizer"])
-    base = parameters(SeqlabModule)[0]  # what every task module takes, through SeqlabModule
-    check_arguments("model", SeqlabModule, {k: v for k, v in model.items() if k in base})
+    base = parameters(Task)[0]  # what every task module takes, through Task
+    check_arguments("model", Task, {k: v for k, v in model.items() if k in base})
     check_trainer(cfg["trainer"])
     for key, node in [(f"{g}.{k}", v) for g in ("callbacks", "logger") for k, v in (cfg[g] or {}).items() if v]:
         check_arguments(key, locate(key, node), args(node))
@@ -388,6 +388,19 @@ def kind(key: str, node, base) -> type:
         raise SeqlabError(
             f"{key}._target_={node['_target_']} is not a subclass of {names}; pick an option of "
             f"the {key.replace('.', '/')} config group"
+        )
+    api = hasattr(base, "task")  # seqlab.Task, seqlab.TaskData
+    if api and inspect.isabstract(cls):  # (a task class that lacks a method its base requires)
+        missing = ", ".join(f"{m}()" for m in sorted(cls.__abstractmethods__))
+        raise SeqlabError(
+            f"{key}._target_={node['_target_']} does not implement {missing}, which every seqlab.{base.__name__} must",
+            key,
+        )
+    if api and not (isinstance(cls.task, str) and cls.task.isidentifier()):
+        raise SeqlabError(
+            f'{key}._target_={node["_target_"]} declares no task name; give the class task = "<name>", the same '
+            f"in its model and its data class",
+            key,
         )
     return cls
 

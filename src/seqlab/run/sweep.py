@@ -103,6 +103,29 @@ class SweepSummary(Callback):
         write_summary(Path(config.hydra.sweep.dir))
 
 
+def keep_search_space(ctx, storage: str, name: str, space: dict, file) -> None:
+    """An Optuna study goes on only in the search space it began with (Optuna cannot change a
+    choice's values mid-study); the space is kept among the study's user attributes."""
+    import optuna
+
+    def load():
+        try:
+            return optuna.load_study(study_name=name, storage=storage)
+        except KeyError:  # (no such study yet)
+            return None
+
+    study = load()
+    before = study.user_attrs.get("seqlab_search_space") if study else None
+    if before is not None and before != space:
+        changed = ", ".join(sorted(k for k in before.keys() | space.keys() if before.get(k) != space.get(k)))
+        raise SeqlabError(
+            f"the search space changed ({changed}) since study {name!r} in {file or storage} began; pass "
+            f"hydra.sweeper.study_name={name}_2 to start a new study, or put the space back to continue this one"
+        )
+    if before is None:  # (a new study, made by the sweeper: recorded once the sweep ends)
+        ctx.stack.callback(lambda: (s := load()) and s.set_user_attr("seqlab_search_space", space))
+
+
 # ---- -m: a sweep, started by seqlab-train ---------------------------------------------------------------
 def run_sweep(line, first, run, ctx):
     """Check the first job as a run is checked, make the sweep's folder (or take the one given,
@@ -135,6 +158,8 @@ def run_sweep(line, first, run, ctx):
         )
     if study and not study.exists():  # a study this sweep starts goes with a sweep that kept nothing
         ctx.stack.push(lambda kind, *_: kind and not any(folder.rglob("*.ckpt")) and study.unlink(missing_ok=True))
+    if storage:
+        keep_search_space(ctx, storage, str(hc.sweeper.study_name), OmegaConf.to_container(hc.sweeper.params), study)
     line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]
 
     def job(cfg):

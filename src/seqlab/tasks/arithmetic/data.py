@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 from torch.utils.data import DataLoader, IterableDataset
 
-from seqlab.datamodule import SeqlabDataModule
+from seqlab.datamodule import TaskData
 from seqlab.errors import SeqlabError
 from seqlab.types import NonNegativeInt, PositiveInt
 
@@ -234,7 +234,7 @@ class TrainQuestions(IterableDataset):
             yield x[rows, :width], y[rows, :width], q_len[rows]
 
 
-class ArithmeticDataModule(SeqlabDataModule):
+class ArithmeticDataModule(TaskData):
     task = "arithmetic"
 
     def __init__(

@@ -15,7 +15,7 @@ from pydantic import Field
 from torchmetrics import MeanMetric
 
 from seqlab.errors import SeqlabError, SeqlabWarning
-from seqlab.module import SeqlabModule
+from seqlab.module import Task
 from seqlab.sampling import make_generator
 from seqlab.tasks.arithmetic.data import END, FORMAT_HINT, IGNORE, out_of_range, parse_question
 from seqlab.tasks.arithmetic.figures import answer_figure
@@ -23,7 +23,7 @@ from seqlab.tasks.arithmetic.model import TaoRNN, answer
 from seqlab.types import PositiveInt, SampleSeed, Temperature
 
 
-class ArithmeticModule(SeqlabModule):
+class ArithmeticModule(Task):
     task = "arithmetic"
 
     def __init__(

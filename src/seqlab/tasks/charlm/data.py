@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from seqlab.datamodule import SeqlabDataModule
+from seqlab.datamodule import TaskData
 from seqlab.errors import SeqlabError
 from seqlab.textfiles import read_text, resolve
 from seqlab.types import Fraction, NonNegativeInt, PositiveInt
@@ -89,7 +89,7 @@ def split_text(text: str, train_frac: float) -> tuple[str, str]:
     return "\n".join(lines[:n_train]) + "\n", "\n".join(lines[n_train:])
 
 
-class CharLMDataModule(SeqlabDataModule):
+class CharLMDataModule(TaskData):
     """Characters (lower-cased with `lower`); the vocabulary from the training part (`min_freq`,
     plus `<unk>`); validation text as above. As in the tutorial, the test set is the validation text."""
 

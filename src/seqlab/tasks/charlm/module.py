@@ -2,7 +2,7 @@
 
 Lightning 2 has no built-in truncated BPTT, so the module does it: batches arrive in stream
 order (see data.py) and the hidden state one batch ends with, detached, starts the next
-(SeqlabModule.carry_state). Automatic optimization stays on, so the Trainer's gradient
+(Task.carry_state). Automatic optimization stays on, so the Trainer's gradient
 clipping, accumulation and schedulers work as usual.
 """
 
@@ -15,7 +15,7 @@ from pydantic import Field
 from torchmetrics import MeanMetric
 
 from seqlab.errors import SeqlabError
-from seqlab.module import SeqlabModule
+from seqlab.module import Task
 from seqlab.sampling import make_generator
 from seqlab.tasks.charlm.model import CharRNN, generate
 from seqlab.types import Dropout, NonNegativeInt, PositiveInt, SampleSeed, Temperature
@@ -39,7 +39,7 @@ class Transformed(MeanMetric):
         return self.fn(super().compute())
 
 
-class CharLMModule(SeqlabModule):
+class CharLMModule(Task):
     task = "charlm"
 
     def __init__(

@@ -17,7 +17,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
-from seqlab.datamodule import SeqlabDataModule
+from seqlab.datamodule import TaskData
 from seqlab.errors import SeqlabError, warn
 from seqlab.textfiles import read_json_records, resolve
 from seqlab.types import NonNegativeInt, PositiveInt, Rate
@@ -176,7 +176,7 @@ def split_by_prompt(pairs: list, val_frac: float, test_frac: float, seed: int):
     return parts
 
 
-class DialogueDataModule(SeqlabDataModule):
+class DialogueDataModule(TaskData):
     task = "dialogue"
 
     def __init__(

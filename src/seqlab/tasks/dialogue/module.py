@@ -16,7 +16,7 @@ from torchmetrics.text import BLEUScore
 
 from seqlab.decoding import Hypotheses, beam_search, greedy_search
 from seqlab.errors import SeqlabError, warn
-from seqlab.module import SeqlabModule
+from seqlab.module import Task
 from seqlab.tasks.dialogue.data import EOS, PAD, SOS, SPECIALS, UNK, detokenize, tokenize
 from seqlab.tasks.dialogue.figures import attention_figure
 from seqlab.tasks.dialogue.model import DialogueTransformer
@@ -28,7 +28,7 @@ ReplyLength = Annotated[int, Field(ge=1, le=1000)]  # tokens; decoding stops at 
 MAX_PROMPT = 500  # words of a message that are read (training pairs are far shorter)
 
 
-class DialogueModule(SeqlabModule):
+class DialogueModule(Task):
     task = "dialogue"
 
     def __init__(

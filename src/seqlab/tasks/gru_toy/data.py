@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader
 
-from seqlab.datamodule import SeqlabDataModule
+from seqlab.datamodule import TaskData
 from seqlab.errors import SeqlabError
 from seqlab.types import PositiveInt
 
@@ -41,7 +41,7 @@ def make_batches(
     return [(x.contiguous(), y.contiguous()) for x, y in zip(xs, ys, strict=False)]
 
 
-class GRUToyDataModule(SeqlabDataModule):
+class GRUToyDataModule(TaskData):
     task = "gru_toy"
 
     def __init__(

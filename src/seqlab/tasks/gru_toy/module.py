@@ -16,14 +16,14 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqlab.errors import SeqlabError
-from seqlab.module import SeqlabModule, attached_trainer, evaluating
+from seqlab.module import Task, attached_trainer, evaluating
 from seqlab.sampling import make_generator
 from seqlab.tasks.gru_toy.figures import reading_figure
 from seqlab.tasks.gru_toy.model import MatrixGRU, generate
 from seqlab.types import PositiveInt, SampleSeed, Temperature
 
 
-class GRUToyModule(SeqlabModule):
+class GRUToyModule(Task):
     task = "gru_toy"
 
     def __init__(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from seqlab.datamodule import SeqlabDataModule, tensor_batches
+from seqlab.datamodule import TaskData, tensor_batches
 from seqlab.errors import SeqlabError
 from seqlab.types import NonNegativeInt, PositiveInt
 
@@ -71,7 +71,7 @@ class FreshExamples(IterableDataset):
             yield x[start : start + self.batch_size], y[start : start + self.batch_size]
 
 
-class SubseqDataModule(SeqlabDataModule):
+class SubseqDataModule(TaskData):
     """Fresh training examples every epoch (from `seed` and the epoch number); fixed validation
     and test sets from their own seeds, so runs with different seeds are scored on the same sets."""
 

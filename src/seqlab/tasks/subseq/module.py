@@ -9,13 +9,13 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 
-from seqlab.module import SeqlabModule, attached_trainer
+from seqlab.module import Task, attached_trainer
 from seqlab.tasks.subseq.data import FORMAT, parse_prompt
 from seqlab.tasks.subseq.model import Seq2Seq
 from seqlab.types import Dropout, NonNegativeFloat, PositiveInt, Probability
 
 
-class SubseqModule(SeqlabModule):
+class SubseqModule(Task):
     task = "subseq"
 
     def __init__(

@@ -1,0 +1,141 @@
+"""A task of the user's, outside the package (made by seqlab-new-task): it trains, its
+checkpoints answer from any folder, and its mistakes are one line each."""
+
+import shutil
+import sys
+
+import pytest
+from conftest import one_line_error, run_cli
+
+from seqlab import newtask
+
+FAST = ["trainer.max_epochs=2", "data.n_train=256", "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def mine(tmp_path_factory):
+    """A folder with a new task 'digits' in it, trained once."""
+    folder = tmp_path_factory.mktemp("mine")
+    assert newtask.main(["digits", str(folder)]) == 0
+    proc = run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder
+
+
+def test_the_scaffold_refuses_to_overwrite_and_bad_names(mine, capsys):
+    assert newtask.main(["digits", str(mine)]) == 2 and "digits/__init__.py exists" in capsys.readouterr().err
+    assert newtask.main(["my-task"]) == 2 and "cannot name a Python package" in capsys.readouterr().err
+
+
+def test_its_checkpoint_answers_from_another_folder(mine, tmp_path):
+    (last,) = mine.glob("outputs/digits/runs/*/checkpoints/last.ckpt")
+    proc = run_cli("seqlab.generate", f"ckpt_path={last}", "prompt=12345678", "threshold=0.7", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith(("sorted", "not sorted")), proc.stderr[-3000:]
+    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={last}", "prompt=1234", "threshold=1", cwd=tmp_path))
+    assert msg == "error: threshold must be a number in (0, 1), got 1; pass e.g. threshold=0.5"
+    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={last}", "prompt=12ab", cwd=tmp_path))
+    assert msg == "error: the prompt '12ab' must be digits; pass e.g. prompt=12345678"
+    proc = run_cli("seqlab.eval", f"ckpt_path={last}", "data.seq_len=12", cwd=tmp_path)
+    assert proc.returncode == 0 and "test/acc" in proc.stdout, proc.stderr[-3000:]
+
+
+def forget_digits():
+    """In-process runs import the user's module: each test starts without it."""
+    for name in [m for m in sys.modules if m == "digits" or m.startswith("digits.")]:
+        del sys.modules[name]
+
+
+def edited(mine, tmp_path, old: str, new: str):
+    """A copy of the task with its code edited."""
+    forget_digits()
+    copy = tmp_path / "copy"
+    shutil.copytree(mine / "digits", copy / "digits")
+    shutil.copytree(mine / "conf", copy / "conf")
+    code = copy / "digits" / "task.py"
+    assert old in code.read_text()
+    code.write_text(code.read_text().replace(old, new))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        (
+            "    def evaluate(",
+            "    def evaluate_it(",
+            "error: model._target_=digits.task.DigitsTask does not implement evaluate(), which every seqlab.Task must",
+        ),
+        (
+            "    def val_dataloader(",
+            "    def valid_dataloader(",
+            "error: data._target_=digits.task.DigitsData does not implement val_dataloader(), which every "
+            "seqlab.TaskData must",
+        ),
+        (
+            'class DigitsData(seqlab.TaskData):\n    task = "digits"',
+            'class DigitsData(seqlab.TaskData):\n    task = "gru_toy"',
+            "error: the model is the digits task's but the data is the gru_toy task's (a model= or data= override "
+            "picked another task's); pass experiment=digits or experiment=gru_toy",
+        ),
+        (
+            'class DigitsTask(seqlab.Task):\n    task = "digits"',
+            "class DigitsTask(seqlab.Task):",
+            'error: model._target_=digits.task.DigitsTask declares no task name; give the class task = "<name>", '
+            "the same in its model and its data class",
+        ),
+        (
+            "class DigitsTask(",
+            "class DigitTask(",
+            "error: model._target_=digits.task.DigitsTask: module digits.task has no class DigitsTask; fix the name",
+        ),  # fmt: skip
+    ],
+    ids=["no evaluate", "no val_dataloader", "two tasks", "no task name", "class renamed"],
+)
+def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expected):
+    copy = edited(mine, tmp_path, old, new)
+    msg = one_line_error(
+        run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", cwd=copy, in_process=True)
+    )
+    assert msg == expected and not (copy / "outputs").exists()
+
+
+def test_import_failures_say_which(mine, tmp_path):
+    forget_digits()
+    # the module is not on the Python path (run from another folder)
+    msg = one_line_error(
+        run_cli("seqlab.train", "--config-dir", f"{mine}/conf", "experiment=digits", cwd=tmp_path, in_process=True)
+    )
+    assert msg.startswith(
+        "error: model._target_=digits.task.DigitsTask: there is no module 'digits' on the Python path"
+    )
+    # an error inside the user's module is theirs: its traceback, pointing at their line
+    copy = edited(mine, tmp_path, "import seqlab\n", "import seqlab\n\nundefined_name + 1\n")
+    proc = run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", cwd=copy)
+    assert proc.returncode == 1 and "NameError: name 'undefined_name' is not defined" in proc.stderr
+    assert 'digits/task.py", line 14' in proc.stderr
+
+
+def test_a_task_without_respond_answers_no_prompts(mine, tmp_path):
+    copy = edited(mine, tmp_path, "    def respond(", "    def answer(")
+    proc = run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (last,) = copy.glob("outputs/digits/runs/*/checkpoints/last.ckpt")
+    for tool in ("seqlab.generate", "seqlab.chat"):
+        msg = one_line_error(run_cli(tool, f"ckpt_path={last}", "prompt=123", cwd=copy, stdin="123\n"))
+        assert msg == "error: the digits task answers no prompts: its DigitsTask has no respond()", msg
+
+
+def test_a_changed_search_space_names_the_study(mine):
+    sweep = ["-m", "--config-dir", "conf", "experiment=digits", "hparams_search=digits_optuna", *FAST]
+    proc = run_cli("seqlab.train", *sweep, "hydra.sweeper.n_trials=1", cwd=mine)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    space = mine / "conf" / "hparams_search" / "digits_optuna.yaml"
+    space.write_text(space.read_text().replace("choice(8, 16, 32)", "choice(8, 16)"))
+    msg = one_line_error(run_cli("seqlab.train", *sweep, "hydra.sweeper.n_trials=1", cwd=mine))
+    assert msg == (
+        f"error: the search space changed (model.hidden_size) since study 'digits' in {mine}/outputs/optuna_digits.db "
+        "began; pass hydra.sweeper.study_name=digits_2 to start a new study, or put the space back to continue this one"
+    )
+    proc = run_cli("seqlab.train", *sweep, "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=digits_2", cwd=mine)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    space.write_text(space.read_text().replace("choice(8, 16)", "choice(8, 16, 32)"))
