@@ -3,6 +3,7 @@ checkpoints answer from any folder, and its mistakes are one line each."""
 
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import one_line_error, run_cli
@@ -28,21 +29,29 @@ def test_the_scaffold_refuses_to_overwrite_and_bad_names(mine, capsys):
 
 
 def test_its_checkpoint_answers_from_another_folder(mine, tmp_path):
+    forget_digits()
     (last,) = mine.glob("outputs/digits/runs/*/checkpoints/last.ckpt")
-    proc = run_cli("seqlab.generate", f"ckpt_path={last}", "prompt=12345678", "threshold=0.7", cwd=tmp_path)
+
+    def tool(name, *args):
+        return run_cli(name, f"ckpt_path={last}", *args, cwd=tmp_path, in_process=True)
+
+    proc = tool("seqlab.generate", "prompt=12345678", "threshold=0.7")
     assert proc.returncode == 0 and proc.stdout.startswith(("sorted", "not sorted")), proc.stderr[-3000:]
-    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={last}", "prompt=1234", "threshold=1", cwd=tmp_path))
+    msg = one_line_error(tool("seqlab.generate", "prompt=1234", "threshold=1"))
     assert msg == "error: threshold must be a number in (0, 1), got 1; pass e.g. threshold=0.5"
-    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={last}", "prompt=12ab", cwd=tmp_path))
-    assert msg == "error: the prompt '12ab' must be digits; pass e.g. prompt=12345678"
-    proc = run_cli("seqlab.eval", f"ckpt_path={last}", "data.seq_len=12", cwd=tmp_path)
+    assert one_line_error(tool("seqlab.generate", "prompt=12ab")) == (
+        "error: the prompt '12ab' must be digits; pass e.g. prompt=12345678"
+    )
+    proc = tool("seqlab.eval", "data.seq_len=12", "trainer.enable_progress_bar=false")
     assert proc.returncode == 0 and "test/acc" in proc.stdout, proc.stderr[-3000:]
 
 
 def forget_digits():
-    """In-process runs import the user's module: each test starts without it."""
+    """In-process runs import the user's module (and put its folder on sys.path, as a checkpoint
+    asks): each test starts without either."""
     for name in [m for m in sys.modules if m == "digits" or m.startswith("digits.")]:
         del sys.modules[name]
+    sys.path[:] = [p for p in sys.path if not (Path(p) / "digits").is_dir()]
 
 
 def edited(mine, tmp_path, old: str, new: str):
