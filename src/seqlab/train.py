@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import time
-from contextlib import ExitStack, chdir, nullcontext
+from contextlib import ExitStack, chdir, nullcontext, redirect_stdout
 from pathlib import Path
 
 import hydra
@@ -30,7 +30,7 @@ from seqlab.callbacks import GracefulStop, MovedRun, RunRecord
 from seqlab.checkpoint import check_against_run, read_checkpoint
 from seqlab.errors import Interrupted, SeqlabError, warn
 from seqlab.module import STEPPING_KEYS
-from seqlab.run import rundir
+from seqlab.run import launch, rundir
 from seqlab.run.cli import Context, given, tool_main
 from seqlab.run.explain import one_line
 from seqlab.run.schema import builds, check_arguments, check_config, locate, show
@@ -44,11 +44,21 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     )
     set_output_dir(folder)  # (the paths derived from it resolve)
     check(cfg)
-    ctx.run_dir = claim(cfg, ctx, folder)
+    together = launch.launcher()  # (torchrun, srun: every rank runs this command; rank 0 claims the folder)
+    if together and together.rank > 0:
+        ctx.run_dir = launch.receive(together, folder.parent)
+        ctx.stack.enter_context(redirect_stdout(ctx.stack.enter_context(open(os.devnull, "w"))))  # noqa: SIM115 (rank 0 reports)
+    else:
+        ctx.run_dir = claim(cfg, ctx, folder)
+    if together and together.rank == 0:
+        launch.publish(together, ctx.run_dir, folder.parent, ctx.stack)
     set_output_dir(ctx.run_dir)
     os.environ["SEQLAB_RUN_DIR"] = str(ctx.run_dir)  # (the processes Lightning starts for other devices run here)
     ctx.stack.callback(os.environ.pop, "SEQLAB_RUN_DIR", None)
-    with torch_threads(cfg.get("threads")), chdir(ctx.run_dir) if hc.job.chdir else nullcontext():
+    with (
+        torch_threads(cfg.get("threads") or shared_cores(hc, ctx)),
+        chdir(ctx.run_dir) if hc.job.chdir else nullcontext(),
+    ):
         metrics, best = train(cfg, ctx.overrides, ctx.command)
     monitor = cfg.model.monitor
     value = metrics.get(f"best/{monitor}", metrics.get(monitor))
@@ -142,6 +152,16 @@ def claim(cfg: DictConfig, ctx: Context, folder: Path) -> Path:
         for name, content in (("config", cfg), ("hydra", {"hydra": hc}), ("overrides", given(hc))):
             OmegaConf.save(content, folder / hc.output_subdir / f"{name}.yaml")
     return folder
+
+
+def shared_cores(hc, ctx) -> int | None:
+    """Torch threads for a job of a sweep whose jobs run at once (hydra/launcher=parallel: joblib's
+    n_jobs, -1 for one per core): the cores shared among them, so that they do not oversubscribe."""
+    n_jobs = OmegaConf.select(hc, "launcher.n_jobs") if ctx.sweep_job else None
+    if not isinstance(n_jobs, int) or n_jobs in (0, 1):
+        return None
+    cores = os.cpu_count() or 1
+    return max(1, cores // (cores + 1 + n_jobs if n_jobs < 0 else n_jobs))
 
 
 def torch_threads(n: int | None):
@@ -309,7 +329,9 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             "trainer.max_epochs",
         )
     if ckpt_path:
-        print(f"starting from {ckpt_path} (step {start.get('global_step', 0)}, {done} epochs done)", file=sys.stderr)
+        rank() or print(
+            f"starting from {ckpt_path} (step {start.get('global_step', 0)}, {done} epochs done)", file=sys.stderr
+        )
     stop = GracefulStop(
         out_dir / "checkpoints", f"{command} resume={out_dir}", keep=(slurm.requeue_signal,) if slurm else ()
     )

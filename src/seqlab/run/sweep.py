@@ -217,8 +217,15 @@ def check_sweep(overrides: list[str], hc) -> None:
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from seqlab.run.launch import launcher
     from seqlab.run.schema import SweeperSettings, check_arguments
     from seqlab.train import make
+
+    if launcher() is not None:  # (every rank would run the whole sweep)
+        raise SeqlabError(
+            "-m under torchrun or srun would run the whole sweep in every process; start the sweep alone, with "
+            "hydra/launcher=slurm and trainer=ddp for jobs of several GPUs (or hydra/launcher=parallel on one machine)"
+        )
 
     for o in OverridesParser.create().parse_overrides(overrides):
         if o.key_or_group == "experiment" and o.is_sweep_override():  # its jobs would land in the first's folder
