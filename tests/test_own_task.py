@@ -54,13 +54,13 @@ def forget_digits():
     sys.path[:] = [p for p in sys.path if not (Path(p) / "digits").is_dir()]
 
 
-def edited(mine, tmp_path, old: str, new: str):
-    """A copy of the task with its code edited."""
+def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
+    """A copy of the task with one of its files edited."""
     forget_digits()
     copy = tmp_path / "copy"
     shutil.copytree(mine / "digits", copy / "digits")
     shutil.copytree(mine / "conf", copy / "conf")
-    code = copy / "digits" / "task.py"
+    code = copy / file
     assert old in code.read_text()
     code.write_text(code.read_text().replace(old, new))
     return copy
@@ -81,12 +81,6 @@ def edited(mine, tmp_path, old: str, new: str):
             "seqlab.TaskData must",
         ),
         (
-            'class DigitsData(seqlab.TaskData):\n    task = "digits"',
-            'class DigitsData(seqlab.TaskData):\n    task = "gru_toy"',
-            "error: the model is the digits task's but the data is the gru_toy task's (a model= or data= override "
-            "picked another task's); pass experiment=digits or experiment=gru_toy",
-        ),
-        (
             'class DigitsTask(seqlab.Task):\n    task = "digits"',
             "class DigitsTask(seqlab.Task):",
             'error: model._target_=digits.task.DigitsTask declares no task name; give the class task = "<name>", '
@@ -96,9 +90,49 @@ def edited(mine, tmp_path, old: str, new: str):
             "class DigitsTask(",
             "class DigitTask(",
             "error: model._target_=digits.task.DigitsTask: module digits.task has no class DigitsTask; fix the name",
-        ),  # fmt: skip
+        ),
+        (
+            'class DigitsData(seqlab.TaskData):\n    task = "digits"',
+            'class DigitsData(seqlab.TaskData):\n    task = "digit"',
+            "error: model/digits.yaml builds a 'digits' task and data/digits.yaml a 'digit' one; give DigitsTask "
+            'and DigitsData the same task = "…"',
+        ),
+        (
+            "hidden_size: seqlab.types.PositiveInt, **common):",
+            "hidden_size: seqlab.types.PositiveInt):",
+            "error: DigitsTask.__init__ does not take **common (optimizer, scheduler, monitor, monitor_mode) and pass "
+            "it on: def __init__(self, <its arguments>, **common): super().__init__(**common)",
+        ),
+        (
+            "        super().__init__()  # saves",
+            "        pass  # saves",
+            "error: DigitsData.__init__ does not call super().__init__() first, which saves its arguments "
+            "(checkpoints rebuild the data from them); add it as its first line",
+        ),
+        (
+            '        self.init_metrics({"loss": MeanMetric(), "acc": BinaryAccuracy()})',
+            "        self.metric = MeanMetric()",
+            "error: DigitsTask.__init__ does not call self.init_metrics({...}), which makes the metrics that "
+            "evaluate() updates; add it, e.g. self.init_metrics({'loss': MeanMetric()})",
+        ),
+        (
+            "    def train_dataloader(self):",
+            "    def model_kwargs(self):\n        return {'size': 3}\n\n    def train_dataloader(self):",
+            "error: DigitsData.model_kwargs() returns size, which DigitsTask does not take; rename it to one of its "
+            "arguments (hidden_size, optimizer, scheduler, monitor, monitor_mode) or add it to them",
+        ),
     ],
-    ids=["no evaluate", "no val_dataloader", "two tasks", "no task name", "class renamed"],
+    ids=[
+        "no evaluate",
+        "no val_dataloader",
+        "no task name",
+        "class renamed",
+        "two names",
+        "no **common",
+        "no super().__init__()",
+        "no init_metrics",
+        "model_kwargs",
+    ],  # fmt: skip
 )
 def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expected):
     copy = edited(mine, tmp_path, old, new)
@@ -106,6 +140,35 @@ def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expect
         run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", cwd=copy, in_process=True)
     )
     assert msg == expected and not (copy / "outputs").exists()
+
+
+def test_config_slips_of_a_task_are_one_line(mine, tmp_path):
+    copy = edited(mine, tmp_path, "monitor: val/acc", "# monitor: val/acc", "conf/model/digits.yaml")
+    msg = one_line_error(
+        run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", cwd=copy, in_process=True)
+    )
+    assert msg == (
+        "error: model.monitor is not set; give the model config (model/digits.yaml) the metric runs follow, "
+        "e.g. monitor: val/loss and monitor_mode: min"
+    )
+    forget_digits()
+    msg = one_line_error(run_cli("seqlab.train", "experiment=digits", cwd=mine, in_process=True))
+    assert msg.startswith(
+        "error: no config 'digits' in group 'experiment'; conf/experiment/digits.yaml is there: pass --config-dir conf"
+    )
+    copy = edited(mine, tmp_path / "2", "searches: digits", "", "conf/hparams_search/digits_optuna.yaml")
+    sweep = ["-m", "--config-dir", "conf", "experiment=digits", "hparams_search=digits_optuna"]
+    msg = one_line_error(run_cli("seqlab.train", *sweep, cwd=copy, in_process=True))
+    assert msg == (
+        "error: hparams_search=digits_optuna does not say which task it searches; give it searches: digits "
+        "(if that is the task whose keys it names)"
+    )
+    forget_digits()
+    (last,) = mine.glob("outputs/digits/runs/*/checkpoints/last.ckpt")
+    msg = one_line_error(run_cli("seqlab.eval", f"ckpt_path={last}", "data=gru_toy", cwd=tmp_path, in_process=True))
+    assert (
+        msg == "error: data=gru_toy: seqlab-eval keeps the checkpoint's own data; change its settings with data.<key>=…"
+    )
 
 
 def test_import_failures_say_which(mine, tmp_path):

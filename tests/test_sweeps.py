@@ -92,7 +92,9 @@ def test_optuna_sweep_records_trials_and_continues_the_study(small_text, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     with sqlite3.connect(db) as con:
         states = [s for (s,) in con.execute("select state from trials")]
+        lrs = [v for (v,) in con.execute("select param_value from trial_params where param_name='model.optimizer.lr'")]
     assert states == ["COMPLETE"] * 4
+    assert len(set(lrs)) == 4  # (the continued study proposes new trials, not the ones it began with)
 
 
 def test_hparams_tab_holds_the_real_final_metric(small_text, tmp_path):

@@ -33,7 +33,7 @@ from seqlab.module import STEPPING_KEYS
 from seqlab.run import launch, rundir
 from seqlab.run.cli import Context, given, tool_main
 from seqlab.run.explain import one_line
-from seqlab.run.schema import builds, check_arguments, check_config, locate, show
+from seqlab.run.schema import builds, check_arguments, check_config, locate, parameters, show
 
 
 # ---- one run, from the command line --------------------------------------------------------------------
@@ -88,6 +88,14 @@ def check(cfg: DictConfig) -> dict:
             "the SEQLAB_ROOT environment variable is empty; set it to the folder that holds outputs/ "
             "(export SEQLAB_ROOT=$PWD) or unset it"
         )
+    for key in ("monitor", "monitor_mode"):  # (what the checkpoint callbacks read: else an interpolation error there)
+        if OmegaConf.is_dict(cfg.get("model")) and key not in cfg.model:
+            choice = HydraConfig.get().runtime.choices.get("model")
+            raise SeqlabError(
+                f"model.{key} is not set; give the model config (model/{choice}.yaml) the metric runs follow, "
+                f"e.g. monitor: val/loss and monitor_mode: min",
+                f"model.{key}",
+            )
     plain = OmegaConf.to_container(cfg, resolve=True)
     if not str(plain["paths"].get("root_dir", ".")).strip():
         raise SeqlabError("paths.root_dir is empty; pass a folder (e.g. paths.root_dir=.) or leave it out")
@@ -213,10 +221,22 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     the trainer exists."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     datamodule = make("data", plain["data"])
+    if len(datamodule.hparams) < len(parameters(type(datamodule))[0]):  # (its arguments were not saved)
+        raise SeqlabError(
+            f"{type(datamodule).__name__}.__init__ does not call super().__init__() first, which saves its "
+            f"arguments (checkpoints rebuild the data from them); add it as its first line"
+        )
     # The model gets what it needs from the data (e.g. the vocabulary) as plain values, which it
     # saves in every checkpoint.
     module_cls = locate("model", plain["model"])
-    args = {k: v for k, v in plain["model"].items() if k != "_target_"} | datamodule.model_kwargs()
+    given = datamodule.model_kwargs()
+    takes, _, more = parameters(module_cls)
+    if unknown := [k for k in given if k not in takes and not more]:
+        raise SeqlabError(
+            f"{type(datamodule).__name__}.model_kwargs() returns {unknown[0]}, which {module_cls.__name__} does not "
+            f"take; rename it to one of its arguments ({', '.join(takes)}) or add it to them"
+        )
+    args = {k: v for k, v in plain["model"].items() if k != "_target_"} | given
     check_arguments("model", module_cls, args)
     try:
         model = module_cls(**args)
@@ -264,6 +284,11 @@ def check_memory(module_cls, args: dict, error: Exception) -> None:
 def check_monitors(cfg: dict, model) -> None:
     """Every metric a schedule, the best checkpoint or early stopping follows is one the task logs
     (else Lightning finds out at the end of the first epoch)."""
+    if not isinstance(getattr(model, "metrics", None), torch.nn.ModuleDict):
+        raise SeqlabError(
+            f"{type(model).__name__}.__init__ does not call self.init_metrics({{...}}), which makes the metrics "
+            f"that evaluate() updates; add it, e.g. self.init_metrics({{'loss': MeanMetric()}})"
+        )
     known = ["train/loss", *model.metrics["val"].keys()]
     places = {
         "model.monitor": cfg["model"].get("monitor"),

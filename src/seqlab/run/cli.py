@@ -108,6 +108,11 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
         for top in {a.lstrip("+~").split("=")[0].split(".")[0] for a in overrides}:  # (a group Hydra would load)
             if (Path(CONF_DIR) / top).is_dir() and top not in takes and f"{top}.<key>" not in takes:
                 check_options(tool, {top: None}, takes + ["the options of its task's respond()"] * (tool != "eval"))
+        for a in (a for a in overrides if "=" in a and f"{a.split('=')[0].lstrip('+~')}.<key>" in takes):
+            top = a.split("=")[0].lstrip("+~")  # e.g. data=gru_toy: another task's data, or a preset
+            raise SeqlabError(
+                f"{a}: seqlab-{tool} keeps the checkpoint's own {top}; change its settings with {top}.<key>=…"
+            )
         overrides = [f"++{a}" if "=" in a and not a.startswith(("+", "~", "hydra.")) else a for a in overrides]
     return CommandLine(tool, flags, overrides, ns.multirun, printing)
 

@@ -37,7 +37,16 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
         searched = [a.partition("=[")[2].rstrip("]") for a in overrides if a.startswith("hydra.searchpath=")]
         folders = [Path(f.removeprefix("file://")) for a in searched for f in a.split(",")]
         astray = [f for d in folders for f in d.rglob(f"{option}.yaml")]  # (a file of the user's, in another folder)
-        hint = f"did you mean {group}={close[0]}? " if close else f"{astray[0]} belongs in {group}/; " if astray else ""
+        here = next((d for d in (Path("conf"), Path("configs")) if (d / group / f"{option}.yaml").is_file()), None)
+        hint = (
+            f"did you mean {group}={close[0]}? "
+            if close
+            else f"{astray[0]} belongs in {group}/; "
+            if astray
+            else f"{here}/{group}/{option}.yaml is there: pass --config-dir {here}; "
+            if here and not folders
+            else ""
+        )
         return f"no config {option!r} in group {group!r}; {hint}options: {', '.join(sorted(e.options)) or '(none)'}"
     for err in (e, e.__cause__):  # (Hydra raises its own error from OmegaConf's, which names the key)
         if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and err.full_key and err.parent_node is not None:

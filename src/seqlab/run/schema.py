@@ -268,10 +268,27 @@ def check_config(cfg: dict, choices: dict) -> None:
     check_arguments("", RunSettings, cfg)
     model, data = cfg["model"], cfg["data"]
     task, data_task = kind("model", model, Task).task, kind("data", data, TaskData).task
+    model_cls = locate("model", model)
+    if not {"optimizer", "monitor"} <= parameters(model_cls)[0].keys():
+        raise SeqlabError(
+            f"{model_cls.__name__}.__init__ does not take **common (optimizer, scheduler, monitor, monitor_mode) "
+            f"and pass it on: def __init__(self, <its arguments>, **common): super().__init__(**common)",
+            "model",
+        )
+    if task != data_task and choices.get("model") == choices.get("data"):  # (one task's configs, two names)
+        raise SeqlabError(
+            f"model/{choices.get('model')}.yaml builds a {task!r} task and data/{choices.get('data')}.yaml a "
+            f'{data_task!r} one; give {model_cls.__name__} and {locate("data", data).__name__} the same task = "…"'
+        )
     if task != data_task:  # e.g. model=charlm under experiment=gru_toy
         raise SeqlabError(
             f"the model is the {task} task's but the data is the {data_task} task's (a model= or data= "
             f"override picked another task's); pass experiment={task} or experiment={data_task}"
+        )
+    if choices.get("hparams_search") and cfg["searches"] is None:
+        raise SeqlabError(
+            f"hparams_search={choices['hparams_search']} does not say which task it searches; give it "
+            f"searches: {task} (if that is the task whose keys it names)"
         )
     if cfg["searches"] not in (None, task):  # its keys may be this task's too, and mean other things
         raise SeqlabError(
@@ -325,6 +342,12 @@ def check_trainer(trainer: dict) -> None:
         raise SeqlabError(
             f"trainer.devices={devices} but this machine has {cpus} CPU cores; pass trainer.devices={cpus}"
         )
+    strategy = str(trainer.get("strategy"))
+    if on_cpu and ("fork" in strategy or "notebook" in strategy):  # (forked after torch started threads: it hangs)
+        raise SeqlabError(
+            f"trainer.strategy={strategy} forks processes after torch has started its threads, which hangs on "
+            f"the CPU; use trainer=ddp_cpu (processes spawned afresh) or torchrun"
+        )
     launched = "NODE_RANK" in os.environ or any(
         e.detect() for e in (envs.TorchElasticEnvironment, envs.SLURMEnvironment)
     )
@@ -349,6 +372,9 @@ def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: 
             )
     options = {k: v for k, v in given.items() if k not in fixed and v is not None}
     if respond is not None:
+        params = parameters(respond)[0]
+        if needed := [n for n, p in params.items() if n != "prompt" and p.default is p.empty and n not in options]:
+            raise SeqlabError(f"the {task} task's respond() needs {needed[0]}=…; pass it (seqlab-{tool} {needed[0]}=…)")
         check_arguments("", respond, options, provided=None)
     return options
 

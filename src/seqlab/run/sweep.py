@@ -103,9 +103,10 @@ class SweepSummary(Callback):
         write_summary(Path(config.hydra.sweep.dir))
 
 
-def keep_search_space(ctx, storage: str, name: str, space: dict, file) -> None:
+def keep_search_space(ctx, storage: str, name: str, space: dict, file) -> int:
     """An Optuna study goes on only in the search space it began with (Optuna cannot change a
-    choice's values mid-study); the space is kept among the study's user attributes."""
+    choice's values mid-study); the space is kept among the study's user attributes. Returns how
+    many trials the study holds."""
     import optuna
 
     def load():
@@ -124,6 +125,7 @@ def keep_search_space(ctx, storage: str, name: str, space: dict, file) -> None:
         )
     if before is None:  # (a new study, made by the sweeper: recorded once the sweep ends)
         ctx.stack.callback(lambda: (s := load()) and s.set_user_attr("seqlab_search_space", space))
+    return len(study.trials) if study else 0
 
 
 # ---- -m: a sweep, started by seqlab-train ---------------------------------------------------------------
@@ -159,7 +161,12 @@ def run_sweep(line, first, run, ctx):
     if study and not study.exists():  # a study this sweep starts goes with a sweep that kept nothing
         ctx.stack.push(lambda kind, *_: kind and not any(folder.rglob("*.ckpt")) and study.unlink(missing_ok=True))
     if storage:
-        keep_search_space(ctx, storage, str(hc.sweeper.study_name), OmegaConf.to_container(hc.sweeper.params), study)
+        done = keep_search_space(
+            ctx, storage, str(hc.sweeper.study_name), OmegaConf.to_container(hc.sweeper.params), study
+        )
+        seed = OmegaConf.select(hc, "sweeper.sampler.seed")
+        if done and isinstance(seed, int):  # (the same seed again would propose the trials it began with)
+            line.overrides = [*line.overrides, f"hydra.sweeper.sampler.seed={seed + done}"]
     line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]
 
     def job(cfg):
