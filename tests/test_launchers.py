@@ -89,7 +89,7 @@ def test_two_nodes_write_one_run_with_the_metrics_of_one_process(tmp_path, small
         start([*torchrun(2, 1, port), "--node-rank=0", *cmd], nodes),
         start([*torchrun(2, 1, port), "--node-rank=1", *cmd], nodes),
     )
-    one_run(nodes)
+    run = one_run(nodes)
     assert first.count("run directory:") == 1 and "run directory:" not in second
 
     def metrics(out):
@@ -99,6 +99,14 @@ def test_two_nodes_write_one_run_with_the_metrics_of_one_process(tmp_path, small
 
     one, two = metrics(alone), metrics(first)
     assert one.keys() == two.keys() and one and all(abs(one[k] - two[k]) < 1e-4 for k in one), (one, two)
+    # resumed by the same two launches, from another port
+    port, more = free_port(), [f"resume={run}", "trainer.max_epochs=3"]
+    finish(
+        start([*torchrun(2, 1, port), "--node-rank=0", *cmd, *more], nodes),
+        start([*torchrun(2, 1, port), "--node-rank=1", *cmd, *more], nodes),
+    )
+    assert one_run(nodes) == run
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["seqlab_resume"]["epochs_done"] == 3
 
 
 def test_srun_tasks_write_one_run(tmp_path):

@@ -12,15 +12,11 @@ from pathlib import Path
 TASK = '''"""The {name} task: a GRU reads a sequence of digits and says whether it is sorted.
 Made by seqlab-new-task; replace the data and the network with your own, keep the methods."""
 
-from typing import Annotated
-
+import seqlab
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy
-
-import seqlab
 
 
 class {cls}Data(seqlab.TaskData):
@@ -65,7 +61,7 @@ class {cls}Task(seqlab.Task):
         self.metrics[stage]["loss"].update(F.binary_cross_entropy_with_logits(logits, y), len(y))
         self.metrics[stage]["acc"].update(logits.sigmoid(), y)
 
-    def respond(self, prompt: str, *, threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5) -> str:
+    def respond(self, prompt: str, *, threshold: seqlab.types.Fraction = 0.5) -> str:
         """'sorted' or 'not sorted' for a prompt of digits (e.g. prompt=12345678), and the probability."""
         if not prompt or not set(prompt) <= set("0123456789"):
             raise seqlab.SeqlabError(f"the prompt {{prompt!r}} must be digits; pass e.g. prompt=12345678")
