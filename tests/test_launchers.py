@@ -63,15 +63,12 @@ def one_run(root):
     return run
 
 
-def test_torchrun_on_one_machine_writes_one_run_that_resumes(tmp_path):
+def test_torchrun_on_one_machine_writes_one_run(tmp_path):
     port = free_port()
     cmd = [*torchrun(1, 2, port), "-m", "seqlab.train", *GRU, *DDP, "trainer.devices=2", "trainer.max_epochs=2"]
     (out,) = finish(start(cmd, tmp_path))
-    run = one_run(tmp_path)
-    assert out.count("run directory:") == 1
-    (out,) = finish(start([*cmd, f"resume={run}", "trainer.max_epochs=3"], tmp_path))
-    assert one_run(tmp_path) == run and out.count("run directory:") == 1
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["seqlab_resume"]["epochs_done"] == 3
+    one_run(tmp_path)
+    assert out.count("run directory:") == 1  # (resume= under torchrun: the two-node test)
 
 
 def test_two_nodes_write_one_run_with_the_metrics_of_one_process(tmp_path, small_text):
