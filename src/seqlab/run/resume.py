@@ -61,7 +61,13 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
         )
     try:
         ckpt = read_checkpoint(last)
-        if best and read_checkpoint(best[-1])["seqlab"]["task"] != ckpt["seqlab"]["task"]:
+        try:
+            other = read_checkpoint(best[-1])["seqlab"]["task"] if best else ckpt["seqlab"]["task"]
+        except SeqlabError:
+            if best[-1].exists():
+                raise
+            other = ckpt["seqlab"]["task"]  # (a run still going replaced its best meanwhile: its lock says so later)
+        if other != ckpt["seqlab"]["task"]:
             raise SeqlabError(
                 f"it is a {ckpt['seqlab']['task']!r} checkpoint beside a best one of another task, "
                 f"copied in from another run"
