@@ -308,19 +308,21 @@ def test_run_folder_below_a_regular_file(tmp_path):
     assert "cannot create the run folder" in msg
 
 
+def one_epoch_run(tmp_path):
+    """A finished one-epoch GRU-toy run in tmp_path/run."""
+    run = tmp_path / "run"
+    code, _, err = cli(
+        "train", "experiment=gru_toy", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, err[-3000:]
+    return run
+
+
 def test_a_run_folder_given_by_hand_is_never_shared(tmp_path):
     """hydra.run.dir= pointing at another run (or at a folder of the user's files) is refused
     before Hydra writes into it: the other run's files stay as they were."""
-    run = tmp_path / "run"
-    code, _, err = cli(
-        "train",
-        "experiment=gru_toy",
-        "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run}",
-        cwd=tmp_path,
-    )
-    assert code == 0, err
+    run = one_epoch_run(tmp_path)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     msg = one_error(*cli("train", f"hydra.run.dir={run}", cwd=tmp_path)[::2])
     assert f"hydra.run.dir={run} already holds a run; continue it with resume={run}" in msg
@@ -394,16 +396,7 @@ def test_a_json_list_with_a_syntax_error_names_the_place(tmp_path):
 def test_resume_of_a_run_whose_settings_are_gone(tmp_path):
     """.hydra/ deleted or edited: last.ckpt records the overrides it was trained with, so the run
     resumes as it was; a run finished by its epochs says how to train on."""
-    run = tmp_path / "run"
-    code, _, err = cli(
-        "train",
-        "experiment=gru_toy",
-        "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run}",
-        cwd=tmp_path,
-    )
-    assert code == 0, err[-3000:]
+    run = one_epoch_run(tmp_path)
     import shutil
 
     shutil.rmtree(run / ".hydra")

@@ -13,7 +13,7 @@ import sys
 
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.checkpoint import load_module
+from seqlab.checkpoint import load_responder
 from seqlab.errors import SeqlabError
 from seqlab.module import evaluating
 from seqlab.run.cli import Context, tool_main
@@ -42,9 +42,7 @@ def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> in
 
 
 def run(cfg: DictConfig, ctx: Context) -> int:
-    module, _ = load_module(cfg.ckpt_path, device=cfg.device)
-    if not module.responds():
-        raise SeqlabError(f"the {module.task} task answers no prompts: its {type(module).__name__} has no respond()")
+    module = load_responder(cfg.ckpt_path, device=cfg.device)
     given = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}
     options = check_options("chat", given, TAKES, module.respond, module.task)
     interactive = sys.stdin.isatty()

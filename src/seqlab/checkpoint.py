@@ -136,6 +136,14 @@ def load_module(path: str, device: str = "cpu"):
     return module.to(pick_device(device)).eval(), ckpt
 
 
+def load_responder(path: str, device: str = "cpu"):
+    """The module of a checkpoint whose task answers prompts (seqlab-generate, seqlab-chat)."""
+    module, _ = load_module(path, device=device)
+    if not module.responds():
+        raise SeqlabError(f"the {module.task} task answers no prompts: its {type(module).__name__} has no respond()")
+    return module
+
+
 def data_class(ckpt: dict, path) -> type:
     _, data_cls = task_classes(ckpt, path)
     if data_cls is None:

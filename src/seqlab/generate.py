@@ -11,7 +11,7 @@ import warnings
 
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.checkpoint import load_module
+from seqlab.checkpoint import load_responder
 from seqlab.errors import SeqlabError, SeqlabWarning
 from seqlab.module import evaluating
 from seqlab.run.cli import Context, tool_main
@@ -21,9 +21,7 @@ TAKES = ["ckpt_path", "prompt", "device"]  # its own options; the others are tho
 
 
 def run(cfg: DictConfig, ctx: Context) -> str:
-    module, _ = load_module(cfg.ckpt_path, device=cfg.device)
-    if not module.responds():
-        raise SeqlabError(f"the {module.task} task answers no prompts: its {type(module).__name__} has no respond()")
+    module = load_responder(cfg.ckpt_path, device=cfg.device)
     given = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}
     options = check_options("generate", given, TAKES, module.respond, module.task)
     if cfg.prompt is None:

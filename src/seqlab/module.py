@@ -94,7 +94,7 @@ class Task(L.LightningModule, abc.ABC):
 
     def respond(self, prompt: str, **options) -> str:
         """The answer to a prompt (seqlab-generate, seqlab-chat); a task without one has none."""
-        raise SeqlabError(f"the {self.task} task answers no prompts (its {type(self).__name__} has no respond())")
+        raise SeqlabError(f"the {self.task} task answers no prompts: its {type(self).__name__} has no respond()")
 
     @classmethod
     def responds(cls) -> bool:

@@ -267,8 +267,8 @@ def check_config(cfg: dict, choices: dict) -> None:
         )
     check_arguments("", RunSettings, cfg)
     model, data = cfg["model"], cfg["data"]
-    task, data_task = kind("model", model, Task).task, kind("data", data, TaskData).task
-    model_cls = locate("model", model)
+    model_cls, data_cls = kind("model", model, Task), kind("data", data, TaskData)
+    task, data_task = model_cls.task, data_cls.task
     if not {"optimizer", "monitor"} <= parameters(model_cls)[0].keys():
         raise SeqlabError(
             f"{model_cls.__name__}.__init__ does not take **common (optimizer, scheduler, monitor, monitor_mode) "
@@ -278,7 +278,7 @@ def check_config(cfg: dict, choices: dict) -> None:
     if task != data_task and choices.get("model") == choices.get("data"):  # (one task's configs, two names)
         raise SeqlabError(
             f"model/{choices.get('model')}.yaml builds a {task!r} task and data/{choices.get('data')}.yaml a "
-            f'{data_task!r} one; give {model_cls.__name__} and {locate("data", data).__name__} the same task = "…"'
+            f'{data_task!r} one; give {model_cls.__name__} and {data_cls.__name__} the same task = "…"'
         )
     if task != data_task:  # e.g. model=charlm under experiment=gru_toy
         raise SeqlabError(
@@ -295,8 +295,8 @@ def check_config(cfg: dict, choices: dict) -> None:
             f"hparams_search={choices.get('hparams_search')} searches the {cfg['searches']} task, but "
             f"this run trains {task}; pass experiment={cfg['searches']}"
         )
-    check_arguments("data", locate("data", data), args(data))
-    check_arguments("model", locate("model", model), args(model, "optimizer", "scheduler"), provided=None)
+    check_arguments("data", data_cls, args(data))
+    check_arguments("model", model_cls, args(model, "optimizer", "scheduler"), provided=None)
     opt = kind("model.optimizer", model.get("optimizer"), torch.optim.Optimizer)
     check_arguments("model.optimizer", opt, args(model["optimizer"]), provided=["params"])
     if sched := model.get("scheduler"):  # (model/scheduler=none leaves it empty)
