@@ -102,7 +102,7 @@ CONFIG_CASES = [
     (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be an integer >= 1"),
     (["trainer.devices=64"], "trainer.devices=64 but this machine has"),
     (["trainer=ddp_cpu", "trainer.devices=64"], "trainer.devices=64 but this machine has"),
-    (["threads=0"], "threads must be an integer >= 1 or null"),
+    (["threads=0"], "threads must be auto, an integer >= 1 or null"),
     (["seed=abc"], "seed must be an integer from 0 to 4294967295 or null"),
     (["seed=99999999999"], "seed must be an integer from 0 to 4294967295 or null"),
     (

@@ -177,3 +177,44 @@ def test_split_by_lines_or_by_characters_for_a_single_line():
     assert len(train_part) == 800 and len(val_part) == 200
     train_part, val_part = split_text(one_line + "\n", 0.8)  # a final newline does not make a second line
     assert len(train_part) == 801 and len(val_part) == 200
+
+
+def test_regularisers_tied_weights_weight_drop_and_embedding_dropout():
+    torch.manual_seed(0)
+    x = torch.randint(0, 9, (2, 7))
+    tied = CharRNN(9, "lstm", 4, 8, 1, 0.0, tie_weights=True)
+    assert tied.out.weight is tied.embedding.weight and tied.proj.weight.shape == (4, 8)
+    assert sum(p.numel() for p in tied.parameters()) < sum(p.numel() for p in CharRNN(9, "lstm", 4, 8, 1, 0.0).parameters())
+    assert tied(x)[0].shape == (2, 7, 9)
+
+    # Weight drop: each training call sees its own dropped recurrent weights (the gradient reaches
+    # them); evaluation uses the weights as they are, like the same network without it.
+    wd = CharRNN(9, "lstm", 4, 8, 2, 0.0, weight_dropout=0.5)
+    plain = CharRNN(9, "lstm", 4, 8, 2, 0.0)
+    plain.load_state_dict({k.replace("rnn.rnn.", "rnn."): v for k, v in wd.state_dict().items()})
+    assert not torch.equal(wd(x)[0], wd(x)[0])
+    wd(x)[0].sum().backward()
+    assert wd.rnn.rnn.weight_hh_l1.grad.abs().sum() > 0
+    wd.eval(), plain.eval()
+    torch.testing.assert_close(wd(x)[0], plain(x)[0])
+
+    emb = CharRNN(9, "gru", 4, 8, 1, 0.0, emb_dropout=0.5)
+    assert not torch.equal(emb(x)[0], emb(x)[0]) and emb.drop.p == 0.0
+    emb.eval()
+    assert torch.equal(emb(x)[0], emb(x)[0])
+    with pytest.raises(Exception, match="model.weight_dropout drops the weights of a fused cell.*model.cell=gru"):
+        _module(cell="grucell", weight_dropout=0.2)
+
+
+def test_weight_average_is_what_validation_checkpoints_and_resume_use(small_text, tmp_path):
+    common = [f"data.path={small_text}", *TINY_CHARLM, "trainer.limit_train_batches=6", "trainer.limit_val_batches=2"]
+    common += ["callbacks=ema", "callbacks.ema.decay=0.5", "trainer.limit_test_batches=2"]
+    _, best = train(make_cfg([*common, "trainer.max_epochs=1"], tmp_path / "a"))
+    ckpt = torch.load(best, weights_only=False)
+    average, current = ckpt["state_dict"], ckpt["current_model_state"]
+    assert average.keys() == current.keys() and any(not torch.equal(average[k], current[k]) for k in average)
+    # Resumed, the run goes on from the weights it trained (not the average) and keeps averaging.
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    train(make_cfg([*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "b"))
+    again = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert again["epoch"] == 1 and again["callbacks"]["EMAWeightAveraging"]["latest_update_step"] == 12

@@ -34,7 +34,10 @@ def start(args, cwd, env=None):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})},
+        # LOGLEVEL quiets torchrun's own agent: at exit, the agent that holds the store may close it
+        # while another still waits on the exit barrier, which logs a traceback and exits 0
+        # (pytorch/pytorch#69520). Our program's errors are printed regardless of it.
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "LOGLEVEL": "CRITICAL", **(env or {})},
     )
 
 

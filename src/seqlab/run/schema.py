@@ -31,7 +31,7 @@ class RunSettings(pydantic.BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Field(pattern=r"^[\w-][\w.-]{0,99}$", examples=["my_run"], description=NAME)]
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None  # what Lightning's seed_everything takes
-    threads: PositiveInt | None
+    threads: PositiveInt | Literal["auto"] | None
     ckpt_path: str | None
     resume: str | None
     train: bool

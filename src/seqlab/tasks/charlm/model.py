@@ -6,6 +6,8 @@ Pure torch.nn: usable without Lightning.
 import torch
 from torch import nn
 
+from seqlab.recurrent import WeightDrop
+
 FUSED = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 UNROLLED = {"rnncell": nn.RNNCell, "grucell": nn.GRUCell}
 CELLS = tuple(FUSED) + tuple(UNROLLED)
@@ -35,19 +37,44 @@ class UnrolledRNN(nn.Module):
 
 
 class CharRNN(nn.Module):
-    def __init__(self, vocab_size: int, cell: str, emb_dim: int, hidden_size: int, n_layers: int, dropout: float):
+    """Embedding -> recurrent layer(s) -> Linear, with the regularisers a small corpus needs:
+    `dropout` on the recurrent output and between layers, `emb_dropout` on the embeddings (None:
+    the same as `dropout`), `weight_dropout` on the recurrent weights (fused cells only) and
+    `tie_weights` (the output layer reads the embedding matrix, through a projection to the
+    embedding width when the hidden layer is wider)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str,
+        emb_dim: int,
+        hidden_size: int,
+        n_layers: int,
+        dropout: float,
+        emb_dropout: float | None = None,
+        weight_dropout: float = 0.0,
+        tie_weights: bool = False,
+    ):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+        if weight_dropout and cell not in FUSED:
+            raise ValueError(f"weight_dropout is for the fused cells {tuple(FUSED)}, got {cell!r}")
         self.cell, self.n_layers, self.hidden_size = cell, n_layers, hidden_size
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         rnn_dropout = dropout if n_layers > 1 else 0.0
         if cell in FUSED:
             self.rnn = FUSED[cell](emb_dim, hidden_size, n_layers, batch_first=True, dropout=rnn_dropout)
+            if weight_dropout:  # wrapped only when used: checkpoints without it keep their keys
+                self.rnn = WeightDrop(self.rnn, weight_dropout)
         else:
             self.rnn = UnrolledRNN(cell, emb_dim, hidden_size, n_layers, rnn_dropout)
+        self.emb_drop = nn.Dropout(dropout if emb_dropout is None else emb_dropout)
         self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden_size, vocab_size)
+        self.proj = nn.Linear(hidden_size, emb_dim) if tie_weights and emb_dim != hidden_size else nn.Identity()
+        self.out = nn.Linear(emb_dim if tie_weights else hidden_size, vocab_size)
+        if tie_weights:
+            self.out.weight = self.embedding.weight
 
     def init_hidden(self, batch_size: int, device=None):
         h = torch.zeros(self.n_layers, batch_size, self.hidden_size, device=device)
@@ -57,8 +84,8 @@ class CharRNN(nn.Module):
         """x: (batch, time) token ids -> (log-probs (batch, time, vocab), new hidden)."""
         if hidden is None:
             hidden = self.init_hidden(x.size(0), x.device)
-        out, hidden = self.rnn(self.drop(self.embedding(x)), hidden)
-        return torch.log_softmax(self.out(self.drop(out)), dim=-1), hidden
+        out, hidden = self.rnn(self.emb_drop(self.embedding(x)), hidden)
+        return torch.log_softmax(self.out(self.proj(self.drop(out))), dim=-1), hidden
 
 
 @torch.no_grad()

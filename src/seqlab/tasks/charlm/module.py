@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric
 from seqlab.errors import SeqlabError
 from seqlab.module import Task
 from seqlab.sampling import make_generator
-from seqlab.tasks.charlm.model import CharRNN, generate
+from seqlab.tasks.charlm.model import FUSED, CharRNN, generate
 from seqlab.types import Dropout, NonNegativeInt, PositiveInt, SampleSeed, Temperature
 from seqlab.vocab import Vocab
 
@@ -53,6 +53,9 @@ class CharLMModule(Task):
         sample_prompt: str,
         sample_length: NonNegativeInt,
         sample_temperature: Temperature,
+        emb_dropout: Dropout | None = None,
+        weight_dropout: Dropout = 0.0,
+        tie_weights: bool = False,
         **common,
     ):
         super().__init__(**common)
@@ -64,7 +67,14 @@ class CharLMModule(Task):
                 f"({shown!r}…), so the TensorBoard samples cannot start; set model.sample_prompt to "
                 f"some of the text, or model.sample_length=0"
             )
-        self.model = CharRNN(len(vocab), cell, emb_dim, hidden_size, n_layers, dropout)
+        if weight_dropout and cell not in FUSED:
+            raise SeqlabError(
+                f"model.weight_dropout drops the weights of a fused cell, and model.cell={cell} is the unrolled "
+                f"loop; use model.cell={cell.removesuffix('cell')} or model.weight_dropout=0"
+            )
+        self.model = CharRNN(
+            len(vocab), cell, emb_dim, hidden_size, n_layers, dropout, emb_dropout, weight_dropout, tie_weights
+        )
         # Token-weighted means over a whole pass (nats/char), and what they mean in other units.
         self.init_metrics({"loss": MeanMetric(), "ppl": Transformed(torch.exp), "bpc": Transformed(nats_to_bits)})
 

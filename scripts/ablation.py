@@ -1,0 +1,80 @@
+"""What each regulariser does to the char-LM: the `charlm` recipe with one option changed at a time
+(and the record recipe), each a normal run under outputs/, its best validation loss and training
+minutes read back from its result.json.
+
+    python scripts/ablation.py                   # every row, two at a time (one thread each)
+    python scripts/ablation.py --only ema wdrop  # some rows
+    python scripts/ablation.py --jobs 1          # one at a time, on every core
+
+Runs keep a fixed epoch budget, so a busy machine costs minutes, not quality; the minutes of rows
+run two at a time are not those of one run alone (scripts/threads_busy.py measures by how much).
+Results add up in outputs/ablation.json; the table is printed and written to outputs/ablation.md.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = {
+    "charlm": ("the recipe: LSTM-512, dropout 0.3, 26 epochs", []),
+    "ema": ("+ weight average (EMA, decay 0.999)", ["callbacks=ema"]),
+    "ema_wdrop": ("+ EMA + weight-dropped LSTM (0.25)", ["callbacks=ema", "model.weight_dropout=0.25"]),
+    "tied": ("+ tied embedding and output (through a projection)", ["model.tie_weights=true"]),
+    "adamw": (
+        "+ AdamW, weight decay 0.1",
+        ["model/optimizer=adamw", "model.optimizer.lr=2e-3", "model.optimizer.weight_decay=0.1"],
+    ),
+    "record": ("charlm_record", ["experiment=charlm_record"]),
+}
+
+
+def run(name: str, threads: int | None) -> dict:
+    what, overrides = ROWS[name]
+    experiment = [] if any(o.startswith("experiment=") for o in overrides) else ["experiment=charlm"]
+    args = [sys.executable, "-m", "seqlab.train", *experiment, *overrides, "trainer.enable_progress_bar=false"]
+    args += [f"threads={threads}"] if threads else []
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    found = re.search(r"^run directory:\s+(\S+)", proc.stdout, re.M)
+    if proc.returncode != 0 or not found:
+        return {"what": what, "error": proc.stderr.strip().splitlines()[-1:]}
+    metrics = json.loads((Path(found.group(1)) / "result.json").read_text())["metrics"]
+    return {
+        "what": what,
+        "best_val_loss": metrics["best/val/loss"],
+        "minutes": metrics["time/fit_s"] / 60,
+        "threads": threads,
+        "run_dir": found.group(1),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each gets cores // jobs threads)")
+    args = parser.parse_args()
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    store_path = ROOT / "outputs" / "ablation.json"
+    store = json.loads(store_path.read_text()) if store_path.exists() else {}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for name, result in zip(args.only, pool.map(lambda n: run(n, threads), args.only), strict=True):
+            store[name] = result
+            print(name, result, flush=True)
+    store_path.parent.mkdir(exist_ok=True)
+    store_path.write_text(json.dumps(store, indent=1))
+    lines = ["| row | what | best val loss | training minutes (threads) |", "|---|---|---|---|"]
+    for name, r in store.items():
+        value = f"{r['best_val_loss']:.4f}" if "best_val_loss" in r else f"failed: {r['error']}"
+        minutes = f"{r['minutes']:.1f} ({r['threads'] or 'all'})" if "minutes" in r else "—"
+        lines.append(f"| {name} | {r['what']} | {value} | {minutes} |")
+    (ROOT / "outputs" / "ablation.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
