@@ -98,6 +98,19 @@ CONFIG_CASES = [
         "trainer.max_epochs=-5 is refused by Trainer (`max_epochs` must be a non-negative integer or -1",
     ),
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val must be >= 0 or null, got -1"),
+    # a flag where a number goes (lax pydantic would read true as 1), a string where a list goes
+    (["experiment=gru_toy", "model.hidden_size=true"], "model.hidden_size must be an integer >= 1, got true"),
+    (["trainer.max_epochs=true"], "trainer.max_epochs must be an integer or null, got true"),
+    (
+        ["model/scheduler=multistep", "model.scheduler.milestones=abc"],
+        "model.scheduler.milestones must be a list of integers, got 'abc'",
+    ),
+    (["trainer.val_check_interval=0"], "trainer.val_check_interval must be > 0"),
+    (["-m", "experiment=gru_toy", "model.hidden_size=range(1,10,0)"], "range() arg 3 must not be zero"),
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "model.hidden_size=int(interval(8,4))"],
+        "model.hidden_size=int(interval(8,4)) runs from 8 down to 4; write the low end first",
+    ),
     (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5 is refused by Trainer"),
     (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be an integer >= 1"),
     (["trainer.devices=64"], "trainer.devices=64 but this machine has"),

@@ -184,7 +184,9 @@ def test_regularisers_tied_weights_weight_drop_and_embedding_dropout():
     x = torch.randint(0, 9, (2, 7))
     tied = CharRNN(9, "lstm", 4, 8, 1, 0.0, tie_weights=True)
     assert tied.out.weight is tied.embedding.weight and tied.proj.weight.shape == (4, 8)
-    assert sum(p.numel() for p in tied.parameters()) < sum(p.numel() for p in CharRNN(9, "lstm", 4, 8, 1, 0.0).parameters())
+    assert sum(p.numel() for p in tied.parameters()) < sum(
+        p.numel() for p in CharRNN(9, "lstm", 4, 8, 1, 0.0).parameters()
+    )
     assert tied(x)[0].shape == (2, 7, 9)
 
     # Weight drop: each training call sees its own dropped recurrent weights (the gradient reaches

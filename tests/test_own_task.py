@@ -209,3 +209,9 @@ def test_a_changed_search_space_names_the_study(mine):
         "began; pass hydra.sweeper.study_name=digits_2 to start a new study, or put the space back to continue this one"
     )
     space.write_text(space.read_text().replace("choice(8, 16)", "choice(8, 16, 32)"))
+
+
+def test_the_scaffold_refuses_keywords_and_the_names_of_built_in_tasks(tmp_path, capsys):
+    for name, why in (("class", "is a Python keyword"), ("charlm", "names one of seqlab's own tasks")):
+        assert newtask.main([name, str(tmp_path)]) == 2 and why in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

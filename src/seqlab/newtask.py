@@ -7,6 +7,7 @@ data and the network with yours and keep the methods. Nothing that exists is ove
 
 import keyword
 import sys
+from importlib import resources
 from pathlib import Path
 
 TASK = '''"""The {name} task: a GRU reads a sequence of digits and says whether it is sorted.
@@ -145,8 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         return 2
     name, folder = args[0], Path(args[1] if len(args) == 2 else ".")
-    if not name.isidentifier() or keyword.iskeyword(name) or name != name.lower():
-        print(f"error: {name!r} cannot name a Python package; pass lower-case letters, digits, _", file=sys.stderr)
+    ours = {
+        p.stem for group in ("experiment", "model") for p in resources.files("seqlab.conf").joinpath(group).iterdir()
+    }
+    why = None
+    if keyword.iskeyword(name):
+        why = "is a Python keyword"
+    elif not name.isidentifier() or name != name.lower():
+        why = "cannot name a Python package"
+    elif name in ("seqlab", "conf", "tests"):
+        why = "would hide seqlab's package or the task's own folders"
+    elif name in ours:
+        why = "names one of seqlab's own tasks (the two would share configs and an outputs/ folder)"
+    if why:
+        print(f"error: {name!r} {why}; pass another name of lower-case letters, digits and _", file=sys.stderr)
         return 2
     new = files(name)
     there = [p for p in new if (folder / p).exists()]

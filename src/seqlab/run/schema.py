@@ -13,6 +13,7 @@ import functools
 import importlib
 import inspect
 import typing
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -97,8 +98,7 @@ def parameters(target) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bo
     them itself); and whether it still takes any keyword after that."""
     params, hints, more = {}, {}, False
     for fn in [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]:
-        with contextlib.suppress(Exception):  # (an annotation naming what its module imports for type checkers)
-            hints = typing.get_type_hints(fn, include_extras=True) | hints
+        hints = type_hints(fn) | hints
         base, more = bool(params), False
         for name, p in inspect.signature(fn).parameters.items():
             if p.kind == p.VAR_KEYWORD:
@@ -108,6 +108,19 @@ def parameters(target) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bo
         if not more:
             break
     return params, hints, more
+
+
+def type_hints(fn) -> dict[str, Any]:
+    """`fn`'s annotations, each on its own: one that names what its module imports only for type
+    checkers (torch's `Iterable[int]`) is read with the names of `typing`, or left out. An
+    `Iterable` is read as a sequence: pydantic checks an iterable only as it is consumed, so a
+    string would pass as one (milestones=abc)."""
+    hints = {}
+    for name, text in getattr(fn, "__annotations__", {}).items():
+        with contextlib.suppress(Exception):
+            hint = eval(text, {**vars(typing), **fn.__globals__}) if isinstance(text, str) else text
+            hints[name] = typing.Sequence[typing.get_args(hint)] if typing.get_origin(hint) is Iterable else hint
+    return hints
 
 
 @functools.cache
@@ -137,6 +150,7 @@ def check_arguments(key: str, target, values: dict, provided: typing.Iterable[st
     try:
         model.model_validate(given)
         errors = [{"type": "extra_forbidden", "loc": (unknown[0],)}] if unknown and forbid else []
+        errors = errors or strict_flags(model, given)
     except pydantic.ValidationError as e:
         skip = set(values) - set(given) | set(provided or ())
         errors = [
@@ -146,6 +160,17 @@ def check_arguments(key: str, target, values: dict, provided: typing.Iterable[st
         ]
     if errors:
         raise SeqlabError(error_line(key, target, model, errors[0], values), join(key, errors[0]["loc"][0]))
+
+
+def strict_flags(model, given: dict) -> list[dict]:
+    """pydantic's lax mode reads true as 1 (hidden_size=true would build a network of 1): a flag is
+    held to the field's type strictly."""
+    flags = {k: v for k, v in given.items() if isinstance(v, bool)}
+    try:
+        model.model_validate(flags, strict=True)
+    except pydantic.ValidationError as e:
+        return [x for x in e.errors() if x["type"] != "missing"]
+    return []
 
 
 def join(prefix: str, name) -> str:
@@ -332,6 +357,11 @@ def check_trainer(trainer: dict) -> None:
     for key in ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
         if isinstance(trainer.get(key), int) and trainer[key] < 1:  # Lightning divides by them, mid-run
             raise SeqlabError(f"trainer.{key} must be an integer >= 1, got {trainer[key]}; pass e.g. trainer.{key}=1")
+    if isinstance(every := trainer.get("val_check_interval"), (int, float)) and not every > 0:  # (divides by it)
+        raise SeqlabError(
+            f"trainer.val_check_interval must be > 0 (a fraction of an epoch, or a number of batches), got "
+            f"{show(every)}; pass e.g. trainer.val_check_interval=1.0"
+        )
     if isinstance(clip := trainer.get("gradient_clip_val"), (int, float)) and not clip >= 0:  # (flips the gradients)
         raise SeqlabError(f"trainer.gradient_clip_val must be >= 0 or null, got {show(clip)}; pass e.g. 1.0")
     devices, nodes, cpus = trainer.get("devices"), trainer.get("num_nodes"), os.cpu_count() or 1

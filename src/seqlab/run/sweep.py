@@ -209,8 +209,13 @@ def first_job(overrides: list[str]) -> list[str]:
     for text, o in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
         if not o.is_sweep_override():
             jobs.append(text)
+        elif o.is_interval_sweep() and o.value().start > o.value().end:  # (Optuna would refuse it mid-sweep)
+            raise SeqlabError(f"{text} runs from {o.value().start} down to {o.value().end}; write the low end first")
         elif o.is_discrete_sweep():
-            values = list(o.sweep_string_iterator())
+            try:
+                values = list(o.sweep_string_iterator())
+            except ValueError as e:  # range() with a step of 0
+                raise SeqlabError(f"{text}: {e}; check the -m values") from None
             if not values:
                 raise SeqlabError(f"the sweep has no jobs ({text} is empty); check the -m values")
             jobs.append(f"{o.get_key_element()}={values[0]}")

@@ -53,9 +53,9 @@ class CharLMModule(Task):
         sample_prompt: str,
         sample_length: NonNegativeInt,
         sample_temperature: Temperature,
-        emb_dropout: Dropout | None = None,
-        weight_dropout: Dropout = 0.0,
-        tie_weights: bool = False,
+        emb_dropout: Dropout | None,
+        weight_dropout: Dropout,
+        tie_weights: bool,
         **common,
     ):
         super().__init__(**common)
