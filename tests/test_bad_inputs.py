@@ -800,3 +800,16 @@ def test_chat_follows_the_checkpoints_task(checkpoints, tmp_path):
     assert code == 0 and "Sorry" in out and "(prompt 'x y' is not" in err and "Traceback" not in err
     msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "lenght=5", stdin="hi\n", cwd=tmp_path)[::2])
     assert msg.startswith("error: unknown option 'lenght': did you mean length=") and "charlm checkpoint" in msg
+
+
+def test_links_that_lead_nowhere_and_a_sweep_folder_given_to_resume(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    msg = one_error(*cli("train", "experiment=charlm", f"data.path={tmp_path / 'loop'}", cwd=tmp_path)[::2])
+    assert "data file not found:" in msg and "(a link that leads nowhere)" in msg
+    msg = one_error(*cli("generate", f"ckpt_path={tmp_path / 'loop'}", "prompt=a", cwd=tmp_path)[::2])
+    assert "checkpoint not found:" in msg and "(a link that leads nowhere)" in msg
+    job = tmp_path / "sweep" / "0" / "checkpoints"
+    job.mkdir(parents=True)
+    (job / "last.ckpt").write_bytes(b"")
+    msg = one_error(*cli("train", f"resume={tmp_path / 'sweep'}", cwd=tmp_path)[::2])
+    assert f"no .hydra/); pass one of its jobs, e.g. resume={tmp_path / 'sweep' / '0'}" in msg

@@ -30,7 +30,8 @@ def read_checkpoint(path: str | None) -> dict:
         example = f"e.g. ckpt_path={found[0]}" if found else "(it holds none)"
         raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, {example}")
     if not p.is_file():
-        raise SeqlabError(f"checkpoint not found: {p}; pass ckpt_path=<path to a .ckpt file>")
+        gone = " (a link that leads nowhere)" if p.is_symlink() else ""
+        raise SeqlabError(f"checkpoint not found: {p}{gone}; pass ckpt_path=<path to a .ckpt file>")
     with p.open("rb") as f:
         head = f.read(2)
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch's zip format, or its older pickle

@@ -26,7 +26,8 @@ def resolve(path: str | None, default_name: str, what: str = "data.path") -> Pat
 
 def read_text(path: Path, what: str = "data.path") -> str:
     if not path.exists():
-        raise SeqlabError(f"data file not found: {path}; set {what}=<an existing UTF-8 text file>")
+        gone = " (a link that leads nowhere)" if path.is_symlink() else ""
+        raise SeqlabError(f"data file not found: {path}{gone}; set {what}=<an existing UTF-8 text file>")
     if path.is_dir():
         raise SeqlabError(f"data path is a folder, not a file: {path}; set {what}=<a UTF-8 text file>")
     if not path.is_file():  # a pipe or a device would block or never end

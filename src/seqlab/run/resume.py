@@ -51,9 +51,10 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
         else ("nothing to resume: start it again")
     )
     if not last.is_file() and not (run / ".hydra").is_dir() and not best:
+        jobs = sorted(p.parent.parent for p in run.glob("*/checkpoints/last.ckpt"))  # (a sweep's folder)
         raise SeqlabError(
             f"resume={run} is not a seqlab run folder (no checkpoints/last.ckpt, no .hydra/); pass "
-            f"resume=outputs/<name>/runs/<time>"
+            + (f"one of its jobs, e.g. resume={jobs[0]}" if jobs else "resume=outputs/<name>/runs/<time>")
         )
     if not last.is_file():
         raise SeqlabError(
