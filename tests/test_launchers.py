@@ -14,7 +14,7 @@ import torch
 from conftest import TINY_CHARLM, one_line_error
 from omegaconf import OmegaConf
 
-from seqlab.train import shared_cores
+from seqlab.train import idle_cores, shared_cores
 
 pytestmark = pytest.mark.slow
 GRU = ["experiment=gru_toy", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
@@ -136,3 +136,17 @@ def test_parallel_jobs_share_the_cores(monkeypatch):
         assert shared_cores(OmegaConf.create({"launcher": {"n_jobs": n_jobs}}), job) == threads, n_jobs
     assert shared_cores(OmegaConf.create({"launcher": {}}), job) is None  # (the basic launcher: one job at a time)
     assert shared_cores(OmegaConf.create({"launcher": {"n_jobs": 2}}), SimpleNamespace(sweep_job=False)) is None
+
+
+def test_threads_auto_takes_the_idle_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for load, threads in ((0.1, 2), (0.9, 1), (1.2, 1), (3.5, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert idle_cores() == threads, load
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # two cores of a busy machine of 64: its load, spread
+    monkeypatch.setattr(os, "getloadavg", lambda: (16.0, 16.0, 16.0))
+    assert idle_cores() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own choice stays
+    assert idle_cores() is None

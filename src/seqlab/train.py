@@ -174,9 +174,8 @@ def shared_cores(hc, ctx) -> int | None:
 
 def idle_cores() -> int | None:
     """`threads=auto`: the cores no other process is using as the run starts (the 1-minute load
-    average, spread over the machine's cores), at least 1. Measured on 2 cores (README, Threads): a
-    2-thread step runs 1.6x faster than 1 thread on an idle machine, and 1.65x slower while another
-    process keeps a core busy. OMP_NUM_THREADS, where set, is the user's choice and stays."""
+    average, spread over the machine's cores), at least 1: a thread on a busy core holds up every
+    step of the others (README, "Threads on a busy machine"). OMP_NUM_THREADS, where set, stays."""
     if "OMP_NUM_THREADS" in os.environ:
         return None
     cores = len(os.sched_getaffinity(0))
