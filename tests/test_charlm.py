@@ -155,6 +155,9 @@ def test_generate_rejects_bad_options(small_text, tmp_path):
         run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "temperature=-1")
     )
     assert "length" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "length=-5"))
+    assert "temperature must be a number >= 0, got true" in one_line_error(
+        run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt=the", "temperature=true")
+    )
     assert "prompt" in one_line_error(run_cli("seqlab.generate", f"ckpt_path={ckpt}", "prompt="))
     # a truncated copy of a real checkpoint (a copy interrupted mid-way)
     cut = tmp_path / "cut.ckpt"

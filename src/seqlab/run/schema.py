@@ -150,7 +150,6 @@ def check_arguments(key: str, target, values: dict, provided: typing.Iterable[st
     try:
         model.model_validate(given)
         errors = [{"type": "extra_forbidden", "loc": (unknown[0],)}] if unknown and forbid else []
-        errors = errors or strict_flags(model, given)
     except pydantic.ValidationError as e:
         skip = set(values) - set(given) | set(provided or ())
         errors = [
@@ -158,6 +157,7 @@ def check_arguments(key: str, target, values: dict, provided: typing.Iterable[st
             for x in e.errors()
             if x["type"] != "missing" or len(x["loc"]) > 1 or (provided is not None and x["loc"][0] not in skip)
         ]
+    errors = errors or strict_flags(model, given)
     if errors:
         raise SeqlabError(error_line(key, target, model, errors[0], values), join(key, errors[0]["loc"][0]))
 
