@@ -798,6 +798,9 @@ def test_chat_follows_the_checkpoints_task(checkpoints, tmp_path):
     assert code == 0 and len(out.splitlines()[0]) == 3 and "Sorry" in out.splitlines()[1], err
     code, out, err = cli("chat", f"ckpt_path={checkpoints['subseq']}", stdin="x y\n", cwd=tmp_path)
     assert code == 0 and "Sorry" in out and "(prompt 'x y' is not" in err and "Traceback" not in err
+    # bytes that are not UTF-8 (stdin holds them as surrogate escapes)
+    code, out, err = cli("chat", f"ckpt_path={checkpoints['charlm']}", stdin="\udcff\udcfe\n", cwd=tmp_path)
+    assert code == 0 and "Sorry" in out and "(the line is not UTF-8 text; type it in UTF-8)" in err
     msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "lenght=5", stdin="hi\n", cwd=tmp_path)[::2])
     assert msg.startswith("error: unknown option 'lenght': did you mean length=") and "charlm checkpoint" in msg
 

@@ -32,6 +32,8 @@ def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> in
         if not line:
             return n
         try:
+            if any("\udc80" <= c <= "\udcff" for c in line):  # (stdin keeps undecodable bytes as these)
+                raise SeqlabError("the line is not UTF-8 text; type it in UTF-8")
             with evaluating(module):
                 reply = module.respond(line.strip(), **options) if line.strip() else empty_reply
         except SeqlabError as e:  # a line this task cannot read: say why, and go on
