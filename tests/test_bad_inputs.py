@@ -100,7 +100,7 @@ CONFIG_CASES = [
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val must be >= 0 or null, got -1"),
     # a flag where a number goes (lax pydantic would read true as 1), a string where a list goes
     (["experiment=gru_toy", "model.hidden_size=true"], "model.hidden_size must be an integer >= 1, got true"),
-    (["trainer.max_epochs=true"], "trainer.max_epochs must be an integer or null, got true"),
+    (["experiment=gru_toy", "trainer.max_epochs=true"], "trainer.max_epochs must be an integer or null, got true"),
     (
         ["model/scheduler=multistep", "model.scheduler.milestones=abc"],
         "model.scheduler.milestones must be a list of integers, got 'abc'",
