@@ -107,6 +107,7 @@ CONFIG_CASES = [
     ),
     (["trainer.val_check_interval=0"], "trainer.val_check_interval must be > 0"),
     (["-m", "experiment=gru_toy", "model.hidden_size=range(1,10,0)"], "range() arg 3 must not be zero"),
+    (["-m", "experiment=gru_toy", "model.hidden_size=4,abc"], "model.hidden_size must be an integer >= 1, got 'abc'"),
     (
         ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "model.hidden_size=int(interval(8,4))"],
         "model.hidden_size=int(interval(8,4)) runs from 8 down to 4; write the low end first",

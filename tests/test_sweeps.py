@@ -183,19 +183,14 @@ def test_a_failed_job_is_listed_with_its_reason_and_the_sweep_goes_on(tmp_path):
         "experiment=gru_toy",
         "trainer.max_epochs=5",
         "trainer.enable_progress_bar=false",
-        "model.hidden_size=4,0,8",
+        "data.text=MathMathMathMathMath,Mxyz,MathMathMathMath",  # (a wrong value's type is refused before)
         f"hydra.sweep.dir={sweep}",
         f"paths.root_dir={tmp_path}",
     )
+    why = "data.text has characters not in data.vocab: 'xyz'; write it with the characters 'hatM' only"
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "error: model.hidden_size must be an integer >= 1, got 0; pass e.g. model.hidden_size=1"
-    )
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {why}")
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
-    assert [r["status"] for r in rows] == [
-        "ok",
-        "failed: model.hidden_size must be an integer >= 1, got 0; pass e.g. model.hidden_size=1",
-        "ok",
-    ]
+    assert [r["status"] for r in rows[::2]] == ["ok", "ok"] and rows[1]["status"].startswith(f"failed: {why}")
     assert "sweep summary (3 jobs)" in proc.stdout  # printed although a job failed
     assert "Traceback" not in (sweep / rows[1]["job"] / "train.log").read_text()

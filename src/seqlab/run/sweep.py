@@ -144,6 +144,12 @@ def run_sweep(line, first, run, ctx):
     folder = Path(str(hc.sweep.dir)).expanduser().absolute()
     set_output_dir(folder / "0")
     check(first)
+    first_hydra = HydraConfig.instance().cfg
+    for other in other_jobs(line.overrides):
+        cfg = cli.compose("train", other)
+        set_output_dir(folder / "0")
+        check(cfg)
+    HydraConfig.instance().set_config(first_hydra)
     named = any(o.startswith("hydra.sweep.dir=") for o in cli.given(hc, "hydra"))
     if named and any(folder.glob("*/.hydra")):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder")
@@ -220,6 +226,25 @@ def first_job(overrides: list[str]) -> list[str]:
                 raise SeqlabError(f"the sweep has no jobs ({text} is empty); check the -m values")
             jobs.append(f"{o.get_key_element()}={values[0]}")
     return jobs
+
+
+def other_jobs(overrides: list[str]) -> list[list[str]]:
+    """Each other value of each swept key, with the first job's values elsewhere: a grid's values
+    are known before it runs, so each is checked before the first job trains."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    values = [list(o.sweep_string_iterator()) if o.is_discrete_sweep() else [] for o in parsed]
+
+    def job(i: int, value: str) -> list[str]:  # (a search range is left to the config's own value)
+        picked = [value if j == i else (v[0] if v else None) for j, v in enumerate(values)]
+        return [
+            text if not o.is_sweep_override() else f"{o.get_key_element()}={p}"
+            for text, o, v, p in zip(overrides, parsed, values, picked, strict=True)
+            if not o.is_sweep_override() or v
+        ]
+
+    return [job(i, value) for i, v in enumerate(values) for value in v[1:]]
 
 
 def check_sweep(overrides: list[str], hc) -> None:
