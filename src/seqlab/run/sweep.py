@@ -145,7 +145,7 @@ def run_sweep(line, first, run, ctx):
     set_output_dir(folder / "0")
     check(first)
     first_hydra = HydraConfig.instance().cfg
-    for other in other_jobs(line.overrides):
+    for other in grid_jobs(line.overrides)[1:]:
         cfg = cli.compose("train", other)
         set_output_dir(folder / "0")
         check(cfg)
@@ -206,45 +206,30 @@ def run_sweep(line, first, run, ctx):
     return result
 
 
-def first_job(overrides: list[str]) -> list[str]:
-    """A sweep's first job: each list of values replaced by its first (a search range by the
-    config's own value), so that it is checked before the sweep makes anything."""
+def grid_jobs(overrides: list[str]) -> list[list[str]]:
+    """A sweep's jobs as far as they are known before it runs: first the first job (each list of
+    values at its first, a search range left to the config's own value), then each other value of
+    each swept key with the first job's values elsewhere; all are checked before anything is made."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    jobs = []
+    choices = []  # per override: what a job may say for it (none for a search range)
     for text, o in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
-        if not o.is_sweep_override():
-            jobs.append(text)
-        elif o.is_interval_sweep() and o.value().start > o.value().end:  # (Optuna would refuse it mid-sweep)
+        if o.is_interval_sweep() and o.value().start > o.value().end:  # (Optuna would refuse it mid-sweep)
             raise SeqlabError(f"{text} runs from {o.value().start} down to {o.value().end}; write the low end first")
+        if not o.is_sweep_override():
+            choices.append([text])
         elif o.is_discrete_sweep():
             try:
-                values = list(o.sweep_string_iterator())
+                choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
             except ValueError as e:  # range() with a step of 0
                 raise SeqlabError(f"{text}: {e}; check the -m values") from None
-            if not values:
+            if not choices[-1]:
                 raise SeqlabError(f"the sweep has no jobs ({text} is empty); check the -m values")
-            jobs.append(f"{o.get_key_element()}={values[0]}")
-    return jobs
 
+    def job(i: int, k: int) -> list[str]:
+        return [c[k] if j == i else c[0] for j, c in enumerate(choices)]
 
-def other_jobs(overrides: list[str]) -> list[list[str]]:
-    """Each other value of each swept key, with the first job's values elsewhere: a grid's values
-    are known before it runs, so each is checked before the first job trains."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    values = [list(o.sweep_string_iterator()) if o.is_discrete_sweep() else [] for o in parsed]
-
-    def job(i: int, value: str) -> list[str]:  # (a search range is left to the config's own value)
-        picked = [value if j == i else (v[0] if v else None) for j, v in enumerate(values)]
-        return [
-            text if not o.is_sweep_override() else f"{o.get_key_element()}={p}"
-            for text, o, v, p in zip(overrides, parsed, values, picked, strict=True)
-            if not o.is_sweep_override() or v
-        ]
-
-    return [job(i, value) for i, v in enumerate(values) for value in v[1:]]
+    return [job(-1, 0), *(job(i, k) for i, c in enumerate(choices) for k in range(1, len(c)))]
 
 
 def check_sweep(overrides: list[str], hc) -> None:
