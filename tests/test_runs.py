@@ -231,6 +231,32 @@ def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
     assert not (tmp_path / "outputs").exists()  # no stray run folders from the second process
 
 
+@pytest.mark.slow
+def test_ctrl_c_to_a_cpu_ddp_run_is_one_line_and_resumes(tmp_path):
+    """A terminal's Ctrl-C reaches every process of trainer=ddp_cpu (the spawned ones too): rank 0
+    says the one line, no process prints a traceback, exit 130, and the run resumes."""
+    run_dir = tmp_path / "run"
+    args = ["experiment=gru_toy", "trainer=ddp_cpu", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"]
+    job = subprocess.Popen(
+        [sys.executable, "-c", "from seqlab.commands import train; train()", *args, "trainer.max_epochs=100000"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"},
+        start_new_session=True,  # (its own process group, as a terminal's foreground job)
+    )
+    _wait_for(run_dir, "checkpoints/last.ckpt", job, timeout=300)
+    time.sleep(1)
+    os.killpg(job.pid, signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130 and "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("stopped by SIGINT at step ") and f"resume={run_dir}" in last, last
+    epochs = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"]
+    proc = run_cli("seqlab.train", f"resume={run_dir}", f"trainer.max_epochs={epochs + 2}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_gpu_on_a_machine_without_one_is_one_line(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -1,7 +1,9 @@
 """Callbacks every task uses. None of them reads a value back from the device during a
 training step: on a GPU that would stall the queue of kernels once per step."""
 
+import multiprocessing
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -141,7 +143,9 @@ class GracefulStop(L.Callback):
         hint = f"continue with: {self.resume_hint}" if saved else "nothing to resume; start it again"
         at = f" at step {trainer.global_step} (epoch {trainer.current_epoch})" if trainer is not None else ""
         name = f"a second {signal.Signals(signum).name}" if now else signal.Signals(signum).name
-        raise Interrupted(signum, f"stopped{' at once' if now else ''} by {name}{at}; {where}; {hint}", saved)
+        self._raise(
+            trainer, Interrupted(signum, f"stopped{' at once' if now else ''} by {name}{at}; {where}; {hint}", saved)
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # After an epoch's last batch its validation comes next: stop after it (at the epoch end),
@@ -168,7 +172,18 @@ class GracefulStop(L.Callback):
             signum, self.received = self.received, None
             best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(self.dirpath / "last.ckpt")
             message = f"stopped by {signal_name(signum)} {when}; test it with: seqlab-eval ckpt_path={best}"
-            raise Interrupted(signum, message, saved=True)
+            self._raise(trainer, Interrupted(signum, message, saved=True))
+
+    @staticmethod
+    def _raise(trainer, stopped: Interrupted) -> None:
+        """In a process Lightning spawned for one device (trainer=ddp_cpu) the stop is no error to
+        report with a traceback: rank 0 says the line, each process exits with the signal's status,
+        and the main process, stopped by the same signal, exits quietly (seqlab.train)."""
+        if multiprocessing.parent_process() is None:
+            raise stopped
+        if trainer is None or trainer.global_rank == 0:
+            print(stopped.message, file=sys.stderr, flush=True)
+        raise SystemExit(stopped.code)
 
 
 class RunRecord(L.Callback):

@@ -29,7 +29,7 @@ class Interrupted(BaseException):
     (128 + the signal), `saved` whether a checkpoint to resume from exists."""
 
     def __init__(self, signum: int, message: str | None = None, saved: bool = False):
-        super().__init__(message or f"stopped by {signal_name(signum)}")
+        super().__init__(f"stopped by {signal_name(signum)}" if message is None else message)
         self.signum, self.code, self.saved = signum, 128 + signum, saved
         self.message = str(self)
 

@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import time
-from contextlib import ExitStack, chdir, nullcontext, redirect_stdout
+from contextlib import ExitStack, chdir, contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 
 import hydra
@@ -384,6 +384,7 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
     metrics = {}
     with ExitStack() as signals:
         signals.callback(stop.uninstall)
+        signals.enter_context(stopped_together(stop))
         stop.install()
         if cfg.get("train", True):
             begun = time.perf_counter()
@@ -411,6 +412,18 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
         lg.log_metrics(final, step=trainer.global_step)
         lg.save()
     return metrics, best or None
+
+
+@contextmanager
+def stopped_together(stop: GracefulStop):
+    """trainer=ddp_cpu: the processes Lightning spawned stop on the same signal as this one, and
+    say so (GracefulStop); this one then exits with the signal's status, saying nothing more."""
+    try:
+        yield
+    except torch.multiprocessing.ProcessExitedException:
+        if stop.received is None:
+            raise
+        raise Interrupted(stop.received, "") from None
 
 
 def hp_metric_keys(monitor: str) -> tuple[str, str, str]:

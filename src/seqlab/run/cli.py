@@ -176,7 +176,8 @@ def command(tool: str, run, takes: list[str] = ()):
     except (KeyboardInterrupt, Interrupted) as e:  # (KeyboardInterrupt: a Ctrl-C before our handler)
         stopped = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
         before = tool == "train" and stopped.message == str(Interrupted(stopped.signum))
-        print(stopped.message + (" before training began; nothing was kept" if before else ""), file=sys.stderr)
+        if stopped.message:  # (empty: the processes it spawned said it)
+            print(stopped.message + (" before training began; nothing was kept" if before else ""), file=sys.stderr)
         raise SystemExit(stopped.code) from None
     except BrokenPipeError:  # the reader of our output went away (| head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -268,6 +269,8 @@ def setup_process() -> None:
     threading.excepthook = lambda a: isinstance(a.exc_value, OSError) and a.exc_value.errno in FAULTS or default_hook(a)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.signal_connector"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # (it ends the other processes when one has stopped: trainer=ddp_cpu and a signal, said once by rank 0)
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=PossibleUserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"lightning\.")
     # (seqlab's iterable datasets have a length, and each rank's share is cut to the same size)
