@@ -212,6 +212,10 @@ CONFIG_CASES = [
     (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
     (["data.min_freq=100000"], "model.sample_prompt='the ' has no character of this text's vocabulary"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
+    (  # the key that fails reads the interpolation the user passed: both are named
+        ["experiment=gru_toy", "name=${oc.env:SEQLAB_NO_SUCH_VARIABLE}"],
+        "; fix that value, or the interpolation you passed: name=${oc.env:SEQLAB_NO_SUCH_VARIABLE}",
+    ),
     (
         ["experiment=gru_toy", "trainer.enable_checkpointing=false"],
         "trainer.enable_checkpointing=false is refused by Trainer (Trainer was configured with "

@@ -53,7 +53,9 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
             return deleted(err.full_key, "", overrides) or unknown_key(err, overrides)
         if isinstance(err, OmegaConfBaseException) and err.full_key:
             message = f"{err.full_key}: {str(err.msg).strip().splitlines()[0]}"
-            return deleted(err.full_key, message, overrides) or f"{message}; fix that value"
+            typed = [a for a in overrides if "${" in a and a.lstrip("+~").partition("=")[0] != err.full_key]
+            fix = f"fix that value, or the interpolation you passed: {typed[0]}" if typed else "fix that value"
+            return deleted(err.full_key, message, overrides) or f"{message}; {fix}"
     if isinstance(e, (HydraException, OmegaConfBaseException, MisconfigurationException)):
         return one_line(str(e))
     if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:  # a config file of the user's
