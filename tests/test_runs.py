@@ -461,7 +461,7 @@ def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
     assert job.returncode == 143, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("stopped by SIGTERM at step ") and "resume=" in last
-    assert "sweep summary (1 jobs)" in out and "| failed: stopped by SIGTERM" in out
+    assert "sweep summary (1 jobs of 2; 1 did not run)" in out and "| failed: stopped by SIGTERM" in out
 
 
 def test_a_signal_while_the_run_starts_leaves_nothing(tmp_path):

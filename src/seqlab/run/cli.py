@@ -199,7 +199,7 @@ def sweep_or_run(line: CommandLine, run, ctx: Context):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    cfg = compose("train", sweep.grid_jobs(line.overrides)[0] if line.multirun else line.overrides)
+    cfg = compose("train", sweep.grid_jobs(line.overrides)[0][0] if line.multirun else line.overrides)
     if line.multirun or HydraConfig.get().mode == RunMode.MULTIRUN:  # (an hparams_search sets MULTIRUN itself)
         return sweep.run_sweep(line, cfg, run, ctx)
     ctx.overrides = recorded(HydraConfig.get())

@@ -6,6 +6,7 @@ with any sweeper and launcher) and printed when the sweep ends."""
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 from contextlib import ExitStack
@@ -91,10 +92,12 @@ def write_summary(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def print_summary(sweep_dir: Path) -> None:
+def print_summary(sweep_dir: Path, planned: int | None = None) -> None:
+    """`planned`: how many jobs the sweep has (a grid's, or n_trials), so a stopped sweep says how many never ran."""
     rows = write_summary(sweep_dir)
     if rows:
-        print(f"sweep summary ({len(rows)} jobs): {sweep_dir / 'summary.md'}")
+        missing = f" of {planned}; {planned - len(rows)} did not run" if planned and planned > len(rows) else ""
+        print(f"sweep summary ({len(rows)} jobs{missing}): {sweep_dir / 'summary.md'}")
         print((sweep_dir / "summary.md").read_text(), flush=True)
 
 
@@ -145,7 +148,9 @@ def run_sweep(line, first, run, ctx):
     set_output_dir(folder / "0")
     check(first)
     first_hydra = HydraConfig.instance().cfg
-    for other in grid_jobs(line.overrides)[1:]:
+    jobs, planned = grid_jobs(line.overrides)
+    planned = OmegaConf.select(hc, "sweeper.n_trials", default=planned)
+    for other in jobs[1:]:
         cfg = cli.compose("train", other)
         set_output_dir(folder / "0")
         check(cfg)
@@ -189,7 +194,7 @@ def run_sweep(line, first, run, ctx):
     try:
         result = cli.hydra_main(line, job)
     except Exception as e:
-        print_summary(folder)
+        print_summary(folder, planned)
         rows = collect(folder)
         failed = [r["status"][len("failed: ") :] for r in rows if r["status"].startswith("failed: ")]
         if explain(e, line.overrides, ctx) is None and rows and not any(r["status"] == "ok" for r in rows):
@@ -198,7 +203,7 @@ def run_sweep(line, first, run, ctx):
             raise SeqlabError(f"no job of the sweep finished: {why}; the sweep summary lists each") from e
         raise
     except BaseException:
-        print_summary(folder)
+        print_summary(folder, planned)
         raise
     if not collect(folder):
         raise SeqlabError("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")
@@ -206,10 +211,11 @@ def run_sweep(line, first, run, ctx):
     return result
 
 
-def grid_jobs(overrides: list[str]) -> list[list[str]]:
+def grid_jobs(overrides: list[str]) -> tuple[list[list[str]], int]:
     """A sweep's jobs as far as they are known before it runs: first the first job (each list of
     values at its first, a search range left to the config's own value), then each other value of
-    each swept key with the first job's values elsewhere; all are checked before anything is made."""
+    each swept key with the first job's values elsewhere; all are checked before anything is made.
+    And the size of the grid."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     choices = []  # per override: what a job may say for it (none for a search range)
@@ -229,7 +235,8 @@ def grid_jobs(overrides: list[str]) -> list[list[str]]:
     def job(i: int, k: int) -> list[str]:
         return [c[k] if j == i else c[0] for j, c in enumerate(choices)]
 
-    return [job(-1, 0), *(job(i, k) for i, c in enumerate(choices) for k in range(1, len(c)))]
+    jobs = [job(-1, 0), *(job(i, k) for i, c in enumerate(choices) for k in range(1, len(c)))]
+    return jobs, math.prod(len(c) for c in choices)
 
 
 def check_sweep(overrides: list[str], hc) -> None:
