@@ -253,7 +253,7 @@ def test_ctrl_c_to_a_cpu_ddp_run_is_one_line_and_resumes(tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("stopped by SIGINT at step ") and f"resume={run_dir}" in last, last
     epochs = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"]
-    proc = run_cli("seqlab.train", f"resume={run_dir}", f"trainer.max_epochs={epochs + 2}", timeout=300)
+    proc = run_cli("seqlab.train", f"resume={run_dir}", f"trainer.max_epochs={epochs + 2}", "test=false", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
