@@ -18,6 +18,12 @@ def run(cfg: DictConfig, ctx: Context) -> dict:
     given = OmegaConf.to_container(cfg, resolve=True)
     check_options("eval", {k: v for k, v in given.items() if k != "paths"}, TAKES)
     check_trainer(given["trainer"])
+    devices, nodes = given["trainer"].get("devices"), given["trainer"].get("num_nodes") or 1
+    if nodes != 1 or devices not in (1, "1") and not (isinstance(devices, list) and len(devices) == 1):
+        raise SeqlabError(
+            f"seqlab-eval tests on one device (it starts no other processes); drop trainer.devices={devices}"
+            + (f" and trainer.num_nodes={nodes}" if nodes != 1 else "")
+        )
     module, ckpt = load_module(cfg.ckpt_path)
     # data.<key>=… changes a setting of the checkpoint's own data (eval.yaml cannot list them).
     changes = given["data"]

@@ -112,6 +112,12 @@ class Task(L.LightningModule, abc.ABC):
 
     def training_step(self, batch, batch_idx: int):
         loss = self.training_loss(batch)
+        if not isinstance(loss, torch.Tensor) or loss.ndim:  # (its shape is known on the host: no sync)
+            got = f"a tensor of shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise SeqlabError(
+                f"{type(self).__name__}.training_loss() returned {got}; return the batch's loss as one "
+                f"number, a 0-dimensional tensor (e.g. loss.mean())"
+            )
         # The epoch's mean is summed on the device (no read-back). A step's value goes to the
         # logger only on the steps the logger writes: self.log costs ~0.5 ms of Python a call,
         # which a GPU step of a few milliseconds would feel.

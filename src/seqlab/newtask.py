@@ -5,6 +5,7 @@ digits is sorted), its configs under <folder>/conf/ and a test under <folder>/te
 data and the network with yours and keep the methods. Nothing that exists is overwritten.
 """
 
+import importlib.util
 import keyword
 import sys
 from importlib import resources
@@ -158,8 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         why = "would hide seqlab's package or the task's own folders"
     elif name in ours:
         why = "names one of seqlab's own tasks (the two would share configs and an outputs/ folder)"
+    elif name in sys.stdlib_module_names or importlib.util.find_spec(name) is not None:
+        why = "is already a Python module's name (it would hide the task's package)"
     if why:
         print(f"error: {name!r} {why}; pass another name of lower-case letters, digits and _", file=sys.stderr)
+        return 2
+    if folder.exists() and not folder.is_dir():
+        print(f"error: {folder} is a file, not a folder; pass a folder to write the task into", file=sys.stderr)
         return 2
     new = files(name)
     there = [p for p in new if (folder / p).exists()]

@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -105,6 +106,13 @@ def check(cfg: DictConfig) -> dict:
             "train=false and test=false leave nothing to do; drop one of them (seqlab-eval ckpt_path=… "
             "tests a checkpoint)"
         )
+    if not plain["train"] and not plain["ckpt_path"] and not plain["resume"]:
+        raise SeqlabError("train=false tests a trained model; pass ckpt_path=<a .ckpt> (or drop train=false)")
+    if plain["resume"] and plain["trainer"].get("fast_dev_run"):
+        raise SeqlabError(
+            "trainer.fast_dev_run (debug=fast_dev_run) saves nothing, so it cannot continue a run; drop resume= "
+            "to try the settings on a new run, or drop the fast_dev_run"
+        )
     return plain
 
 
@@ -141,14 +149,14 @@ def claim(cfg: DictConfig, ctx: Context, folder: Path) -> Path:
         if not os.access(folder / "checkpoints", os.W_OK):
             raise SeqlabError(
                 f"{folder / 'checkpoints'} cannot be written (a read-only disk, or its permissions); make "
-                f"it writable, then: {ctx.command} resume={folder}"
+                f"it writable, then: {ctx.command} resume={shlex.quote(str(folder))}"
             )
         last = folder / "checkpoints" / "last.ckpt"
         need, free = last.stat().st_size if last.exists() else 0, shutil.disk_usage(folder).free
         if free < 2 * need:  # (a checkpoint is written beside the last before it replaces it)
             raise SeqlabError(
                 f"{folder} has {free // 1024} KiB free, less than the {2 * need // 1024} KiB a checkpoint "
-                f"needs; free some space, then: {ctx.command} resume={folder}"
+                f"needs; free some space, then: {ctx.command} resume={shlex.quote(str(folder))}"
             )
         return folder
     if named:
@@ -369,7 +377,9 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             f"starting from {ckpt_path} (step {start.get('global_step', 0)}, {done} epochs done)", file=sys.stderr
         )
     stop = GracefulStop(
-        out_dir / "checkpoints", f"{command} resume={out_dir}", keep=(slurm.requeue_signal,) if slurm else ()
+        out_dir / "checkpoints",
+        f"{command} resume={shlex.quote(str(out_dir))}",
+        keep=(slurm.requeue_signal,) if slurm else (),
     )
     trainer.callbacks.append(stop)
     if ckpt_path and Path(ckpt_path).resolve().is_relative_to(out_dir.resolve()):  # resume=: maybe a moved folder

@@ -12,6 +12,7 @@ registers its own clean-up on the command's ExitStack as it is made.
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 from contextlib import ExitStack
@@ -51,7 +52,7 @@ class Context:
 
     def continues(self) -> str:
         if self.run_dir is not None and (self.run_dir / "checkpoints" / "last.ckpt").is_file():
-            return f"continue with: {self.command} resume={self.run_dir}"
+            return f"continue with: {self.command} resume={shlex.quote(str(self.run_dir))}"
         return "nothing was kept; start it again"
 
 
@@ -101,6 +102,11 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
             f"hydra.sweeper.params.{name} cannot be set on the command line; give the search range as "
             f"the key itself: -m hparams_search=… '{name}={value}'"
         )
+    keys = [a.lstrip("+~").partition("=")[0] for a in overrides]
+    groups = [k for k in keys if (Path(CONF_DIR) / k).is_dir()]  # (a value twice: the last wins, as in Hydra)
+    if twice := next((k for k in groups if groups.count(k) > 1), None):  # (two experiments: which one was meant?)
+        typed = [a for a in overrides if a.lstrip("+~").partition("=")[0] == twice]
+        raise SeqlabError(f"{twice} is given twice ({' '.join(typed)}); keep one")
     check_user_configs([Path(d).expanduser() for d in ns.config_dir], overrides)
     folders = ",".join(f"file://{Path(d).expanduser().resolve()}" for d in ns.config_dir)
     overrides = check_syntax(overrides + [f"hydra.searchpath=[{folders}]"] * bool(folders), ns.multirun or printing)
@@ -170,7 +176,9 @@ def command(tool: str, run, takes: list[str] = ()):
             result = sweep_or_run(line, run, ctx) if tool == "train" else run(compose(tool, line.overrides), ctx)
             sys.stdout.flush()
             if lost := getattr(sys.stdout, "lost", None):
-                done = f"; the run is complete: {ctx.run_dir}" if ctx.run_dir else ""
+                done = (
+                    f"; the run is complete: {ctx.run_dir}" if ctx.run_dir else "; run it with stdout open (> out.txt)"
+                )
                 raise SeqlabError(f"the output could not be written to stdout ({lost.strerror}){done}")
             return result
     except (KeyboardInterrupt, Interrupted) as e:  # (KeyboardInterrupt: a Ctrl-C before our handler)
@@ -256,15 +264,18 @@ def setup_process() -> None:
 
     from seqlab.run.explain import FAULTS
 
+    closed = []
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
         try:
             os.fstat(fd)
-        except OSError:
+        except OSError as e:
             os.dup2(os.open(os.devnull, os.O_RDWR), fd)
+            closed += [e] * (fd == 1)
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 (for the process's lifetime)
     if not isinstance(sys.stdout, Unread):
         sys.stdout = Unread(sys.stdout)
+    sys.stdout.lost = sys.stdout.lost or (closed[0] if closed else None)  # (>&-: what it prints goes nowhere)
     default_hook = threading.excepthook  # a writer thread's full or read-only disk: the command says it, once
     threading.excepthook = lambda a: isinstance(a.exc_value, OSError) and a.exc_value.errno in FAULTS or default_hook(a)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.signal_connector"):

@@ -47,7 +47,16 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
             if here and not folders
             else ""
         )
-        return f"no config {option!r} in group {group!r}; {hint}options: {', '.join(sorted(e.options)) or '(none)'}"
+        options = ", ".join(sorted(e.options)) or "(none)"
+        picked = [a.partition("=")[::2] for a in overrides if a.partition("=")[0] in ("experiment", "hparams_search")]
+        files = [d / g / f"{o}.yaml" for d in folders for g, o in picked]  # (the user's files that pick options)
+        if not any(a.lstrip("+~").startswith(f"{group}=") for a in overrides):
+            for file in (f for f in files if f.is_file() and option in f.read_text()):
+                close = f"did you mean {close[0]}? " if close else ""
+                return (
+                    f"{file} picks {option!r} of the {group} group, which has no such option; {close}options: {options}"
+                )
+        return f"no config {option!r} in group {group!r}; {hint}options: {options}"
     for err in (e, e.__cause__):  # (Hydra raises its own error from OmegaConf's, which names the key)
         if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and err.full_key and err.parent_node is not None:
             return deleted(err.full_key, "", overrides) or unknown_key(err, overrides)
@@ -117,6 +126,8 @@ def unknown_key(e, overrides: list[str]) -> str:
     if params and not hasattr(cls, "task"):  # a class seqlab does not own: its own arguments
         close = difflib.get_close_matches(name, params, n=1)
         hint = f"did you mean {where}.{close[0]}=…?" if close else f"its arguments: {', '.join(params)}"
+        if where == "hydra.sweeper" and not close:  # n_trials, direction, …: an Optuna search's
+            hint += " (an Optuna search's settings need one: add hparams_search=<task>_optuna)"
         return f"{key} is not an argument of {cls.__name__}; {hint}"
     known = [k for k in node if k != "_target_"]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
@@ -132,6 +143,8 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
     and ',') taken as typed; a value with commas outside -m is a sweep."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from seqlab.run.cli import CONF_DIR
+
     parser, checked = OverridesParser.create(), []
     for i, a in enumerate(overrides):
         key, eq, value = a.lstrip("+").partition("=")
@@ -143,11 +156,27 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
         try:
             parsed = parser.parse_overrides([a])[0]
         except OverrideParseException:
-            raise SeqlabError(parse_hint(a, overrides[i - 1] if i else "", overrides[i + 1 : i + 3])) from None
+            raise SeqlabError(parse_hint(a, overrides, i)) from None
         if parsed.is_sweep_override() and a.startswith("hydra."):
             raise SeqlabError(
                 f"{a}: Hydra's own settings take one value, not a sweep; give one (where a sweep's jobs go: "
                 f"hydra.sweep.dir=<folder>)"
+            )
+        decimal = r"-?\d+,0\d+" if sweeping else r"-?0,\d+|-?\d+,0\d+"  # (0,7 and 1,05: not two values)
+        if eq and re.fullmatch(decimal, value):
+            raise SeqlabError(
+                f"{a} holds a comma; a decimal is written with a point: {key}={value.replace(',', '.')} (several "
+                f"values: a list in brackets, or -m to sweep them)",
+                parsed.key_or_group,
+            )
+        group = (Path(CONF_DIR) / parsed.key_or_group).is_dir() and not a.startswith("hydra")
+        if group and parsed.is_add() and not a.startswith("++"):  # (every group of ours has a default)
+            raise SeqlabError(f"{parsed.key_or_group} has a default option already; write {a.lstrip('+')} (without +)")
+        if group and parsed.value() is None and not parsed.is_delete():
+            options = sorted(p.stem for p in (Path(CONF_DIR) / parsed.key_or_group).glob("*.yaml"))
+            raise SeqlabError(
+                f"{a} picks no option of the {parsed.key_or_group} group; pick one of {', '.join(options)}, "
+                f"or drop it to keep the default"
             )
         if parsed.is_sweep_override() and not sweeping:
             raise SeqlabError(
@@ -159,17 +188,20 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
     return checked
 
 
-def parse_hint(a: str, before: str, after: list[str]) -> str:
-    """The usual slips behind an override Hydra cannot parse, each with its fix."""
+def parse_hint(a: str, overrides: list[str], i: int) -> str:
+    """The usual slips behind an override Hydra cannot parse (the i-th), each with its fix."""
     key, eq, value = a.partition("=")
+    before, after = overrides[i - 1] if i else "", overrides[i + 1 : i + 3]
     if not eq and ":" in a:
         return f"{a!r} is not key=value; write {a.replace(':', '=', 1)} (overrides use =, not :)"
     if not eq and after and after[0].startswith("="):  # `key = value`
         return f"{a!r} is not key=value: write no spaces around =, e.g. {a}={after[0][1:] or (after[1:] or ['…'])[0]}"
     if not eq and (a.endswith(".ckpt") or Path(a, "checkpoints").is_dir()):  # a checkpoint or a run, named bare
         return f"{a!r} is not key=value; write {'ckpt_path' if a.endswith('.ckpt') else 'resume'}={a}"
-    if not eq:
-        whole = f" (quote it whole: '{before.replace(chr(39), '')} {a}')" if "=" in before else ""
+    if not eq:  # (a value the shell split: its first word holds the =, the words after it none)
+        end = next((j for j in range(i + 1, len(overrides)) if "=" in overrides[j]), len(overrides))
+        whole = " ".join([before, *overrides[i:end]]).replace("'", "")
+        whole = f" (quote it whole: '{whole}')" if "=" in before else ""
         return f"{a!r} is not key=value: a stray word, or part of a value the shell split at a space{whole}; drop it"
     if re.search(SEVERAL, value):  # 'a=1 b=2' as one word, or a=1,b=2
         return f"{a!r} holds several overrides; write each as a word of its own: {re.sub(SEVERAL, ' ', a)}"

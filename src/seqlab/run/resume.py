@@ -3,6 +3,7 @@
 Of the run only its checkpoints/last.ckpt is read, which records the overrides it was trained
 with (so they always describe the state it holds); nothing is written before the run trains."""
 
+import os
 from pathlib import Path
 
 from seqlab.checkpoint import find_code, read_checkpoint
@@ -55,6 +56,16 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
         raise SeqlabError(
             f"resume={run} is not a seqlab run folder (no checkpoints/last.ckpt, no .hydra/); pass "
             + (f"one of its jobs, e.g. resume={jobs[0]}" if jobs else "resume=outputs/<name>/runs/<time>")
+        )
+    if last.is_symlink() and not last.exists():
+        raise SeqlabError(
+            f"resume={run}: its checkpoints/last.ckpt is a link to {os.readlink(last)}, which is not there; "
+            f"restore that file, or {instead}"
+        )
+    if not (run / "checkpoints").is_dir():
+        raise SeqlabError(
+            f"resume={run} kept no checkpoints (no checkpoints/ folder: it ran without a checkpoint callback, "
+            f"e.g. callbacks=none, or stopped before its first); nothing to resume: start it again"
         )
     if not last.is_file():
         raise SeqlabError(

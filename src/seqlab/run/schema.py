@@ -14,6 +14,8 @@ import importlib
 import inspect
 import typing
 from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -128,9 +130,17 @@ def arguments_model(target) -> type[pydantic.BaseModel]:
     if isinstance(target, type) and issubclass(target, pydantic.BaseModel):
         return target
     params, hints, more = parameters(target)
-    fields = {n: (hints.get(n, Any), ... if p.default is p.empty else p.default) for n, p in params.items()}
+    fields = {
+        n: (hints.get(n, unannotated(p.default)), ... if p.default is p.empty else p.default) for n, p in params.items()
+    }
     config = ConfigDict(extra="allow" if more else "forbid", arbitrary_types_allowed=True, protected_namespaces=())
     return pydantic.create_model(getattr(target, "__qualname__", "arguments"), __config__=config, **fields)
+
+
+def unannotated(default):
+    """What a parameter without an annotation takes, from its default: a flag, or a number
+    (respond(self, prompt, *, threshold=0.5) takes no threshold=abc)."""
+    return bool if isinstance(default, bool) else float if isinstance(default, (int, float)) else Any
 
 
 def builds(value) -> bool:
@@ -228,6 +238,7 @@ def describe(s: dict) -> str:
     if s.get("type") == "array":
         items = s.get("prefixItems") or [s.get("items", {})]
         inner = describe(items[0]).replace("a number", "numbers").replace("an integer", "integers")
+        inner = inner.replace("a string", "strings")
         return f"a list of {len(items)} {inner}" if "prefixItems" in s else f"a list of {inner}"
     low, high = s.get("minimum", s.get("exclusiveMinimum")), s.get("maximum", s.get("exclusiveMaximum"))
     opened, closed = "exclusiveMinimum" in s, "exclusiveMaximum" in s
@@ -350,10 +361,20 @@ def check_trainer(trainer: dict) -> None:
     check_arguments("trainer", kind("trainer", trainer, L.Trainer), args(trainer))
     for key in ("max_epochs", "max_steps", "limit_train_batches", "limit_test_batches"):
         if trainer.get(key) == 0:
+            fix = "1 or more (-1: no limit)" if key.startswith("max") else "1 or more batches, or a fraction in (0, 1]"
             skip = "; to skip testing: test=false" if "test" in key else ""
             raise SeqlabError(
-                f"trainer.{key}=0 {'tests' if 'test' in key else 'trains'} on nothing; pass a number{skip}"
+                f"trainer.{key}=0 {'tests' if 'test' in key else 'trains'} on nothing; pass trainer.{key}={fix}{skip}"
             )
+    limit = trainer.get("max_time")
+    parts = limit.split(":") if isinstance(limit, str) else list(limit.values()) if isinstance(limit, dict) else [1]
+    if parts and all(
+        str(p).strip().strip("0") in ("", ".") for p in parts
+    ):  # (no time at all: Lightning would stop at once)
+        raise SeqlabError(
+            f"trainer.max_time={show(limit, quote=False)} trains on nothing; pass a time DD:HH:MM:SS (e.g. "
+            f"trainer.max_time=00:01:00:00) or null"
+        )
     for key in ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
         if isinstance(trainer.get(key), int) and trainer[key] < 1:  # Lightning divides by them, mid-run
             raise SeqlabError(f"trainer.{key} must be an integer >= 1, got {trainer[key]}; pass e.g. trainer.{key}=1")
@@ -414,9 +435,18 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
     and an experiment (hparams_search, debug) file global, not empty, with a list of defaults."""
     import yaml
 
+    ours = Path(str(resources.files("seqlab.conf")))
     for folder in folders:
         if not folder.is_dir():
             raise SeqlabError(f"--config-dir {folder}: no such folder")
+        for mine in (folder / p.relative_to(ours) for p in ours.rglob("*.yaml")):
+            if mine.is_file():  # (Hydra looks in seqlab's configs first: the user's file would never be read)
+                fix = (
+                    "put your settings in an experiment file (experiment/<name>.yaml) instead"
+                    if mine.parent == folder
+                    else f"rename it (e.g. {mine.stem}_mine.yaml) and pick that name"
+                )
+                raise SeqlabError(f"{mine} has the name of one of seqlab's own configs, which is read instead; {fix}")
     for group, option in (a.split("=", 1) for a in overrides if a.split("=")[0] in ("experiment", "hparams_search")):
         for file in (f for d in folders for f in [d / group / f"{option.removesuffix('.yaml')}.yaml"] if f.is_file()):
             text = file.read_text()

@@ -4,6 +4,7 @@ rewritten as each job ends (a Hydra callback: it reads what each job left on dis
 with any sweeper and launcher) and printed when the sweep ends."""
 
 import csv
+import difflib
 import hashlib
 import json
 import math
@@ -106,19 +107,41 @@ class SweepSummary(Callback):
         write_summary(Path(config.hydra.sweep.dir))
 
 
-def keep_search_space(ctx, storage: str, name: str, space: dict, file) -> int:
-    """An Optuna study goes on only in the search space it began with (Optuna cannot change a
-    choice's values mid-study); the space is kept among the study's user attributes. Returns how
-    many trials the study holds."""
+def keep_search_space(ctx, storage: str, name: str, space: dict, file, direction) -> int:
+    """An Optuna study goes on only in the search space and direction it began with (Optuna
+    cannot change a choice's values mid-study); the space is kept among the study's user
+    attributes. Returns how many trials the study holds; trials of this sweep that a signal
+    stopped are marked failed (else they stay RUNNING in the study for good)."""
     import optuna
+    import sqlalchemy
 
     def load():
         try:
             return optuna.load_study(study_name=name, storage=storage)
         except KeyError:  # (no such study yet)
             return None
+        except sqlalchemy.exc.DatabaseError:
+            raise SeqlabError(
+                f"{file or storage} is not an Optuna study database; move it away, or pass "
+                f"hydra.sweeper.storage=sqlite:///<another file>"
+            ) from None
 
     study = load()
+    was = study.direction.name.lower() if study and len(study.directions) == 1 else direction
+    if isinstance(direction, str) and was != direction:
+        raise SeqlabError(
+            f"study {name!r} in {file or storage} began to {was} and this search would {direction}; pass "
+            f"hydra.sweeper.study_name={name}_2 to start a new study"
+        )
+    done = len(study.trials) if study else 0
+
+    def fail_stopped(kind, *_):
+        if kind is not None and issubclass(kind, Interrupted) and (s := load()):
+            for t in s.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
+                if t.number >= done:
+                    s.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+    ctx.stack.push(fail_stopped)
     before = study.user_attrs.get("seqlab_search_space") if study else None
     if before is not None and before != space:
         changed = ", ".join(sorted(k for k in before.keys() | space.keys() if before.get(k) != space.get(k)))
@@ -128,7 +151,7 @@ def keep_search_space(ctx, storage: str, name: str, space: dict, file) -> int:
         )
     if before is None:  # (a new study, made by the sweeper: recorded once the sweep ends)
         ctx.stack.callback(lambda: (s := load()) and s.set_user_attr("seqlab_search_space", space))
-    return len(study.trials) if study else 0
+    return done
 
 
 # ---- -m: a sweep, started by seqlab-train ---------------------------------------------------------------
@@ -147,6 +170,22 @@ def run_sweep(line, first, run, ctx):
     folder = Path(str(hc.sweep.dir)).expanduser().absolute()
     set_output_dir(folder / "0")
     check(first)
+    for name in OmegaConf.select(hc, "sweeper.params") or {}:  # (Optuna's: a typo would fail each trial)
+        parent, _, leaf = name.lstrip("+").rpartition(".")
+        node = OmegaConf.select(first, parent) if parent else first
+        if "/" not in name and not name.startswith("+") and not (OmegaConf.is_dict(node) and leaf in node):
+            close = difflib.get_close_matches(leaf, list(node) if OmegaConf.is_dict(node) else [], n=1)
+            hint = f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else "fix the key in the file"
+            raise SeqlabError(
+                f"hparams_search={hc.runtime.choices.get('hparams_search')} searches {name}, which is not a key "
+                f"of this config; {hint}"
+            )
+    wanted = OmegaConf.select(hc, "sweeper.direction")
+    if isinstance(wanted, str) and wanted != direction(first.model.monitor_mode):
+        raise SeqlabError(
+            f"hydra.sweeper.direction={wanted} but model.monitor_mode={first.model.monitor_mode} "
+            f"({first.model.monitor}); drop hydra.sweeper.direction: the search follows model.monitor_mode"
+        )
     first_hydra = HydraConfig.instance().cfg
     jobs, planned = grid_jobs(line.overrides)
     planned = OmegaConf.select(hc, "sweeper.n_trials", default=planned)
@@ -156,6 +195,8 @@ def run_sweep(line, first, run, ctx):
         check(cfg)
     HydraConfig.instance().set_config(first_hydra)
     named = any(o.startswith("hydra.sweep.dir=") for o in cli.given(hc, "hydra"))
+    if named and rundir.holds_run(folder):
+        raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} holds a run; pass a new folder")
     if named and any(folder.glob("*/.hydra")):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder")
     if named and folder.is_dir():  # (two sweeps given one folder: the second is refused)
@@ -172,9 +213,8 @@ def run_sweep(line, first, run, ctx):
     if study and not study.exists():  # a study this sweep starts goes with a sweep that kept nothing
         ctx.stack.push(lambda kind, *_: kind and not any(folder.rglob("*.ckpt")) and study.unlink(missing_ok=True))
     if storage:
-        done = keep_search_space(
-            ctx, storage, str(hc.sweeper.study_name), OmegaConf.to_container(hc.sweeper.params), study
-        )
+        space = OmegaConf.to_container(hc.sweeper.params)
+        done = keep_search_space(ctx, storage, str(hc.sweeper.study_name), space, study, hc.sweeper.direction)
         seed = OmegaConf.select(hc, "sweeper.sampler.seed")
         if done and isinstance(seed, int):  # (the same seed again would propose the trials it began with)
             line.overrides = [*line.overrides, f"hydra.sweeper.sampler.seed={seed + done}"]
@@ -202,8 +242,15 @@ def run_sweep(line, first, run, ctx):
             why += "" if failed else "before their first validation: see trainer.check_val_every_n_epoch)"
             raise SeqlabError(f"no job of the sweep finished: {why}; the sweep summary lists each") from e
         raise
-    except BaseException:
+    except BaseException as e:
         print_summary(folder, planned)
+        if isinstance(e, Interrupted) and e.message == str(Interrupted(e.signum)) and any(folder.rglob("*.ckpt")):
+            raise Interrupted(  # (jobs in other processes: a parallel launcher's)
+                e.signum,
+                f"{e.message}; the jobs that had begun keep their checkpoints: continue one with "
+                f"{ctx.command} resume=<its folder> (the summary above lists them)",
+                saved=True,
+            ) from None
         raise
     if not collect(folder):
         raise SeqlabError("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")

@@ -9,9 +9,10 @@ has read. Every epoch reads the same batches in the same order; the validation a
 read the same text (the tutorial has nothing else).
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch.utils.data import DataLoader
 
 from seqlab.datamodule import TaskData
@@ -47,7 +48,7 @@ class GRUToyDataModule(TaskData):
     def __init__(
         self,
         text: str,
-        vocab: list[str],
+        vocab: Annotated[list[str], Field(examples=[["h", "a", "t", "M"]])],
         batch_size: PositiveInt,
         seq_len: PositiveInt,
         layout: Literal["tutorial", "streams"],
