@@ -5,6 +5,8 @@ The commands run in this process (the entry points' own `main`, with sys.argv se
 dozens of cases cheap; test_framework.py and test_runs.py run others as real subprocesses.
 """
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -297,6 +299,24 @@ CONFIG_CASES = [
         ["-m", "experiment=gru_toy", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.backend=banana"],
         "hydra.launcher.backend=banana is refused by Parallel (Invalid backend: banana",
     ),
+    # probe D
+    (["experiment=gru_toy", "model/optimizer=null"], "model/optimizer=null picks no option of the model/optimizer"),
+    (["+experiment=gru_toy"], "experiment has a default option already; write experiment=gru_toy (without +)"),
+    (["experiment=gru_toy", "experiment=subseq"], "experiment is given twice (experiment=gru_toy experiment=subseq)"),
+    (["experiment=gru_toy", "model.optimizer.lr=0,01"], "a decimal is written with a point: model.optimizer.lr=0.01"),
+    (["-m", "experiment=gru_toy", "model.optimizer.lr=0,01"], "a decimal is written with a point"),
+    (["experiment=gru_toy", "trainer.max_steps=0"], "pass trainer.max_steps=1 or more (-1: no limit)"),
+    (["experiment=gru_toy", "trainer.max_time=00:00:00:00"], "trainer.max_time=00:00:00:00 trains on nothing"),
+    (["experiment=gru_toy", "train=false"], "train=false tests a trained model; pass ckpt_path=<a .ckpt>"),
+    (["experiment=gru_toy", "data.vocab=hatM"], "data.vocab must be a list of strings, got 'hatM'; pass e.g."),
+    (
+        ["-m", "experiment=gru_toy", "model.hidden_size=4,8", "hydra.sweeper.n_trials=1"],
+        "add hparams_search=<task>_optuna",
+    ),
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.direction=maximize"],
+        "hydra.sweeper.direction=maximize but model.monitor_mode=min (val/loss); drop hydra.sweeper.direction",
+    ),
 ]
 
 
@@ -335,6 +355,28 @@ def one_epoch_run(tmp_path):
     )  # fmt: skip
     assert code == 0, err[-3000:]
     return run
+
+
+def test_run_states_probe_d(tmp_path):
+    """A resume with fast_dev_run (it would rewrite result.json from one batch), a sweep given a
+    run's folder, a last.ckpt that is a broken link, a run that kept no checkpoints: each refused,
+    and the run's files stay as they were."""
+    run = one_epoch_run(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    msg = one_error(*cli("train", f"resume={run}", "debug=fast_dev_run", "trainer.max_epochs=2", cwd=tmp_path)[::2])
+    assert "saves nothing, so it cannot continue a run" in msg
+    msg = one_error(*cli("train", "-m", "experiment=gru_toy", "seed=1,2", f"hydra.sweep.dir={run}", cwd=tmp_path)[::2])
+    assert f"hydra.sweep.dir={run} holds a run; pass a new folder" in msg
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    linked, bare = tmp_path / "linked", tmp_path / "bare"
+    shutil.copytree(run, linked)
+    (linked / "checkpoints" / "last.ckpt").unlink()
+    (linked / "checkpoints" / "last.ckpt").symlink_to(tmp_path / "gone.ckpt")
+    msg = one_error(*cli("train", f"resume={linked}", cwd=tmp_path)[::2])
+    assert f"last.ckpt is a link to {tmp_path / 'gone.ckpt'}, which is not there" in msg
+    shutil.copytree(run, bare, ignore=shutil.ignore_patterns("checkpoints"))
+    msg = one_error(*cli("train", f"resume={bare}", cwd=tmp_path)[::2])
+    assert "kept no checkpoints (no checkpoints/ folder" in msg
 
 
 def test_a_run_folder_given_by_hand_is_never_shared(tmp_path):
@@ -440,6 +482,47 @@ def test_a_run_without_loggers(tmp_path):
     )
     assert code == 0, err[-3000:]
     assert list(tmp_path.glob("outputs/gru_toy/runs/*/checkpoints/last.ckpt"))
+
+
+def test_a_users_configs_with_mistakes(tmp_path):
+    """A file named like one of seqlab's (never read: seqlab's comes first), an experiment file
+    that picks an option that is not there, a search over a key the config has not."""
+    mine = tmp_path / "mine"
+    (mine / "experiment").mkdir(parents=True)
+    (mine / "experiment" / "gru_toy.yaml").write_text("# @package _global_\nmodel:\n  hidden_size: 3\n")
+    msg = one_error(*cli("train", "--config-dir", str(mine), "experiment=gru_toy", cwd=tmp_path)[::2])
+    assert "gru_toy.yaml has the name of one of seqlab's own configs, which is read instead; rename it" in msg
+    (mine / "experiment" / "gru_toy.yaml").unlink()
+    (mine / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /data: gru_toy\n  - override /model: gru_tyo\n"
+    )
+    msg = one_error(*cli("train", "--config-dir", str(mine), "experiment=mine", cwd=tmp_path)[::2])
+    assert "mine.yaml picks 'gru_tyo' of the model group, which has no such option; did you mean gru_toy?" in msg
+    (mine / "hparams_search").mkdir()
+    (mine / "hparams_search" / "typo.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /hydra/sweeper: optuna_study\nsearches: gru_toy\n"
+        "hydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n      model.hiden_size: choice(2, 4)\n"
+    )
+    args = ["-m", "--config-dir", str(mine), "experiment=gru_toy", "hparams_search=typo"]
+    msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
+    assert "hparams_search=typo searches model.hiden_size, which is not a key of this config; did you mean" in msg
+    assert not left_behind(tmp_path)
+
+
+def test_optuna_storage_that_cannot_be_used(tmp_path):
+    """A storage file that is not a database; a study that began in the other direction."""
+    import optuna
+
+    db = tmp_path / "study.db"
+    db.write_bytes(bytes(range(256)) * 8)
+    args = ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", f"hydra.sweeper.storage=sqlite:///{db}"]
+    msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
+    assert f"{db} is not an Optuna study database" in msg
+    db.unlink()
+    optuna.create_study(study_name="gru_toy", storage=f"sqlite:///{db}", direction="maximize")
+    msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
+    assert "study 'gru_toy' in" in msg and "began to maximize and this search would minimize" in msg
+    assert "hydra.sweeper.study_name=gru_toy_2" in msg and not left_behind(tmp_path)
 
 
 def test_an_empty_root_variable(tmp_path, monkeypatch):
@@ -778,6 +861,51 @@ def test_bad_generate_input(task, args, expected, checkpoints, tmp_path):
     code, _, err = cli("generate", f"ckpt_path={checkpoints[task]}", *args, cwd=tmp_path)
     assert expected in one_error(code, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # the user's folder, untouched
+
+
+def test_closed_stdout_and_eval_on_several_devices(checkpoints, tmp_path):
+    """Output that goes nowhere (>&-) is an error for a tool that only prints; seqlab-eval tests
+    on one device (Lightning would start a second process with settings it does not take)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqlab.generate", f"ckpt_path={checkpoints['subseq']}", "prompt=2 3 1 8 2 5 8 6 4 5"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert "the output could not be written to stdout (Bad file descriptor); run it with stdout open" in one_error(
+        proc.returncode, proc.stderr
+    )
+    msg = one_error(*cli("eval", f"ckpt_path={checkpoints['subseq']}", "trainer.devices=2", cwd=tmp_path)[::2])
+    assert "seqlab-eval tests on one device (it starts no other processes); drop trainer.devices=2" in msg
+
+
+def test_a_continue_line_quotes_a_path_with_spaces(tmp_path):
+    from contextlib import ExitStack
+
+    from seqlab.run.cli import Context
+
+    run = tmp_path / "my runs ü" / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with ExitStack() as stack:
+        line = Context(stack, "seqlab-train", run_dir=run).continues()
+    assert line == f"continue with: seqlab-train resume='{run}'"
+
+
+def test_an_option_without_annotation_is_typed_by_its_default():
+    from seqlab.errors import SeqlabError
+    from seqlab.run.schema import check_options
+
+    def respond(self, prompt, *, threshold=0.5, greedy=False):
+        return prompt
+
+    assert check_options("generate", {"threshold": 1, "greedy": True}, [], respond) == {"threshold": 1, "greedy": True}
+    for given, expected in (({"threshold": "abc"}, "threshold must be a number"), ({"greedy": 2}, "greedy must be")):
+        with pytest.raises(SeqlabError, match=expected):
+            check_options("generate", given, [], respond)
 
 
 def test_questions_outside_training_get_a_warning_and_an_answer(checkpoints, tmp_path):

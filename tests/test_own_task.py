@@ -26,6 +26,9 @@ def mine(tmp_path_factory):
 def test_the_scaffold_refuses_to_overwrite_and_bad_names(mine, capsys):
     assert newtask.main(["digits", str(mine)]) == 2 and "digits/__init__.py exists" in capsys.readouterr().err
     assert newtask.main(["my-task"]) == 2 and "cannot name a Python package" in capsys.readouterr().err
+    assert newtask.main(["random", str(mine)]) == 2 and "already a Python module's name" in capsys.readouterr().err
+    (mine / "afile").write_text("")
+    assert newtask.main(["mytask", str(mine / "afile")]) == 2 and "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_its_checkpoint_answers_from_another_folder(mine, tmp_path):
@@ -140,6 +143,18 @@ def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expect
         run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", cwd=copy, in_process=True)
     )
     assert msg == expected and not (copy / "outputs").exists()
+
+
+def test_a_loss_that_is_not_one_number_is_one_line(mine, tmp_path):
+    loss = "F.binary_cross_entropy_with_logits(self(x), y"
+    copy = edited(mine, tmp_path, f"{loss})", f"{loss}, reduction='none')")
+    msg = one_line_error(
+        run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", cwd=copy, in_process=True)
+    )
+    assert msg.startswith("error: DigitsTask.training_loss() returned a tensor of shape [") and msg.endswith(
+        "; return the batch's loss as one number, a 0-dimensional tensor (e.g. loss.mean())"
+    )
+    assert not any((copy / "outputs").rglob("*.ckpt"))
 
 
 def test_config_slips_of_a_task_are_one_line(mine, tmp_path):

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         why = "would hide seqlab's package or the task's own folders"
     elif name in ours:
         why = "names one of seqlab's own tasks (the two would share configs and an outputs/ folder)"
-    elif name in sys.stdlib_module_names or importlib.util.find_spec(name) is not None:
+    elif not (folder / name).is_dir() and (name in sys.stdlib_module_names or importlib.util.find_spec(name)):
         why = "is already a Python module's name (it would hide the task's package)"
     if why:
         print(f"error: {name!r} {why}; pass another name of lower-case letters, digits and _", file=sys.stderr)
