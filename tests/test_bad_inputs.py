@@ -683,6 +683,14 @@ def test_a_byte_order_mark_is_not_data(tmp_path):
     assert read_text(tmp_path / "pairs.jsonl").startswith("{")
 
 
+def test_eval_on_a_text_of_another_alphabet(checkpoints, tmp_path):
+    (tmp_path / "jp.txt").write_text("日本語のテキスト\n" * 400)
+    msg = one_error(
+        *cli("eval", f"ckpt_path={checkpoints['charlm']}", f"data.path={tmp_path / 'jp.txt'}", cwd=tmp_path)[::2]
+    )
+    assert "% of the characters of the test text are not in this model's vocabulary; evaluate it on" in msg
+
+
 def test_eval_of_no_batches(checkpoints, tmp_path):
     msg = one_error(
         *cli("eval", f"ckpt_path={checkpoints['subseq']}", "trainer.limit_test_batches=0", cwd=tmp_path)[::2]

@@ -109,6 +109,7 @@ class CharLMDataModule(TaskData):
         super().__init__()
         self.texts: tuple[str, str] | None = None
         self.vocab: Vocab | None = None
+        self.foreign = False  # a model's own vocabulary, for another text (use_model)
 
     def read(self) -> tuple[str, str]:
         """(training text, validation text), read once."""
@@ -135,6 +136,7 @@ class CharLMDataModule(TaskData):
     def use_model(self, module) -> None:
         """Evaluating a checkpoint on another text: encode it with the model's own vocabulary."""
         self.vocab = module.vocab
+        self.foreign = True
 
     def setup(self, stage: str | None = None) -> None:
         self.model_kwargs()
@@ -142,10 +144,16 @@ class CharLMDataModule(TaskData):
         rank, world = self.rank_and_world()
         bs = self.hparams.batch_size
         self.check_lengths(world)
+        ids = [self.vocab.encode(part) for part in texts]
+        unknown = (ids[1] == self.vocab.unk_index).float().mean().item()
+        if self.foreign and unknown > 0.5:  # (a model's metrics on a text it cannot read)
+            raise SeqlabError(
+                f"{unknown:.0%} of the characters of the test text are not in this model's vocabulary; "
+                f"evaluate it on a text of its alphabet (data.path=…)"
+            )
         # Each rank reads its own `batch_size` streams of the text: no duplicated data under DDP.
         self.train_streams, self.val_streams = (
-            batchify(self.vocab.encode(part), bs * world)[rank * bs : (rank + 1) * bs].to(self.device())
-            for part in texts
+            batchify(part, bs * world)[rank * bs : (rank + 1) * bs].to(self.device()) for part in ids
         )
 
     def train_dataloader(self) -> DataLoader:
