@@ -464,6 +464,61 @@ def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
     assert "sweep summary (1 jobs of 2; 1 did not run)" in out and "| failed: stopped by SIGTERM" in out
 
 
+@pytest.mark.slow
+def test_sigterm_to_a_parallel_sweep_names_what_was_kept(tmp_path):
+    """The jobs train in a launcher's processes: the stop line says their checkpoints are kept."""
+    job = _start(
+        "train",
+        "-m",
+        "experiment=gru_toy",
+        "seed=1,2",
+        "hydra/launcher=parallel",
+        "trainer.max_epochs=100000",
+        "trainer.enable_progress_bar=false",
+        "callbacks.step_checkpoint.every_n_train_steps=3",
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+    )
+    deadline = time.time() + 240
+    while len(list(tmp_path.glob("outputs/gru_toy/multirun/*/*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    job.send_signal(signal.SIGTERM)
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        "stopped by SIGTERM; the jobs that had begun keep their checkpoints: continue one with "
+        "python -m seqlab.train resume=<its folder> (the summary above lists them)"
+    )
+    assert "sweep summary (2 jobs)" in out
+
+
+@pytest.mark.slow
+def test_sigterm_to_an_optuna_search_fails_its_running_trial(tmp_path):
+    """The stopped trial is marked failed in the study (else it stays RUNNING for good)."""
+    import optuna
+
+    db = tmp_path / "study.db"
+    job = _start(
+        "train",
+        "-m",
+        "experiment=gru_toy",
+        "hparams_search=gru_toy_optuna",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage=sqlite:///{db}",
+        "trainer.max_epochs=100000",
+        "trainer.enable_progress_bar=false",
+        "callbacks.step_checkpoint.every_n_train_steps=3",
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+    )
+    _wait_for(tmp_path, "outputs/gru_toy/multirun/*/0_*/checkpoints/last.ckpt", job)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 143, err[-3000:]
+    trials = optuna.load_study(study_name="gru_toy", storage=f"sqlite:///{db}").trials
+    assert [t.state.name for t in trials] == ["FAIL"], trials
+
+
 def test_a_signal_while_the_run_starts_leaves_nothing(tmp_path):
     """SIGTERM or Ctrl-C before training has begun: one line, 130 / 143, no run folder."""
     for sig, delay in ((signal.SIGTERM, 0.3), (signal.SIGINT, 2.5), (signal.SIGTERM, 3.0)):
