@@ -223,3 +223,15 @@ def test_weight_average_is_what_validation_checkpoints_and_resume_use(small_text
     train(make_cfg([*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "b"))
     again = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
     assert again["epoch"] == 1 and again["callbacks"]["EMAWeightAveraging"]["latest_update_step"] == 12
+
+
+def test_a_checkpoint_knows_its_text(tmp_path, capsys):
+    """Resuming on an edited text file says so (its validation split has moved)."""
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog\n" * 50)
+    state = make_data("charlm", path=str(text)).state_dict()
+    make_data("charlm", path=str(text)).load_state_dict(state)
+    assert "warning" not in capsys.readouterr().err
+    text.write_text("the quick brown fox jumps over the lazy cat\n" * 50)
+    make_data("charlm", path=str(text)).load_state_dict(state)
+    assert "warning: the text is not the one this checkpoint trained on" in capsys.readouterr().err

@@ -16,6 +16,7 @@ Row j of batch i+1 continues row j of batch i, so the hidden state the model end
 with is the right start state for batch i+1: the module carries it over (detached).
 """
 
+import hashlib
 import math
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from seqlab.datamodule import TaskData
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, warn
 from seqlab.textfiles import read_text, resolve
 from seqlab.types import Fraction, NonNegativeInt, PositiveInt
 from seqlab.vocab import Vocab
@@ -117,6 +118,17 @@ class CharLMDataModule(TaskData):
             text = read_text(resolve(self.hparams.path, "nietzsche.txt"))
             self.texts = split_text(text.lower() if self.hparams.lower else text, self.hparams.train_frac)
         return self.texts
+
+    # A checkpoint keeps a digest of the text, so that a resume on an edited file says so.
+    def state_dict(self) -> dict:
+        return {"text_sha1": hashlib.sha1("".join(self.read()).encode()).hexdigest()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("text_sha1") not in (None, self.state_dict()["text_sha1"]):
+            warn(
+                "the text is not the one this checkpoint trained on (its file was edited, or data.path names "
+                "another): its validation loss is not comparable with the earlier epochs'"
+            )
 
     def model_kwargs(self) -> dict:
         if self.vocab is None:
