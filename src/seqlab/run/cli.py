@@ -256,11 +256,7 @@ def setup_process() -> None:
     """Closed stdin, stdout or stderr (`<&-`) read and write /dev/null instead (else the first file
     opened takes that number); and none of what Lightning says that does not concern a seqlab run
     (start-up notes and advertisements, hints about data-loading workers, a torch deprecation)."""
-    import logging
     import threading
-    import warnings
-
-    from lightning.fabric.utilities.warnings import PossibleUserWarning
 
     from seqlab.run.explain import FAULTS
 
@@ -278,6 +274,16 @@ def setup_process() -> None:
     sys.stdout.lost = sys.stdout.lost or (closed[0] if closed else None)  # (>&-: what it prints goes nowhere)
     default_hook = threading.excepthook  # a writer thread's full or read-only disk: the command says it, once
     threading.excepthook = lambda a: isinstance(a.exc_value, OSError) and a.exc_value.errno in FAULTS or default_hook(a)
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """In each process that trains (a parallel sweep's workers too)."""
+    import logging
+    import warnings
+
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.signal_connector"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # (it ends the other processes when one has stopped: trainer=ddp_cpu and a signal, said once by rank 0)

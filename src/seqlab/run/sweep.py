@@ -221,6 +221,7 @@ def run_sweep(line, first, run, ctx):
     line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]
 
     def job(cfg):
+        cli.quiet_libraries()  # (hydra/launcher=parallel: a worker process of its own)
         with ExitStack() as stack:
             job_ctx = cli.Context(stack, ctx.command, sweep_job=True, overrides=cli.recorded(HydraConfig.get()))
             try:
