@@ -1,7 +1,7 @@
 """Callbacks every task uses. None of them reads a value back from the device during a
 training step: on a GPU that would stall the queue of kernels once per step."""
 
-import multiprocessing
+import os
 import signal
 import sys
 import time
@@ -105,6 +105,7 @@ class GracefulStop(L.Callback):
         self.received: int | None = None
         self.previous = {}
         self.trainer = None
+        self.pid = os.getpid()  # (a process Lightning spawns for a device gets a copy: another pid)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.trainer = trainer
@@ -150,14 +151,23 @@ class GracefulStop(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # After an epoch's last batch its validation comes next: stop after it (at the epoch end),
         # or a resume from this step would skip that validation and its best checkpoint.
-        if self.received is not None and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        every = trainer.log_every_n_steps or 1 if trainer.world_size > 1 else 1
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if trainer.global_step % every == 0 and self._agreed(trainer) and not last:  # (every rank asks)
             self._stop(trainer, save=not trainer.fast_dev_run)
+
+    def _agreed(self, trainer) -> bool:
+        """Whether to stop: under DDP every rank stops at the same step, since they write the
+        checkpoint together (each asks the others, every log_every_n_steps steps: one sync then)."""
+        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            self.received = self.received or self.signals[0]
+        return self.received is not None
 
     # A signal during an epoch's last batch or its validation: the epoch ends first, with its
     # checkpoints (best and last: Lightning calls checkpoint callbacks after this one's
     # on_train_epoch_end), and the run stops as the next epoch starts.
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if self.received is not None:
+        if self._agreed(trainer):
             self._stop(trainer, save=not (self.dirpath / "last.ckpt").is_file() and not trainer.fast_dev_run)
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -174,12 +184,11 @@ class GracefulStop(L.Callback):
             message = f"stopped by {signal_name(signum)} {when}; test it with: seqlab-eval ckpt_path={best}"
             self._raise(trainer, Interrupted(signum, message, saved=True))
 
-    @staticmethod
-    def _raise(trainer, stopped: Interrupted) -> None:
+    def _raise(self, trainer, stopped: Interrupted) -> None:
         """In a process Lightning spawned for one device (trainer=ddp_cpu) the stop is no error to
         report with a traceback: rank 0 says the line, each process exits with the signal's status,
         and the main process, stopped by the same signal, exits quietly (seqlab.train)."""
-        if multiprocessing.parent_process() is None:
+        if os.getpid() == self.pid:
             raise stopped
         if trainer is None or trainer.global_rank == 0:
             print(stopped.message, file=sys.stderr, flush=True)

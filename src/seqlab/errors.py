@@ -32,6 +32,7 @@ class Interrupted(BaseException):
         super().__init__(f"stopped by {signal_name(signum)}" if message is None else message)
         self.signum, self.code, self.saved = signum, 128 + signum, saved
         self.message = str(self)
+        self.plain = message is None  # (nothing said about what was kept)
 
 
 class SeqlabWarning(UserWarning):

@@ -3,6 +3,7 @@
 seqlab-eval ckpt_path=outputs/charlm/runs/<time>/checkpoints/last.ckpt [data.path=other.txt]
 """
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import data_class, load_datamodule, load_module
@@ -18,13 +19,15 @@ def run(cfg: DictConfig, ctx: Context) -> dict:
     given = OmegaConf.to_container(cfg, resolve=True)
     check_options("eval", {k: v for k, v in given.items() if k != "paths"}, TAKES)
     check_trainer(given["trainer"])
+    module, ckpt = load_module(cfg.ckpt_path)
     devices, nodes = given["trainer"].get("devices"), given["trainer"].get("num_nodes") or 1
-    if nodes != 1 or devices not in (1, "1") and not (isinstance(devices, list) and len(devices) == 1):
+    one = devices in (1, "1") or isinstance(devices, list) and len(devices) == 1
+    one = one or devices in ("auto", -1, "-1") and torch.cuda.device_count() <= 1  # (all there are: one)
+    if nodes != 1 or not one:  # (Lightning would start the command again in other processes)
         raise SeqlabError(
             f"seqlab-eval tests on one device (it starts no other processes); drop trainer.devices={devices}"
             + (f" and trainer.num_nodes={nodes}" if nodes != 1 else "")
         )
-    module, ckpt = load_module(cfg.ckpt_path)
     # data.<key>=… changes a setting of the checkpoint's own data (eval.yaml cannot list them).
     changes = given["data"]
     check_arguments("data", data_class(ckpt, cfg.ckpt_path), changes, provided=None)

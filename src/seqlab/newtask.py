@@ -141,6 +141,13 @@ def files(name: str) -> dict[str, str]:
     return out | {f"tests/test_{name}.py": TEST.format(name=name)}
 
 
+def module_there(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ValueError:  # (__main__: a module without a spec)
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2) or args[0].startswith("-"):
@@ -159,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         why = "would hide seqlab's package or the task's own folders"
     elif name in ours:
         why = "names one of seqlab's own tasks (the two would share configs and an outputs/ folder)"
-    elif not (folder / name).is_dir() and (name in sys.stdlib_module_names or importlib.util.find_spec(name)):
-        why = "is already a Python module's name (it would hide the task's package)"
+    elif not (folder / name).is_dir() and (name in sys.stdlib_module_names or module_there(name)):
+        why = "is already a Python module's name (the module and the task's package would hide one another)"
     if why:
         print(f"error: {name!r} {why}; pass another name of lower-case letters, digits and _", file=sys.stderr)
         return 2

@@ -13,7 +13,6 @@ import inspect
 import json
 import math
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -32,7 +31,7 @@ from seqlab.checkpoint import check_against_run, read_checkpoint
 from seqlab.errors import Interrupted, SeqlabError, warn
 from seqlab.module import STEPPING_KEYS
 from seqlab.run import launch, rundir
-from seqlab.run.cli import Context, given, tool_main
+from seqlab.run.cli import Context, given, resume_command, tool_main
 from seqlab.run.explain import one_line
 from seqlab.run.schema import builds, check_arguments, check_config, locate, parameters, show
 
@@ -107,7 +106,10 @@ def check(cfg: DictConfig) -> dict:
             "tests a checkpoint)"
         )
     if not plain["train"] and not plain["ckpt_path"] and not plain["resume"]:
-        raise SeqlabError("train=false tests a trained model; pass ckpt_path=<a .ckpt> (or drop train=false)")
+        warn(
+            "train=false without ckpt_path= tests the untrained model (a baseline); pass ckpt_path=<a .ckpt> "
+            "to test a trained one"
+        )
     if plain["resume"] and plain["trainer"].get("fast_dev_run"):
         raise SeqlabError(
             "trainer.fast_dev_run (debug=fast_dev_run) saves nothing, so it cannot continue a run; drop resume= "
@@ -149,14 +151,14 @@ def claim(cfg: DictConfig, ctx: Context, folder: Path) -> Path:
         if not os.access(folder / "checkpoints", os.W_OK):
             raise SeqlabError(
                 f"{folder / 'checkpoints'} cannot be written (a read-only disk, or its permissions); make "
-                f"it writable, then: {ctx.command} resume={shlex.quote(str(folder))}"
+                f"it writable, then: {resume_command(ctx.command, folder)}"
             )
         last = folder / "checkpoints" / "last.ckpt"
         need, free = last.stat().st_size if last.exists() else 0, shutil.disk_usage(folder).free
         if free < 2 * need:  # (a checkpoint is written beside the last before it replaces it)
             raise SeqlabError(
                 f"{folder} has {free // 1024} KiB free, less than the {2 * need // 1024} KiB a checkpoint "
-                f"needs; free some space, then: {ctx.command} resume={shlex.quote(str(folder))}"
+                f"needs; free some space, then: {resume_command(ctx.command, folder)}"
             )
         return folder
     if named:
@@ -377,9 +379,7 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             f"starting from {ckpt_path} (step {start.get('global_step', 0)}, {done} epochs done)", file=sys.stderr
         )
     stop = GracefulStop(
-        out_dir / "checkpoints",
-        f"{command} resume={shlex.quote(str(out_dir))}",
-        keep=(slurm.requeue_signal,) if slurm else (),
+        out_dir / "checkpoints", resume_command(command, out_dir), keep=(slurm.requeue_signal,) if slurm else ()
     )
     trainer.callbacks.append(stop)
     if ckpt_path and Path(ckpt_path).resolve().is_relative_to(out_dir.resolve()):  # resume=: maybe a moved folder

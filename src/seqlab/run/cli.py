@@ -24,6 +24,13 @@ from seqlab.errors import STOP_SIGNALS, Interrupted, SeqlabError
 from seqlab.run import sweep  # (registers the resolvers the configs use)
 
 CONF_DIR = str(resources.files("seqlab.conf"))
+
+
+def is_group(key: str) -> bool:
+    """A config group of seqlab's (experiment, model/optimizer, …): its value picks a file."""
+    return (Path(CONF_DIR) / key).is_dir()
+
+
 PRINTING = ("cfg", "info", "help", "hydra_help", "version", "shell_completion")  # Hydra prints, runs nothing
 INFO = ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
 # What people used to argparse scripts type, and the override that means it.
@@ -52,8 +59,13 @@ class Context:
 
     def continues(self) -> str:
         if self.run_dir is not None and (self.run_dir / "checkpoints" / "last.ckpt").is_file():
-            return f"continue with: {self.command} resume={shlex.quote(str(self.run_dir))}"
+            return f"continue with: {resume_command(self.command, self.run_dir)}"
         return "nothing was kept; start it again"
+
+
+def resume_command(command: str, folder) -> str:
+    """The command that continues the run in `folder`, as it can be pasted into a shell."""
+    return f"{command} resume={shlex.quote(str(folder))}"
 
 
 @dataclass
@@ -103,7 +115,7 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
             f"the key itself: -m hparams_search=… '{name}={value}'"
         )
     keys = [a.lstrip("+~").partition("=")[0] for a in overrides]
-    groups = [k for k in keys if (Path(CONF_DIR) / k).is_dir()]  # (a value twice: the last wins, as in Hydra)
+    groups = [k for k in keys if is_group(k)]  # (a value twice: the last wins, as in Hydra)
     if twice := next((k for k in groups if groups.count(k) > 1), None):  # (two experiments: which one was meant?)
         typed = [a for a in overrides if a.lstrip("+~").partition("=")[0] == twice]
         raise SeqlabError(f"{twice} is given twice ({' '.join(typed)}); keep one")
@@ -112,7 +124,7 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
     overrides = check_syntax(overrides + [f"hydra.searchpath=[{folders}]"] * bool(folders), ns.multirun or printing)
     if tool != "train":  # a tool's options depend on the checkpoint: added as given, checked by the tool
         for top in {a.lstrip("+~").split("=")[0].split(".")[0] for a in overrides}:  # (a group Hydra would load)
-            if (Path(CONF_DIR) / top).is_dir() and top not in takes and f"{top}.<key>" not in takes:
+            if is_group(top) and top not in takes and f"{top}.<key>" not in takes:
                 check_options(tool, {top: None}, takes + ["the options of its task's respond()"] * (tool != "eval"))
         for a in (a for a in overrides if "=" in a and f"{a.split('=')[0].lstrip('+~')}.<key>" in takes):
             top = a.split("=")[0].lstrip("+~")  # e.g. data=gru_toy: another task's data, or a preset
@@ -179,11 +191,12 @@ def command(tool: str, run, takes: list[str] = ()):
                 done = (
                     f"; the run is complete: {ctx.run_dir}" if ctx.run_dir else "; run it with stdout open (> out.txt)"
                 )
+                done = "; the sweep is complete (its folder's summary.md lists the jobs)" if line.multirun else done
                 raise SeqlabError(f"the output could not be written to stdout ({lost.strerror}){done}")
             return result
     except (KeyboardInterrupt, Interrupted) as e:  # (KeyboardInterrupt: a Ctrl-C before our handler)
         stopped = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
-        before = tool == "train" and stopped.message == str(Interrupted(stopped.signum))
+        before = tool == "train" and stopped.plain
         if stopped.message:  # (empty: the processes it spawned said it)
             print(stopped.message + (" before training began; nothing was kept" if before else ""), file=sys.stderr)
         raise SystemExit(stopped.code) from None

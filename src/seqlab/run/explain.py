@@ -63,7 +63,7 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
         if isinstance(err, OmegaConfBaseException) and err.full_key:
             message = f"{err.full_key}: {str(err.msg).strip().splitlines()[0]}"
             typed = [a for a in overrides if "${" in a and a.lstrip("+~").partition("=")[0] != err.full_key]
-            fix = f"fix that value, or the interpolation you passed: {typed[0]}" if typed else "fix that value"
+            fix = f"fix that value, or an interpolation you passed: {' '.join(typed)}" if typed else "fix that value"
             return deleted(err.full_key, message, overrides) or f"{message}; {fix}"
     if isinstance(e, (HydraException, OmegaConfBaseException, MisconfigurationException)):
         return one_line(str(e))
@@ -143,7 +143,7 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
     and ',') taken as typed; a value with commas outside -m is a sweep."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from seqlab.run.cli import CONF_DIR
+    from seqlab.run.cli import CONF_DIR, is_group
 
     parser, checked = OverridesParser.create(), []
     for i, a in enumerate(overrides):
@@ -162,14 +162,14 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
                 f"{a}: Hydra's own settings take one value, not a sweep; give one (where a sweep's jobs go: "
                 f"hydra.sweep.dir=<folder>)"
             )
-        decimal = r"-?\d+,0\d+" if sweeping else r"-?0,\d+|-?\d+,0\d+"  # (0,7 and 1,05: not two values)
+        decimal = r"-?\d+,0\d+" if sweeping else r"-?0,\d+|-?\d+,0\d+"  # (0,7 and 1,05: likely a decimal)
         if eq and re.fullmatch(decimal, value):
             raise SeqlabError(
-                f"{a} holds a comma; a decimal is written with a point: {key}={value.replace(',', '.')} (several "
-                f"values: a list in brackets, or -m to sweep them)",
+                f"{a} holds a comma: a decimal is written with a point ({key}={value.replace(',', '.')}), "
+                f"several values go in brackets ({key}=[{value}])" + ("" if sweeping else ", or -m sweeps them"),
                 parsed.key_or_group,
             )
-        group = (Path(CONF_DIR) / parsed.key_or_group).is_dir() and not a.startswith("hydra")
+        group = is_group(parsed.key_or_group) and not a.startswith("hydra")
         if group and parsed.is_add() and not a.startswith("++"):  # (every group of ours has a default)
             raise SeqlabError(f"{parsed.key_or_group} has a default option already; write {a.lstrip('+')} (without +)")
         if group and parsed.value() is None and not parsed.is_delete():

@@ -138,9 +138,10 @@ def arguments_model(target) -> type[pydantic.BaseModel]:
 
 
 def unannotated(default):
-    """What a parameter without an annotation takes, from its default: a flag, or a number
-    (respond(self, prompt, *, threshold=0.5) takes no threshold=abc)."""
-    return bool if isinstance(default, bool) else float if isinstance(default, (int, float)) else Any
+    """What a parameter without an annotation takes: anything, but a word where its default is a
+    number (respond(self, prompt, *, threshold=0.5) takes no threshold=abc)."""
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    return float | bool | list | dict | None if numeric else Any
 
 
 def builds(value) -> bool:
@@ -439,7 +440,9 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
     for folder in folders:
         if not folder.is_dir():
             raise SeqlabError(f"--config-dir {folder}: no such folder")
-        for mine in (folder / p.relative_to(ours) for p in ours.rglob("*.yaml")):
+        for mine in (
+            [] if folder.resolve() == ours.resolve() else (folder / p.relative_to(ours) for p in ours.rglob("*.yaml"))
+        ):
             if mine.is_file():  # (Hydra looks in seqlab's configs first: the user's file would never be read)
                 fix = (
                     "put your settings in an experiment file (experiment/<name>.yaml) instead"

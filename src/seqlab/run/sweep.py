@@ -110,22 +110,20 @@ class SweepSummary(Callback):
 def keep_search_space(ctx, storage: str, name: str, space: dict, file, direction) -> int:
     """An Optuna study goes on only in the search space and direction it began with (Optuna
     cannot change a choice's values mid-study); the space is kept among the study's user
-    attributes. Returns how many trials the study holds; trials of this sweep that a signal
-    stopped are marked failed (else they stay RUNNING in the study for good)."""
+    attributes. Returns how many trials the study holds."""
     import optuna
-    import sqlalchemy
 
     def load():
         try:
             return optuna.load_study(study_name=name, storage=storage)
         except KeyError:  # (no such study yet)
             return None
-        except sqlalchemy.exc.DatabaseError:
-            raise SeqlabError(
-                f"{file or storage} is not an Optuna study database; move it away, or pass "
-                f"hydra.sweeper.storage=sqlite:///<another file>"
-            ) from None
 
+    if file and file.is_file() and file.stat().st_size and not file.read_bytes()[:16] == b"SQLite format 3\0":
+        raise SeqlabError(
+            f"{file} is not an Optuna study database; move it away, or pass "
+            f"hydra.sweeper.storage=sqlite:///<another file>"
+        )
     study = load()
     was = study.direction.name.lower() if study and len(study.directions) == 1 else direction
     if isinstance(direction, str) and was != direction:
@@ -134,14 +132,6 @@ def keep_search_space(ctx, storage: str, name: str, space: dict, file, direction
             f"hydra.sweeper.study_name={name}_2 to start a new study"
         )
     done = len(study.trials) if study else 0
-
-    def fail_stopped(kind, *_):
-        if kind is not None and issubclass(kind, Interrupted) and (s := load()):
-            for t in s.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
-                if t.number >= done:
-                    s.tell(t.number, state=optuna.trial.TrialState.FAIL)
-
-    ctx.stack.push(fail_stopped)
     before = study.user_attrs.get("seqlab_search_space") if study else None
     if before is not None and before != space:
         changed = ", ".join(sorted(k for k in before.keys() | space.keys() if before.get(k) != space.get(k)))
@@ -227,9 +217,14 @@ def run_sweep(line, first, run, ctx):
             try:
                 return run(cfg, job_ctx)
             except BaseException as e:  # the summary's reason for this job; the sweeper decides what next
-                reason = e.message if isinstance(e, Interrupted) else explain(e, job_ctx.overrides, job_ctx)
+                stopped = isinstance(e, Interrupted)
+                reason = (
+                    (e.message or str(Interrupted(e.signum))) if stopped else explain(e, job_ctx.overrides, job_ctx)
+                )
                 record = Path(HydraConfig.get().runtime.output_dir) / "result.json"
                 record.write_text(json.dumps({"error": reason or f"{type(e).__name__}: {e}"}))
+                if stopped:
+                    fail_trial(HydraConfig.get())
                 raise
 
     try:
@@ -245,7 +240,7 @@ def run_sweep(line, first, run, ctx):
         raise
     except BaseException as e:
         print_summary(folder, planned)
-        if isinstance(e, Interrupted) and e.message == str(Interrupted(e.signum)) and any(folder.rglob("*.ckpt")):
+        if isinstance(e, Interrupted) and e.plain and any(folder.rglob("*.ckpt")):
             raise Interrupted(  # (jobs in other processes: a parallel launcher's)
                 e.signum,
                 f"{e.message}; the jobs that had begun keep their checkpoints: continue one with "
@@ -257,6 +252,23 @@ def run_sweep(line, first, run, ctx):
         raise SeqlabError("the sweep has no jobs (a sweep value such as range(4,2) is empty); check the -m values")
     print_summary(folder)
     return result
+
+
+def fail_trial(hc) -> None:
+    """The Optuna trial of a job a signal stopped, failed in its study (else it stays RUNNING for
+    good): the running trial whose parameters are the job's overrides (as the sweeper writes them)."""
+    storage = OmegaConf.select(hc, "sweeper.storage")
+    if not storage or "params" not in hc.sweeper:
+        return
+    import optuna
+
+    from seqlab.run.cli import given
+
+    study, mine = optuna.load_study(study_name=str(hc.sweeper.study_name), storage=str(storage)), set(given(hc))
+    for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
+        if {f"{k}={v}" for k, v in t.params.items()} <= mine:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            return
 
 
 def grid_jobs(overrides: list[str]) -> tuple[list[list[str]], int]:

@@ -116,12 +116,14 @@ class CharLMDataModule(TaskData):
         """(training text, validation text), read once."""
         if self.texts is None:
             text = read_text(resolve(self.hparams.path, "nietzsche.txt"))
+            self.digest = hashlib.sha1(text.encode()).hexdigest()  # (once: checkpoints keep it)
             self.texts = split_text(text.lower() if self.hparams.lower else text, self.hparams.train_frac)
         return self.texts
 
     # A checkpoint keeps a digest of the text, so that a resume on an edited file says so.
     def state_dict(self) -> dict:
-        return {"text_sha1": hashlib.sha1("".join(self.read()).encode()).hexdigest()}
+        self.read()
+        return {"text_sha1": self.digest}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("text_sha1") not in (None, self.state_dict()["text_sha1"]):
