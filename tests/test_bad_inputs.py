@@ -312,6 +312,21 @@ CONFIG_CASES = [
         ["-m", "experiment=gru_toy", "model.hidden_size=4,8", "hydra.sweeper.n_trials=1"],
         "add hparams_search=<task>_optuna",
     ),
+    # probe E
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.direction=[minimize,maximize]"],
+        "asks for several objectives, but a run returns one metric (model.monitor)",
+    ),
+    (
+        ["-m", "experiment=gru_toy", "trainer=ddp_cpu", "hydra/launcher=parallel", "model.hidden_size=4,8"],
+        "trainer.strategy=ddp_spawn starts processes of its own, which a parallel launcher's workers cannot",
+    ),
+    (["experiment=gru_toy", "model/optimizer=AdamW"], "did you mean model/optimizer=adamw?"),
+    (["--config-name", "eval"], "seqlab-train composes its own config (train.yaml); pick settings with experiment="),
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.params.model.hidden_size=[8,16]"],
+        "cannot be set on the command line",
+    ),
     (
         ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.direction=maximize"],
         "hydra.sweeper.direction=maximize but model.monitor_mode=min (val/loss); drop hydra.sweeper.direction",
@@ -376,6 +391,10 @@ def test_run_states_probe_d(tmp_path):
     shutil.copytree(run, bare, ignore=shutil.ignore_patterns("checkpoints"))
     msg = one_error(*cli("train", f"resume={bare}", cwd=tmp_path)[::2])
     assert "kept no checkpoints (no checkpoints/ folder" in msg
+    msg = one_error(*cli("train", f"resume={run}", "callbacks=none", "trainer.max_epochs=2", cwd=tmp_path)[::2])
+    assert "these callbacks keep none (callbacks=none); drop the callbacks override" in msg
+    msg = one_error(*cli("train", f"resume={run / 'checkpoints'}", cwd=tmp_path)[::2])
+    assert f"is inside a run folder; pass resume={run}" in msg
     code, _, err = cli("train", "experiment=gru_toy", "train=false", "trainer.limit_test_batches=1", cwd=tmp_path)
     assert code == 0 and "warning: train=false without ckpt_path= tests the untrained model" in err, err[-2000:]
 
@@ -836,6 +855,7 @@ def test_resume_refuses_another_experiment(checkpoints, tmp_path):
 # ---- inference inputs ---------------------------------------------------------------------------
 GENERATE_CASES = [
     ("charlm", ["prompt=the", "temperature=nan"], "temperature must be a number >= 0"),
+    ("charlm", ["prompt=the", "length=1e100"], "length must be an integer from 0 to 100000"),
     ("charlm", ["prompt=the", "temperature=inf"], "temperature must be a number >= 0"),
     ("charlm", ["prompt=the", "temperature=-1"], "temperature must be a number >= 0"),
     ("charlm", ["prompt=the", "length=1e11"], "length must be an integer from 0 to 100000"),
@@ -915,6 +935,13 @@ def test_an_option_without_annotation_is_typed_by_its_default():
     assert check_options("generate", {"threshold": None, "greedy": "yes"}, [], respond) == {"greedy": "yes"}
     with pytest.raises(SeqlabError, match="threshold must be a number"):  # (a word where its default is a number)
         check_options("generate", {"threshold": "abc"}, [], respond)
+
+
+def test_a_whole_float_is_the_integer_it_means(checkpoints, tmp_path):
+    code, out, err = cli("generate", f"ckpt_path={checkpoints['charlm']}", "prompt=the", "length=2e1", cwd=tmp_path)
+    assert code == 0 and len(out.rstrip("\n")) >= 20, err[-2000:]
+    msg = one_error(*cli("eval", "ckpt_path=outputs/charlm/runs/<time>/checkpoints/last.ckpt", cwd=tmp_path)[::2])
+    assert "(<time> is a placeholder: put a run's folder name there)" in msg
 
 
 def test_questions_outside_training_get_a_warning_and_an_answer(checkpoints, tmp_path):

@@ -5,6 +5,7 @@ atomically."""
 import importlib
 import os
 import pickle
+import re
 import sys
 import tempfile
 import zipfile
@@ -31,6 +32,11 @@ def read_checkpoint(path: str | None) -> dict:
         raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, {example}")
     if not p.is_file():
         gone = " (a link that leads nowhere)" if p.is_symlink() else ""
+        gone = (
+            f" (<{str(p).partition('<')[2].partition('>')[0]}> is a placeholder: put a run's folder name there)"
+            if re.search(r"<\w+>", str(p))
+            else gone
+        )
         raise SeqlabError(f"checkpoint not found: {p}{gone}; pass ckpt_path=<path to a .ckpt file>")
     with p.open("rb") as f:
         head = f.read(2)

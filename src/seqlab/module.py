@@ -118,6 +118,11 @@ class Task(L.LightningModule, abc.ABC):
                 f"{type(self).__name__}.training_loss() returned {got}; return the batch's loss as one "
                 f"number, a 0-dimensional tensor (e.g. loss.mean())"
             )
+        if not loss.requires_grad and torch.is_grad_enabled():
+            raise SeqlabError(
+                f"{type(self).__name__}.training_loss() returned a loss without a gradient (detached, or computed "
+                f"under torch.no_grad()); return it as computed from the model's output"
+            )
         # The epoch's mean is summed on the device (no read-back). A step's value goes to the
         # logger only on the steps the logger writes: self.log costs ~0.5 ms of Python a call,
         # which a GPU step of a few milliseconds would feel.

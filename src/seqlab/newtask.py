@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         why = "cannot name a Python package"
     elif name in ("seqlab", "conf", "tests"):
         why = "would hide seqlab's package or the task's own folders"
+    elif len(name) > 60:
+        why = "is longer than 60 characters (it names the runs' folders)"
     elif name in ours:
         why = "names one of seqlab's own tasks (the two would share configs and an outputs/ folder)"
     elif not (folder / name).is_dir() and (name in sys.stdlib_module_names or module_there(name)):

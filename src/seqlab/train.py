@@ -110,6 +110,12 @@ def check(cfg: DictConfig) -> dict:
             "train=false without ckpt_path= tests the untrained model (a baseline); pass ckpt_path=<a .ckpt> "
             "to test a trained one"
         )
+    kept = [locate(f"callbacks.{k}", v) for k, v in (plain["callbacks"] or {}).items() if v]
+    if plain["resume"] and not any(issubclass(c, L.pytorch.callbacks.ModelCheckpoint) for c in kept):
+        raise SeqlabError(
+            "resume= goes on writing the run's checkpoints, and these callbacks keep none (callbacks=none); drop "
+            "the callbacks override"
+        )
     if plain["resume"] and plain["trainer"].get("fast_dev_run"):
         raise SeqlabError(
             "trainer.fast_dev_run (debug=fast_dev_run) saves nothing, so it cannot continue a run; drop resume= "
@@ -251,6 +257,11 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     # saves in every checkpoint.
     module_cls = locate("model", plain["model"])
     given = datamodule.model_kwargs()
+    if odd := next((k for k, v in given.items() if not plain_value(v)), None):  # (checkpoints keep them)
+        raise SeqlabError(
+            f"{type(datamodule).__name__}.model_kwargs() returns {odd} as a {type(given[odd]).__name__}; return plain "
+            f"values (numbers, strings, lists, dicts of them): every checkpoint keeps them (e.g. tensor.tolist())"
+        )
     takes, _, more = parameters(module_cls)
     if unknown := [k for k in given if k not in takes and not more]:
         raise SeqlabError(
@@ -283,6 +294,14 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     plugins = [*(plain["trainer"].get("plugins") or []), *([slurm] if slurm else [])]
     trainer = make("trainer", plain["trainer"] | {"plugins": plugins}, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
+
+
+def plain_value(v) -> bool:
+    if isinstance(v, (list, tuple)):
+        return all(plain_value(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and plain_value(x) for k, x in v.items())
+    return v is None or isinstance(v, (bool, int, float, str))
 
 
 def check_memory(module_cls, args: dict, error: Exception) -> None:

@@ -102,6 +102,11 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
         name, _, value = a.lstrip("-").replace("-", "_").partition("=")
         after = [b for b in argv[argv.index(a) + 1 :][:1] if "=" not in b and not b.startswith("-")]
         example = f"{FLAG_ALIASES.get(name, name)}={value or (after or ['…'])[0]}"
+        if name in ("config_name", "cn", "config_path", "cp"):  # Hydra's flags that pick the root config
+            raise SeqlabError(
+                f"{a}: seqlab-{tool} composes its own config ({tool}.yaml); pick settings with experiment=<name>, "
+                f"and add a folder of your configs with --config-dir <folder>"
+            )
         raise SeqlabError(f"{a} is not an option; overrides are written key=value without dashes, e.g. {example}")
     printing = any(getattr(ns, name) for name in PRINTING)
     if printing and ns.multirun:

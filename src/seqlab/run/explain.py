@@ -24,6 +24,7 @@ FAULTS = {
     errno.EROFS: "make the disk writable",
     errno.EACCES: "check the permissions",
     errno.ENAMETOOLONG: "use a shorter path or name=",
+    errno.EFBIG: "raise the file size limit (ulimit -f)",
 }
 
 
@@ -33,7 +34,9 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
         return deleted(e.key, str(e), overrides) or str(e)
     if isinstance(e, MissingConfigException) and e.options is not None:
         group, _, option = str(e.missing_cfg_file).rpartition("/")
-        close = difflib.get_close_matches(option, e.options, n=1)
+        close = [o for o in e.options if o.lower() == option.lower()] or difflib.get_close_matches(
+            option, e.options, n=1
+        )
         searched = [a.partition("=[")[2].rstrip("]") for a in overrides if a.startswith("hydra.searchpath=")]
         folders = [Path(f.removeprefix("file://")) for a in searched for f in a.split(",")]
         astray = [f for d in folders for f in d.rglob(f"{option}.yaml")]  # (a file of the user's, in another folder)
@@ -149,7 +152,7 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
     for i, a in enumerate(overrides):
         key, eq, value = a.lstrip("+").partition("=")
         literal = key == "prompt" or (
-            key in ("resume",) + ("ckpt_path", "data.path") * (not sweeping) and any(c in value for c in "=,[]{}()' ")
+            key in ("resume",) + ("ckpt_path", "data.path") * (not sweeping) and any(c in value for c in "=,[]{}()' <>")
         )
         if eq and literal and "${" not in value and not (value[:1] in "'\"" and value[-1:] == value[:1] != ""):
             a = f"{a.partition('=')[0]}={quote(value)}"

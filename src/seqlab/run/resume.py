@@ -52,6 +52,8 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
         else ("nothing to resume: start it again")
     )
     if not last.is_file() and not (run / ".hydra").is_dir() and not best:
+        if holder := next((d for d in run.parents if (d / "checkpoints" / "last.ckpt").is_file()), None):
+            raise SeqlabError(f"resume={run} is inside a run folder; pass resume={holder}")
         jobs = sorted(p.parent.parent for p in run.glob("*/checkpoints/last.ckpt"))  # (a sweep's folder)
         raise SeqlabError(
             f"resume={run} is not a seqlab run folder (no checkpoints/last.ckpt, no .hydra/); pass "

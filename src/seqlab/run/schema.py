@@ -141,7 +141,9 @@ def unannotated(default):
     """What a parameter without an annotation takes: anything, but a word where its default is a
     number (respond(self, prompt, *, threshold=0.5) takes no threshold=abc)."""
     numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-    return float | bool | list | dict | None if numeric else Any
+    return (
+        Annotated[float | bool | list | dict | None, Field(description="a number, as its default")] if numeric else Any
+    )
 
 
 def builds(value) -> bool:
@@ -428,7 +430,15 @@ def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: 
         if needed := [n for n, p in params.items() if n != "prompt" and p.default is p.empty and n not in options]:
             raise SeqlabError(f"the {task} task's respond() needs {needed[0]}=…; pass it (seqlab-{tool} {needed[0]}=…)")
         check_arguments("", respond, options, provided=None)
+        fields = arguments_model(respond).model_fields  # (length=3e2 reads 300.0: respond gets the int it means)
+        options = {k: typed(fields[k], v) if k in fields else v for k, v in options.items()}
     return options
+
+
+def typed(field, value):
+    """`value` as the field's type has it (pydantic's conversion: 300.0 for an int is 300)."""
+    hint = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return pydantic.TypeAdapter(hint).validate_python(value)
 
 
 def check_user_configs(folders: list, overrides: list[str]) -> None:
@@ -439,7 +449,9 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
     ours = Path(str(resources.files("seqlab.conf")))
     for folder in folders:
         if not folder.is_dir():
-            raise SeqlabError(f"--config-dir {folder}: no such folder")
+            raise SeqlabError(
+                f"--config-dir {folder}: {'a file, not a folder' if folder.exists() else 'no such folder'}"
+            )
         for mine in (
             [] if folder.resolve() == ours.resolve() else (folder / p.relative_to(ours) for p in ours.rglob("*.yaml"))
         ):

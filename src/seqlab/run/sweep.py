@@ -153,14 +153,21 @@ def run_sweep(line, first, run, ctx):
 
     from seqlab.run import cli, rundir
     from seqlab.run.explain import explain, quote
+    from seqlab.run.schema import show
     from seqlab.train import check, set_output_dir
 
     hc = HydraConfig.get()
-    check_sweep(line.overrides, hc)
+    check_sweep(line.overrides, hc, first)
     folder = Path(str(hc.sweep.dir)).expanduser().absolute()
     set_output_dir(folder / "0")
     check(first)
-    for name in OmegaConf.select(hc, "sweeper.params") or {}:  # (Optuna's: a typo would fail each trial)
+    for name, space in (OmegaConf.select(hc, "sweeper.params") or {}).items():  # (a typo would fail each trial)
+        if not isinstance(space, str):
+            raise SeqlabError(
+                f"hparams_search={hc.runtime.choices.get('hparams_search')} gives {name} a "
+                f"{type(space).__name__.removesuffix('Config').lower()}; write a search range: "
+                f"choice(a, b, …), range(start, stop) or interval(low, high)"
+            )
         parent, _, leaf = name.lstrip("+").rpartition(".")
         node = OmegaConf.select(first, parent) if parent else first
         if "/" not in name and not name.startswith("+") and not (OmegaConf.is_dict(node) and leaf in node):
@@ -171,6 +178,11 @@ def run_sweep(line, first, run, ctx):
                 f"of this config; {hint}"
             )
     wanted = OmegaConf.select(hc, "sweeper.direction")
+    if wanted is not None and not isinstance(wanted, str):  # (a run returns one metric: every trial would fail)
+        raise SeqlabError(
+            f"hydra.sweeper.direction={show(OmegaConf.to_container(wanted))} asks for several objectives, but a run "
+            f"returns one metric (model.monitor); drop hydra.sweeper.direction"
+        )
     if isinstance(wanted, str) and wanted != direction(first.model.monitor_mode):
         raise SeqlabError(
             f"hydra.sweeper.direction={wanted} but model.monitor_mode={first.model.monitor_mode} "
@@ -299,7 +311,7 @@ def grid_jobs(overrides: list[str]) -> tuple[list[list[str]], int]:
     return jobs, math.prod(len(c) for c in choices)
 
 
-def check_sweep(overrides: list[str], hc) -> None:
+def check_sweep(overrides: list[str], hc, first) -> None:
     """What a sweep would get wrong only once it runs: jobs that share a folder, a launcher with
     nowhere to launch, and the settings Hydra's sweeper types but whose range it does not check."""
     import shutil
@@ -335,5 +347,10 @@ def check_sweep(overrides: list[str], hc) -> None:
         )
     for part in ("sweeper", "launcher"):
         check_arguments(f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True))
+    if launcher.endswith("JoblibLauncher") and "spawn" in str(first.trainer.get("strategy")):
+        raise SeqlabError(
+            f"trainer.strategy={first.trainer.strategy} starts processes of its own, which a parallel launcher's "
+            f"workers cannot; drop hydra/launcher=parallel (the jobs then run one after another)"
+        )
     if launcher.endswith("JoblibLauncher"):  # its settings are joblib.Parallel's: joblib checks them
         make("hydra.launcher", {**OmegaConf.to_container(hc.launcher, resolve=True), "_target_": "joblib.Parallel"})
