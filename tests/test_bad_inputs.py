@@ -322,6 +322,16 @@ CONFIG_CASES = [
         "trainer.strategy=ddp_spawn starts processes of its own, which a parallel launcher's workers cannot",
     ),
     (["experiment=gru_toy", "model/optimizer=AdamW"], "did you mean model/optimizer=adamw?"),
+    (
+        ["experiment=gru_toy", "callbacks=none", "callbacks.step_checkpoint.every_n_train_steps=5"],
+        "callbacks=none turned",
+    ),
+    (["experiment=gru_toy", "+callbacks.early_stopping.monitor=val/loss"], "'+callbacks.early_stopping={_target_:"),
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "model.hidden_size=choice()"],
+        "choice() needs values",
+    ),
+    (["experiment=gru_toy", "callbacks.model_checkpoint.filename=last"], "both write the checkpoint last"),
     (["--config-name", "eval"], "seqlab-train composes its own config (train.yaml); pick settings with experiment="),
     (
         ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.params.model.hidden_size=[8,16]"],

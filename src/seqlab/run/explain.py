@@ -110,8 +110,11 @@ def unknown_key(e, overrides: list[str]) -> str:
         return f"unknown config key {key!r}; did you mean {groups[0]}={value}?"
     if where in ("callbacks", "logger") and key != e.full_key:  # callbacks.early_stopping.patience
         one = where.rstrip("s")
+        off = next((a for a in overrides if a in (f"{where}=none", f"{where}=null")), None)
         add = (
-            "pick loggers with logger=…, e.g. logger=many"
+            f"{off} turned them off; drop it, or drop the {key}=… override"
+            if off
+            else "pick loggers with logger=…, e.g. logger=many"
             if one == "logger"
             else "add one with '+"
             + (f"callbacks.{name}={{_target_:lightning.pytorch.callbacks.EarlyStopping,monitor:val/loss}}'")
@@ -206,6 +209,9 @@ def parse_hint(a: str, overrides: list[str], i: int) -> str:
         whole = " ".join([before, *overrides[i:end]]).replace("'", "")
         whole = f" (quote it whole: '{whole}')" if "=" in before else ""
         return f"{a!r} is not key=value: a stray word, or part of a value the shell split at a space{whole}; drop it"
+    if empty := re.search(r"\b(choice|range|interval)\(\s*\)", value):
+        values = "1e-4,1e-2" if empty.group(1) == "interval" else "4,8"
+        return f"{a!r}: {empty.group(1)}() needs values, e.g. {key}={empty.group(1)}({values})"
     if re.search(SEVERAL, value):  # 'a=1 b=2' as one word, or a=1,b=2
         return f"{a!r} holds several overrides; write each as a word of its own: {re.sub(SEVERAL, ' ', a)}"
     if any(q in value for q in "“”‘’"):

@@ -70,6 +70,12 @@ def locate(key: str, node) -> type:
             key,
         )
     target = node.get("_target_")
+    if key.startswith(("callbacks.", "logger.")) and not target:  # +callbacks.early_stopping.monitor=…
+        raise SeqlabError(
+            f"{key} has no _target_ (the class it builds); add it whole, e.g. '+{key}={{_target_:"
+            f"lightning.pytorch.callbacks.EarlyStopping,monitor:val/loss}}'",
+            key,
+        )
     if not isinstance(target, str) or "." not in target:  # e.g. a trainer config of the user's, starting afresh
         raise SeqlabError(
             f"{key} has no _target_ (the class it builds); pick an option of its config group, or start "
