@@ -33,6 +33,10 @@ ROWS = {
         ["model/optimizer=adamw", "model.optimizer.lr=2e-3", "model.optimizer.weight_decay=0.1"],
     ),
     "record": ("charlm_record", ["experiment=charlm_record"]),
+    "record_wdrop": (
+        "charlm_record + weight drop 0.2, embedding dropout 0.1, 32 epochs",
+        ["experiment=charlm_record", "model.weight_dropout=0.2", "model.emb_dropout=0.1", "trainer.max_epochs=32"],
+    ),
 }
 
 

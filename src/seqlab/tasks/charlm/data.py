@@ -136,6 +136,13 @@ class CharLMDataModule(TaskData):
         if self.vocab is None:
             self.check_lengths(1)  # (before the model is built on its vocabulary)
             self.vocab = Vocab.build(self.read()[0], min_freq=self.hparams.min_freq, specials=("<unk>",))
+            if len(self.vocab) < 3:  # (<unk> and at most one character: nothing to predict)
+                hp = self.hparams
+                raise SeqlabError(
+                    f"the training text ({len(self.read()[0])} characters, data.train_frac={hp.train_frac}) has "
+                    f"{len(self.vocab) - 1} character(s) seen data.min_freq={hp.min_freq} times; pass a larger "
+                    f"data.train_frac (e.g. 0.8) or a smaller data.min_freq"
+                )
         return {"vocab": list(self.vocab.itos)}
 
     def check_lengths(self, world: int) -> None:
