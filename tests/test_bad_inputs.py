@@ -323,6 +323,10 @@ CONFIG_CASES = [
     ),
     (["experiment=gru_toy", "model/optimizer=AdamW"], "did you mean model/optimizer=adamw?"),
     (
+        ["experiment=subseq", "model/scheduler=none"],
+        "drop them too: ~model.scheduler.milestones ~model.scheduler.gamma",
+    ),
+    (
         ["data.train_frac=0.0001", "data.batch_size=2"],
         "character(s) seen data.min_freq=3 times; pass a larger data.train_frac (e.g. 0.8)",
     ),

@@ -344,7 +344,12 @@ def check_config(cfg: dict, choices: dict) -> None:
     check_arguments("model", model_cls, args(model, "optimizer", "scheduler"), provided=None)
     opt = kind("model.optimizer", model.get("optimizer"), torch.optim.Optimizer)
     check_arguments("model.optimizer", opt, args(model["optimizer"]), provided=["params"])
-    if sched := model.get("scheduler"):  # (model/scheduler=none leaves it empty)
+    if (sched := model.get("scheduler")) and not sched.get("_target_") and choices.get("model/scheduler") == "none":
+        raise SeqlabError(  # (an experiment's settings for its own scheduler, left without a class)
+            f"model/scheduler=none leaves this experiment's scheduler settings ({', '.join(sched)}) without a "
+            f"scheduler; drop them too: {' '.join(f'~model.scheduler.{k}' for k in sched)}"
+        )
+    if sched:  # (model/scheduler=none leaves it empty)
         cls = kind(
             "model.scheduler", sched, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         )
