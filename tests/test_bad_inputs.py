@@ -212,7 +212,7 @@ CONFIG_CASES = [
     (["experiment=gru_toy", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 trains on nothing"),
     (["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"], "puts every job of the sweep in one folder"),
     (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
-    (["data.min_freq=100000"], "model.sample_prompt='the ' has no character of this text's vocabulary"),
+    (["data.min_freq=100000"], "has 0 character(s) seen data.min_freq=100000 times; pass a larger data.train_frac"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
     (  # the key that fails reads the interpolation the user passed: both are named
         ["experiment=gru_toy", "name=${oc.env:SEQLAB_NO_SUCH_VARIABLE}"],
