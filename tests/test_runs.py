@@ -108,10 +108,10 @@ def _start(tool: str, *args: str, cwd, stdout=subprocess.DEVNULL, **env) -> subp
     )
 
 
-def _wait_for(root, pattern: str, job: subprocess.Popen, timeout: float = 240) -> None:
-    """Until a file matching `pattern` exists under `root` (or the job ended)."""
+def _wait_for(root, pattern: str, job: subprocess.Popen, timeout: float = 240, count: int = 1) -> None:
+    """Until `count` files matching `pattern` exist under `root` (or the job ended)."""
     deadline = time.time() + timeout
-    while not list(root.glob(pattern)) and job.poll() is None and time.time() < deadline:
+    while len(list(root.glob(pattern))) < count and job.poll() is None and time.time() < deadline:
         time.sleep(0.02)
 
 
@@ -444,21 +444,27 @@ def test_a_second_ctrl_c_during_validation_stops_at_once(tmp_path):
     assert "no checkpoint was written yet; nothing to resume" in err and _nothing_left(tmp_path)
 
 
-def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
+def _sigterm_to_a_sweep(tmp_path, *args: str, jobs: int = 1) -> tuple[str, str]:
+    """A gru_toy sweep, sent SIGTERM once `jobs` of its jobs have a step checkpoint: (stdout, stderr)."""
     job = _start(
         "train",
         "-m",
         "experiment=gru_toy",
-        "seed=1,2",
+        *args,
         "trainer.enable_progress_bar=false",
         "callbacks.step_checkpoint.every_n_train_steps=3",
         cwd=tmp_path,
         stdout=subprocess.PIPE,
     )
-    _wait_for(tmp_path, "outputs/gru_toy/multirun/*/0_*/checkpoints/last.ckpt", job)
+    _wait_for(tmp_path, "outputs/gru_toy/multirun/*/*/checkpoints/last.ckpt", job, count=jobs)
     job.send_signal(signal.SIGTERM)
     out, err = job.communicate(timeout=120)
     assert job.returncode == 143, err[-3000:]
+    return out, err
+
+
+def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
+    out, err = _sigterm_to_a_sweep(tmp_path, "seed=1,2")
     last = err.strip().splitlines()[-1]
     assert last.startswith("stopped by SIGTERM at step ") and "resume=" in last
     assert "sweep summary (1 jobs of 2; 1 did not run)" in out and "| failed: stopped by SIGTERM" in out
@@ -467,24 +473,7 @@ def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_a_parallel_sweep_names_what_was_kept(tmp_path):
     """The jobs train in a launcher's processes: the stop line says their checkpoints are kept."""
-    job = _start(
-        "train",
-        "-m",
-        "experiment=gru_toy",
-        "seed=1,2",
-        "hydra/launcher=parallel",
-        "trainer.max_epochs=100000",
-        "trainer.enable_progress_bar=false",
-        "callbacks.step_checkpoint.every_n_train_steps=3",
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-    )
-    deadline = time.time() + 240
-    while len(list(tmp_path.glob("outputs/gru_toy/multirun/*/*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
-        time.sleep(0.1)
-    job.send_signal(signal.SIGTERM)
-    out, err = job.communicate(timeout=120)
-    assert job.returncode == 143, err[-3000:]
+    out, err = _sigterm_to_a_sweep(tmp_path, "seed=1,2", "hydra/launcher=parallel", "trainer.max_epochs=100000", jobs=2)
     assert err.strip().splitlines()[-1] == (
         "stopped by SIGTERM; the jobs that had begun keep their checkpoints: continue one with "
         "python -m seqlab.train resume=<its folder> (the summary above lists them)"
@@ -498,23 +487,8 @@ def test_sigterm_to_an_optuna_search_fails_its_running_trial(tmp_path):
     import optuna
 
     db = tmp_path / "study.db"
-    job = _start(
-        "train",
-        "-m",
-        "experiment=gru_toy",
-        "hparams_search=gru_toy_optuna",
-        "hydra.sweeper.n_trials=2",
-        f"hydra.sweeper.storage=sqlite:///{db}",
-        "trainer.max_epochs=100000",
-        "trainer.enable_progress_bar=false",
-        "callbacks.step_checkpoint.every_n_train_steps=3",
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-    )
-    _wait_for(tmp_path, "outputs/gru_toy/multirun/*/0_*/checkpoints/last.ckpt", job)
-    job.send_signal(signal.SIGTERM)
-    _, err = job.communicate(timeout=120)
-    assert job.returncode == 143, err[-3000:]
+    search = ["hparams_search=gru_toy_optuna", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=sqlite:///{db}"]
+    _sigterm_to_a_sweep(tmp_path, *search, "trainer.max_epochs=100000")
     trials = optuna.load_study(study_name="gru_toy", storage=f"sqlite:///{db}").trials
     assert [t.state.name for t in trials] == ["FAIL"], trials
 

@@ -110,17 +110,20 @@ def check(cfg: DictConfig) -> dict:
             "train=false without ckpt_path= tests the untrained model (a baseline); pass ckpt_path=<a .ckpt> "
             "to test a trained one"
         )
-    kept = [locate(f"callbacks.{k}", v) for k, v in (plain["callbacks"] or {}).items() if v]
+    checkpoints = {  # the checkpoint callbacks, by key
+        k: v
+        for k, v in (plain["callbacks"] or {}).items()
+        if v and issubclass(locate(f"callbacks.{k}", v), L.pytorch.callbacks.ModelCheckpoint)
+    }
     names = {}  # (two checkpoint callbacks writing one file would overwrite each other's)
-    for k, v in (plain["callbacks"] or {}).items():
-        checkpoints = v and issubclass(locate(f"callbacks.{k}", v), L.pytorch.callbacks.ModelCheckpoint)
-        if checkpoints and (other := names.setdefault((v.get("dirpath"), v.get("filename")), k)) != k:
+    for k, v in checkpoints.items():
+        if (other := names.setdefault((v.get("dirpath"), v.get("filename")), k)) != k:
             raise SeqlabError(
                 f"callbacks.{other} and callbacks.{k} both write the checkpoint {v.get('filename')}; give one "
                 f"another filename, e.g. callbacks.{other}.filename='{other}-epoch{{epoch:02d}}'",
                 f"callbacks.{other}.filename",
             )
-    if plain["resume"] and not any(issubclass(c, L.pytorch.callbacks.ModelCheckpoint) for c in kept):
+    if plain["resume"] and not checkpoints:
         raise SeqlabError(
             "resume= goes on writing the run's checkpoints, and these callbacks keep none (callbacks=none); drop "
             "the callbacks override"

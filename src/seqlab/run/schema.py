@@ -14,7 +14,6 @@ import importlib
 import inspect
 import typing
 from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -382,9 +381,8 @@ def check_trainer(trainer: dict) -> None:
             )
     limit = trainer.get("max_time")
     parts = limit.split(":") if isinstance(limit, str) else list(limit.values()) if isinstance(limit, dict) else [1]
-    if parts and all(
-        str(p).strip().strip("0") in ("", ".") for p in parts
-    ):  # (no time at all: Lightning would stop at once)
+    no_time = parts and all(str(p).strip().strip("0") in ("", ".") for p in parts)  # (Lightning would stop at once)
+    if no_time:
         raise SeqlabError(
             f"trainer.max_time={show(limit, quote=False)} trains on nothing; pass a time DD:HH:MM:SS (e.g. "
             f"trainer.max_time=00:01:00:00) or null"
@@ -457,7 +455,9 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
     and an experiment (hparams_search, debug) file global, not empty, with a list of defaults."""
     import yaml
 
-    ours = Path(str(resources.files("seqlab.conf")))
+    from seqlab.run.cli import CONF_DIR
+
+    ours = Path(CONF_DIR)
     for folder in folders:
         if not folder.is_dir():
             raise SeqlabError(

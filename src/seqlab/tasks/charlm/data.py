@@ -166,8 +166,8 @@ class CharLMDataModule(TaskData):
         bs = self.hparams.batch_size
         self.check_lengths(world)
         ids = [self.vocab.encode(part) for part in texts]
-        unknown = (ids[1] == self.vocab.unk_index).float().mean().item()
-        if self.foreign and unknown > 0.5:  # (a model's metrics on a text it cannot read)
+        unknown = (ids[1] == self.vocab.unk_index).float().mean().item() if self.foreign else 0.0
+        if unknown > 0.5:  # (a model's metrics on a text it cannot read)
             raise SeqlabError(
                 f"{unknown:.0%} of the characters of the test text are not in this model's vocabulary; "
                 f"evaluate it on a text of its alphabet (data.path=…)"
