@@ -162,6 +162,10 @@ CONFIG_CASES = [
     ),
     (["model.hidden_size=10000000"], "not enough memory for this model"),
     (["callbacks.model_checkpoint.save_top_k=-2"], "Invalid value for save_top_k=-2. Must be >= -1"),
+    (
+        ["experiment=dialogue", "model.label_smoothing=1.0"],
+        "model.label_smoothing must be a number in [0, 1), got 1; pass e.g. model.label_smoothing=0",
+    ),
     (["a=[1,2"], "'a=[1,2' has an unclosed '['; close it: a=[1,2]"),
     (["a=b c=d"], "'a=b c=d' holds several overrides; write each as a word of its own: a=b c=d"),
     (
@@ -413,8 +417,12 @@ def test_run_states_probe_d(tmp_path):
     assert "these callbacks keep none (callbacks=none); drop the callbacks override" in msg
     msg = one_error(*cli("train", f"resume={run / 'checkpoints'}", cwd=tmp_path)[::2])
     assert f"is inside a run folder; pass resume={run}" in msg
-    code, _, err = cli("train", "experiment=gru_toy", "train=false", "trainer.limit_test_batches=1", cwd=tmp_path)
+    no_best = "callbacks.model_checkpoint.save_top_k=0"
+    code, _, err = cli(
+        "train", "experiment=gru_toy", "train=false", "trainer.limit_test_batches=1", no_best, cwd=tmp_path
+    )
     assert code == 0 and "warning: train=false without ckpt_path= tests the untrained model" in err, err[-2000:]
+    assert f"warning: {no_best} keeps no best checkpoint: the test reads the last weights; pass 1 to keep one" in err
 
 
 def test_a_run_folder_given_by_hand_is_never_shared(tmp_path):

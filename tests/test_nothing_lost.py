@@ -226,6 +226,26 @@ def test_a_terminals_and_a_schedulers_other_signals(sig, tmp_path):
     assert last.startswith(f"stopped by {signal.Signals(sig).name} at step ") and f"resume={run}" in last
 
 
+def test_a_run_folder_removed_while_it_trains(tmp_path):
+    """rm -rf of the run's folder mid-run: one line (no writer thread's traceback), exit 2."""
+    run = tmp_path / "run"
+    job = subprocess.Popen(
+        [sys.executable, "-m", "seqlab.train", *GRU, "trainer.max_epochs=100000", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (run / "checkpoints" / "last.ckpt").exists() and job.poll() is None:
+        time.sleep(0.05)
+    subprocess.run(["rm", "-rf", str(run)], check=True)
+    err = job.communicate(timeout=120)[1]
+    assert job.returncode == 2 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"error: the run folder {run} was removed while the command ran, and its checkpoints with it; start again"
+    )
+
+
 def test_several_nodes_without_a_launcher_is_an_answer_not_a_hang(tmp_path):
     msg = one_line_error(run_cli("seqlab.train", *GRU, "trainer.num_nodes=2", cwd=tmp_path, in_process=True))
     assert "trainer.num_nodes=2 needs a launcher that starts the command on every node (torchrun --nnodes=2" in msg

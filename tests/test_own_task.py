@@ -124,6 +124,12 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
             "error: DigitsData.model_kwargs() returns size, which DigitsTask does not take; rename it to one of its "
             "arguments (hidden_size, optimizer, scheduler, monitor, monitor_mode) or add it to them",
         ),
+        (
+            '        self.metrics[stage]["acc"].update(logits.sigmoid(), y)',
+            "        pass",
+            "error: DigitsTask.evaluate() never updated val/acc in a val pass; update self.metrics[stage]['acc'] "
+            "there, or leave it out of init_metrics",
+        ),
     ],
     ids=[
         "no evaluate",
@@ -135,6 +141,7 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "no super().__init__()",
         "no init_metrics",
         "model_kwargs",
+        "a metric never updated",
     ],  # fmt: skip
 )
 def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expected):
@@ -155,6 +162,18 @@ def test_a_loss_that_is_not_one_number_is_one_line(mine, tmp_path):
         "; return the batch's loss as one number, a 0-dimensional tensor (e.g. loss.mean())"
     )
     assert not any((copy / "outputs").rglob("*.ckpt"))
+
+
+def test_a_run_that_never_validates_says_why(mine, tmp_path):
+    """An empty validation loader trains, keeps no best checkpoint and names the loader."""
+    loader = "return self.batches(*self.examples(1024, seed=2), batch_size=256, shuffle=False)"
+    copy = edited(mine, tmp_path, loader, "return []")
+    proc = run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy, in_process=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "warning: val/acc was never measured, so no best checkpoint was kept; DigitsData.val_dataloader() gave no "
+        "batches: give it the validation data"
+    ) in proc.stderr
 
 
 def test_config_slips_of_a_task_are_one_line(mine, tmp_path):

@@ -216,7 +216,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(exist_ok=True)  # (not the run folder: one removed by hand stays so)
         try:  # O_TMPFILE: the file has no name until linked, so a kill leaves nothing behind
             fd, tmp = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644), None
         except (AttributeError, OSError):  # a file system without it: a hidden temporary name

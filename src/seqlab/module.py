@@ -145,6 +145,12 @@ class Task(L.LightningModule, abc.ABC):
         self.evaluate(batch, batch_idx, "test")
 
     def _log_metrics(self, stage: str) -> None:
+        # (a metric never updated computes its empty state, a 0 that a checkpoint or a sweep would follow)
+        if idle := [name for name, metric in self.metrics[stage].items() if metric.update_count == 0]:
+            raise SeqlabError(
+                f"{type(self).__name__}.evaluate() never updated {idle[0]} in a {stage} pass; update "
+                f"self.metrics[stage][{idle[0].split('/', 1)[1]!r}] there, or leave it out of init_metrics"
+            )
         self.log_dict(self.metrics[stage].compute(), prog_bar=stage == "val")
         self.metrics[stage].reset()
 

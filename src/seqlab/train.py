@@ -73,11 +73,6 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     tmp.write_text(json.dumps(before | {k: v for k, v in now.items() if v is not None}, indent=2))
     os.replace(tmp, result)
     report(cfg, ctx.run_dir, metrics, best)
-    if value is None and cfg.train:  # (e.g. fewer epochs than trainer.check_val_every_n_epoch)
-        warn(
-            f"{monitor} was never measured, so no best checkpoint was kept; validate within the run's epochs "
-            f"(trainer.check_val_every_n_epoch={cfg.trainer.check_val_every_n_epoch})"
-        )
     return value
 
 
@@ -123,6 +118,10 @@ def check(cfg: DictConfig) -> dict:
                 f"another filename, e.g. callbacks.{other}.filename='{other}-epoch{{epoch:02d}}'",
                 f"callbacks.{other}.filename",
             )
+    for k in (k for k, v in checkpoints.items() if v.get("monitor") and v.get("save_top_k") == 0 and plain["test"]):
+        warn(
+            f"callbacks.{k}.save_top_k=0 keeps no best checkpoint: the test reads the last weights; pass 1 to keep one"
+        )
     if plain["resume"] and not checkpoints:
         raise SeqlabError(
             "resume= goes on writing the run's checkpoints, and these callbacks keep none (callbacks=none); drop "
@@ -447,6 +446,17 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     if score is not None and math.isfinite(float(score)):
         metrics[f"best/{monitor}"] = float(score)
+    if cfg.get("train", True) and monitor not in metrics and rank() == 0:
+        empty = trainer.num_val_batches and not any(trainer.num_val_batches)
+        warn(
+            f"{monitor} was never measured, so no best checkpoint was kept; "
+            + (
+                f"{type(datamodule).__name__}.val_dataloader() gave no batches: give it the validation data"
+                if empty  # (else e.g. fewer epochs than trainer.check_val_every_n_epoch)
+                else f"validate within the run's epochs (trainer.check_val_every_n_epoch="
+                f"{cfg.trainer.check_val_every_n_epoch})"
+            )
+        )
     sources = (f"best/{monitor}", monitor, "test/" + monitor.split("/", 1)[-1])
     final = {k: metrics[src] for k, src in zip(hp_keys, sources, strict=True) if src in metrics}
     for lg in trainer.loggers:

@@ -291,7 +291,13 @@ def setup_process() -> None:
         sys.stdout = Unread(sys.stdout)
     sys.stdout.lost = sys.stdout.lost or (closed[0] if closed else None)  # (>&-: what it prints goes nowhere)
     default_hook = threading.excepthook  # a writer thread's full or read-only disk: the command says it, once
-    threading.excepthook = lambda a: isinstance(a.exc_value, OSError) and a.exc_value.errno in FAULTS or default_hook(a)
+
+    def thread_failed(a):
+        e, run = a.exc_value, os.environ.get("SEQLAB_RUN_DIR")
+        gone = isinstance(e, FileNotFoundError) and run and os.fsdecode(e.filename or "").startswith(run + os.sep)
+        return isinstance(e, OSError) and (e.errno in FAULTS or gone) or default_hook(a)  # (gone: removed by hand)
+
+    threading.excepthook = thread_failed
     quiet_libraries()
 
 

@@ -73,6 +73,10 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
     if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:  # a config file of the user's
         at = e.problem_mark
         return f"{at.name} is not valid YAML: {e.problem} at line {at.line + 1}, column {at.column + 1}; fix it"
+    if isinstance(e, FileNotFoundError) and ctx and ctx.run_dir and not ctx.run_dir.is_dir():
+        return (
+            f"the run folder {ctx.run_dir} was removed while the command ran, and its checkpoints with it; start again"
+        )
     if isinstance(e, OSError) and e.errno in FAULTS:  # (a writer thread's has no file name)
         where = (
             f" ({e.filename if isinstance(e.filename, str) else ctx.run_dir})"

@@ -20,7 +20,7 @@ from seqlab.module import Task
 from seqlab.tasks.dialogue.data import EOS, PAD, SOS, SPECIALS, UNK, detokenize, tokenize
 from seqlab.tasks.dialogue.figures import attention_figure
 from seqlab.tasks.dialogue.model import DialogueTransformer
-from seqlab.types import Dropout, NonNegativeFloat, PositiveInt, Probability
+from seqlab.types import Dropout, NonNegativeFloat, PositiveInt, Rate
 from seqlab.vocab import Vocab
 
 BeamWidth = Annotated[int, Field(ge=1, le=100)]
@@ -40,7 +40,7 @@ class DialogueModule(Task):
         n_heads: PositiveInt,
         ff_dim: PositiveInt,
         dropout: Dropout,
-        label_smoothing: Probability,
+        label_smoothing: Rate,  # (1 would make every target uniform: nothing to learn)
         beam_width: BeamWidth,
         max_len: ReplyLength,
         length_penalty: NonNegativeFloat,
