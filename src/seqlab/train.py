@@ -33,7 +33,7 @@ from seqlab.module import STEPPING_KEYS
 from seqlab.run import launch, rundir
 from seqlab.run.cli import Context, given, resume_command, tool_main
 from seqlab.run.explain import one_line
-from seqlab.run.schema import builds, check_arguments, check_config, locate, parameters, show
+from seqlab.run.schema import builds, check_arguments, check_config, locate, parameters, show, whole_numbers
 
 
 # ---- one run, from the command line --------------------------------------------------------------------
@@ -227,6 +227,7 @@ def make(key: str, node: dict, **extra):
     args = {
         k: hydra.utils.instantiate(v, _convert_="all") if builds(v) else v for k, v in node.items() if k != "_target_"
     }
+    args = whole_numbers(cls, args)
     try:
         return cls(**args, **extra)
     except (ValueError, TypeError, ImportError, MisconfigurationException) as e:
@@ -279,7 +280,7 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
             f"{type(datamodule).__name__}.model_kwargs() returns {unknown[0]}, which {module_cls.__name__} does not "
             f"take; rename it to one of its arguments ({', '.join(takes)}) or add it to them"
         )
-    args = {k: v for k, v in plain["model"].items() if k != "_target_"} | given
+    args = whole_numbers(module_cls, {k: v for k, v in plain["model"].items() if k != "_target_"} | given)
     check_arguments("model", module_cls, args)
     try:
         model = module_cls(**args)

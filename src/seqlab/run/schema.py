@@ -447,7 +447,19 @@ def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: 
 def typed(field, value):
     """`value` as the field's type has it (pydantic's conversion: 300.0 for an int is 300)."""
     hint = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-    return pydantic.TypeAdapter(hint).validate_python(value)
+    return pydantic.TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(value)
+
+
+def whole_numbers(target, values: dict) -> dict:
+    """`values` with a whole float where `target` takes an int (max_epochs=1e0, hidden_size=8.0)
+    as that int: pydantic accepts 1.0 for an int, the class itself would not."""
+    fields = arguments_model(target).model_fields
+    ints = {}
+    for k, v in values.items():
+        if isinstance(v, float) and k in fields:
+            with contextlib.suppress(pydantic.ValidationError):
+                ints |= {k: n} if type(n := typed(fields[k], v)) is int else {}
+    return values | ints
 
 
 def check_user_configs(folders: list, overrides: list[str]) -> None:
