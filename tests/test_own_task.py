@@ -130,6 +130,30 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
             "error: DigitsTask.evaluate() never updated val/acc in a val pass; update self.metrics[stage]['acc'] "
             "there, or leave it out of init_metrics",
         ),
+        (
+            "    def evaluate(self, batch, batch_idx, stage):",
+            "    def evaluate(self, batch, stage):",
+            "error: DigitsTask.evaluate(self, batch, stage) cannot be called as seqlab calls it; "
+            "def evaluate(self, batch, batch_idx: int, stage: str) -> None",
+        ),
+        (
+            '"acc": BinaryAccuracy()}',
+            '"acc": 0.0}',
+            "error: DigitsTask.init_metrics() got acc as a float; give torchmetrics metrics, e.g. "
+            "init_metrics({'acc': torchmetrics.MeanMetric()})",
+        ),
+        (
+            "        return self.batches(*self.examples(self.hparams.n_train, seed=1), batch_size",
+            "        self.batches(*self.examples(self.hparams.n_train, seed=1), batch_size",
+            "error: DigitsData.train_dataloader() returned None; return its batches (e.g. return "
+            "self.batches(x, y, batch_size=32), or a DataLoader)",
+        ),
+        (
+            "        return self.batches(*self.examples(self.hparams.n_train, seed=1), batch_size",
+            "        x, y = self.examples(self.hparams.n_train, seed=1)\n        return self.batches(x, y[:10], batch_size",
+            "error: DigitsData.batches() takes tensors with one row per example, all with the same number of rows; "
+            "got [256, 8], [10] (e.g. self.batches(x, y, batch_size=32))",
+        ),
     ],
     ids=[
         "no evaluate",
@@ -142,12 +166,16 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "no init_metrics",
         "model_kwargs",
         "a metric never updated",
+        "evaluate's signature",
+        "a metric that is not one",
+        "a loader not returned",
+        "tensors of two lengths",
     ],  # fmt: skip
 )
 def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expected):
     copy = edited(mine, tmp_path, old, new)
     msg = one_line_error(
-        run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", cwd=copy, in_process=True)
+        run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy, in_process=True)
     )
     assert msg == expected and not (copy / "outputs").exists()
 

@@ -2,11 +2,15 @@
 `model_kwargs()`, the trainer's epoch and rank, and training loaders that resume mid-epoch."""
 
 import abc
+import functools
 import math
+from collections.abc import Iterable
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
+
+from seqlab.errors import SeqlabError
 
 
 def tensor_batches(tensors, batch_size: int) -> DataLoader:
@@ -53,6 +57,22 @@ class TensorBatches(IterableDataset):
         return math.ceil(len(self.tensors[0]) / self.batch_size)
 
 
+def returns_batches(method):
+    """A data module's loader method, whose answer is checked: a forgotten `return` is one line."""
+
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
+        loader = method(self, *args, **kwargs)
+        if not isinstance(loader, Iterable):
+            raise SeqlabError(
+                f"{type(self).__name__}.{method.__name__}() returned {type(loader).__name__.replace('NoneType', 'None')}; return its batches "
+                f"(e.g. return self.batches(x, y, batch_size=32), or a DataLoader)"
+            )
+        return loader
+
+    return checked
+
+
 class TaskData(L.LightningDataModule, abc.ABC):
     """A task's data (`seqlab.TaskData`).
 
@@ -66,6 +86,12 @@ class TaskData(L.LightningDataModule, abc.ABC):
     """
 
     task: str = ""  # the task's name: the same as its module's `task`
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("train_dataloader", "val_dataloader", "test_dataloader"):  # (Lightning's check is a TypeError)
+            if name in vars(cls):
+                setattr(cls, name, returns_batches(vars(cls)[name]))
 
     def __init__(self):
         super().__init__()
@@ -89,6 +115,16 @@ class TaskData(L.LightningDataModule, abc.ABC):
     def batches(self, *tensors: torch.Tensor, batch_size: int, shuffle: bool = True) -> "ResumableLoader":
         """Batches of rows of `tensors`, moved to the training device once, in a new order each
         epoch (the seed's and the epoch's) unless shuffle=False; resumable mid-epoch."""
+        if (
+            not tensors
+            or not all(isinstance(t, torch.Tensor) and t.ndim for t in tensors)
+            or len({len(t) for t in tensors}) > 1
+        ):
+            got = ", ".join(f"{list(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__ for t in tensors)
+            raise SeqlabError(
+                f"{type(self).__name__}.batches() takes tensors with one row per example, all with the same "
+                f"number of rows; got {got or 'none'} (e.g. self.batches(x, y, batch_size=32))"
+            )
         tensors = [t.to(self.device()) for t in tensors]
         n = len(tensors[0])
 

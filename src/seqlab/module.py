@@ -107,6 +107,11 @@ class Task(L.LightningModule, abc.ABC):
     def init_metrics(self, metrics: dict[str, Metric]) -> None:
         """The task's evaluation metrics, one collection per stage (val/<name>, test/<name>).
         torchmetrics syncs them across devices when they are computed."""
+        if odd := next((k for k, m in dict(metrics).items() if not isinstance(m, Metric | MetricCollection)), None):
+            raise SeqlabError(
+                f"{type(self).__name__}.init_metrics() got {odd} as a {type(metrics[odd]).__name__}; give torchmetrics "
+                f"metrics, e.g. init_metrics({{{odd!r}: torchmetrics.MeanMetric()}})"
+            )
         collection = MetricCollection(metrics, compute_groups=False)
         self.metrics = torch.nn.ModuleDict({s: collection.clone(prefix=f"{s}/") for s in ("val", "test")})
 

@@ -520,6 +520,19 @@ def kind(key: str, node, base) -> type:
             f"{key}._target_={node['_target_']} does not implement {missing}, which every seqlab.{base.__name__} must",
             key,
         )
+    for name, method in (m for m in vars(base).items() if api and inspect.isfunction(m[1]) and m[0][0] != "_"):
+        needed = [p for p in inspect.signature(method).parameters.values() if p.default is p.empty]
+        try:  # (an override that cannot be called as seqlab calls it: evaluate(self, batch))
+            inspect.signature(getattr(cls, name)).bind(
+                *(p for p in needed if p.kind <= p.POSITIONAL_OR_KEYWORD),
+                **{p.name: p for p in needed if p.kind == p.KEYWORD_ONLY},
+            )
+        except TypeError:
+            raise SeqlabError(
+                f"{cls.__name__}.{name}{inspect.signature(getattr(cls, name))} cannot be called as seqlab calls it; "
+                f"def {name}{inspect.signature(method)}",
+                key,
+            ) from None
     if api and not (isinstance(cls.task, str) and cls.task.isidentifier()):
         raise SeqlabError(
             f'{key}._target_={node["_target_"]} declares no task name; give the class task = "<name>", the same '
