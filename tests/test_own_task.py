@@ -150,7 +150,8 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         ),
         (
             "        return self.batches(*self.examples(self.hparams.n_train, seed=1), batch_size",
-            "        x, y = self.examples(self.hparams.n_train, seed=1)\n        return self.batches(x, y[:10], batch_size",
+            "        x, y = self.examples(self.hparams.n_train, seed=1)\n"
+            "        return self.batches(x, y[:10], batch_size",
             "error: DigitsData.batches() takes tensors with one row per example, all with the same number of rows; "
             "got [256, 8], [10] (e.g. self.batches(x, y, batch_size=32))",
         ),

@@ -64,8 +64,9 @@ def returns_batches(method):
     def checked(self, *args, **kwargs):
         loader = method(self, *args, **kwargs)
         if not isinstance(loader, Iterable):
+            got = "None" if loader is None else f"a {type(loader).__name__}"
             raise SeqlabError(
-                f"{type(self).__name__}.{method.__name__}() returned {type(loader).__name__.replace('NoneType', 'None')}; return its batches "
+                f"{type(self).__name__}.{method.__name__}() returned {got}; return its batches "
                 f"(e.g. return self.batches(x, y, batch_size=32), or a DataLoader)"
             )
         return loader
