@@ -182,6 +182,15 @@ CONFIG_CASES = [
         "hydra.launcher.n_jobs must be",
     ),
     (["-m", "experiment=gru_toy", "model.hidden_size=range(4,2)"], "the sweep has no jobs"),
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "model.optimizer.lr=tag(log,interval(0,1))"],
+        "model.optimizer.lr=tag(log,interval(0,1)): a log scale needs a low end above 0; e.g. "
+        "tag(log, interval(1e-4, 1e-1))",
+    ),
+    (
+        ["-m", "experiment=gru_toy", "model.hidden_size=4,8", "hydra.sweeper.max_batch_size=0"],
+        "hydra.sweeper.max_batch_size must be an integer >= 1 or null, got 0",
+    ),
     (["-m", "experiment=gru_toy", "model.cell=gru,lstm"], "unknown config key 'model.cell'"),
     (["-m", "experiment=gru_toy", "--cfg", "job"], "--cfg, --info and --help print and run nothing; drop -m"),
     (["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"], "BasicSweeper does not support sweep type"),

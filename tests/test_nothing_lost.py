@@ -157,6 +157,70 @@ def _mount(folder, options: str) -> bool:
     )
 
 
+def test_a_resume_reads_the_runs_own_configs_as_a_new_run_would(tmp_path):
+    """The experiment file a resumed run names is checked as a new run's is (its package line)."""
+    mine = tmp_path / "mine" / "experiment"
+    mine.mkdir(parents=True)
+    tiny = (
+        "defaults:\n  - override /data: gru_toy\n  - override /model: gru_toy\nname: tiny\nmodel:\n  hidden_size: 3\n"
+    )
+    (mine / "tiny.yaml").write_text("# @package _global_\n" + tiny)
+    proc = run_cli(
+        "seqlab.train", "--config-dir", "mine", "experiment=tiny", *GRU[1:], "trainer.max_epochs=1", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = next((tmp_path / "outputs" / "tiny" / "runs").iterdir())
+    other = tmp_path / "other" / "experiment"
+    other.mkdir(parents=True)
+    (other / "tiny.yaml").write_text(tiny)
+    before = files(run)
+    msg = one_line_error(
+        run_cli("seqlab.train", f"resume={run}", "--config-dir", "other", "trainer.max_epochs=2", cwd=tmp_path)
+    )
+    assert msg == (
+        f"error: {other}/tiny.yaml lacks a first line '# @package _global_'; without it its keys land "
+        "under experiment.*, where nothing reads them; give it '# @package _global_' as its first line"
+    )
+    assert kept(before, run)
+
+
+def test_machine_faults_a_library_wraps_or_that_come_before_the_run(tmp_path):
+    """A logger's EPERM (chattr +i) wrapped in its own error, running out of memory, and a current
+    folder removed before the command started."""
+    import errno
+
+    from seqlab.run.explain import explain
+
+    wrapped = ValueError("a logger's own words")
+    wrapped.__cause__ = PermissionError(errno.EPERM, "Operation not permitted", str(tmp_path / "events"))
+    assert explain(wrapped, []) == (
+        f"Operation not permitted ({tmp_path / 'events'}); check the permissions and the file's attributes "
+        f"(lsattr); start it again"
+    )
+    assert explain(MemoryError(), []).startswith("out of memory (the machine's, or a limit such as ulimit -v)")
+    assert explain(ValueError("x"), []) is None  # (anything else keeps its traceback)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = subprocess.run(
+        f"cd {gone} && rmdir {gone} && exec {sys.executable} -c 'from seqlab.commands import train; train()'",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr == (
+        "error: the current folder was removed after the shell entered it; cd to a folder that exists\n"
+    )
+
+
+def test_a_terminal_that_cannot_show_a_samples_characters(tmp_path):
+    """PYTHONIOENCODING=ascii: a character the terminal cannot show is written as an escape."""
+    code = "from seqlab.run.cli import setup_process; setup_process(); print('M\\xe4')"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"}
+    )
+    assert proc.returncode == 0 and proc.stdout == b"M\\xe4\n", proc.stderr[-3000:]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small file system (needs root)")
 def test_a_full_or_read_only_disk(tmp_path):
     disk = tmp_path / "disk"

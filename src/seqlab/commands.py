@@ -17,9 +17,23 @@ def _stop_while_importing(signum, frame):
     os._exit(128 + signum)
 
 
+def _fail(message: str):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
 def _run(tool: str):
+    try:  # (torch's libraries fail to load, with a fatal error of their own, from a removed folder)
+        os.getcwd()
+    except FileNotFoundError:
+        _fail("the current folder was removed after the shell entered it; cd to a folder that exists")
     before = {s: signal.signal(s, _stop_while_importing) for s in STOP_SIGNALS}
-    main = importlib.import_module(f"seqlab.{tool}").main
+    try:
+        main = importlib.import_module(f"seqlab.{tool}").main
+    except MemoryError:
+        sys.exit(
+            "error: not enough memory to load torch and Lightning (a limit such as ulimit -v?); nothing was written"
+        )
     for s, handler in before.items():
         signal.signal(s, handler)
     main()  # (its value is for sweepers; a console script's return would become its exit status)

@@ -157,6 +157,12 @@ def compose(tool: str, overrides: list[str]):
     return task
 
 
+def searched(overrides: list[str]) -> list[Path]:
+    """The user's config folders an override list adds (--config-dir, or a resumed run's)."""
+    paths = [a.partition("=[")[2].rstrip("]") for a in overrides if a.startswith("hydra.searchpath=")][-1:]
+    return [Path(f.removeprefix("file://")) for a in paths for f in a.split(",") if f]
+
+
 def given(hc, part: str = "task") -> list[str]:
     """The command line's overrides as typed (`part`: task or hydra), not read as interpolations."""
     from omegaconf import OmegaConf
@@ -175,6 +181,7 @@ def command(tool: str, run, takes: list[str] = ()):
     value (for sweepers). `takes`: the tool's own options."""
     from seqlab.run.explain import explain
     from seqlab.run.resume import resume_overrides
+    from seqlab.run.schema import check_user_configs
 
     line, ctx = None, None
     try:
@@ -186,8 +193,9 @@ def command(tool: str, run, takes: list[str] = ()):
                 stack.callback(sys.path.remove, os.getcwd())
             setup_process()
             line, ctx = parse(sys.argv[1:], tool, list(takes)), Context(stack, command_name(tool))
-            if tool == "train":
-                line.overrides = resume_overrides(line.overrides, line.multirun)  # (as typed without resume=)
+            if tool == "train" and (resumed := resume_overrides(line.overrides, line.multirun)) != line.overrides:
+                line.overrides = resumed  # (as typed without resume=; the run's experiment file is read now)
+                check_user_configs(searched(resumed), resumed)
             if line.printing:
                 return hydra_main(line, lambda cfg: None)
             result = sweep_or_run(line, run, ctx) if tool == "train" else run(compose(tool, line.overrides), ctx)
@@ -287,6 +295,8 @@ def setup_process() -> None:
             closed += [e] * (fd == 1)
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 (for the process's lifetime)
+        if fd and hasattr(getattr(sys, name), "reconfigure"):  # (PYTHONIOENCODING=ascii and a sample's 'ä')
+            getattr(sys, name).reconfigure(errors="backslashreplace")
     if not isinstance(sys.stdout, Unread):
         sys.stdout = Unread(sys.stdout)
     sys.stdout.lost = sys.stdout.lost or (closed[0] if closed else None)  # (>&-: what it prints goes nowhere)

@@ -23,6 +23,7 @@ FAULTS = {
     errno.EDQUOT: "free some space",
     errno.EROFS: "make the disk writable",
     errno.EACCES: "check the permissions",
+    errno.EPERM: "check the permissions and the file's attributes (lsattr)",
     errno.ENAMETOOLONG: "use a shorter path or name=",
     errno.EFBIG: "raise the file size limit (ulimit -f)",
 }
@@ -30,6 +31,8 @@ FAULTS = {
 
 def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
     """The one line for a failure the user can fix; None for anything else (a bug)."""
+    from seqlab.run.cli import searched
+
     if isinstance(e, SeqlabError):
         return deleted(e.key, str(e), overrides) or str(e)
     if isinstance(e, MissingConfigException) and e.options is not None:
@@ -37,8 +40,7 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
         close = [o for o in e.options if o.lower() == option.lower()] or difflib.get_close_matches(
             option, e.options, n=1
         )
-        searched = [a.partition("=[")[2].rstrip("]") for a in overrides if a.startswith("hydra.searchpath=")]
-        folders = [Path(f.removeprefix("file://")) for a in searched for f in a.split(",")]
+        folders = searched(overrides)
         astray = [f for d in folders for f in d.rglob(f"{option}.yaml")]  # (a file of the user's, in another folder)
         here = next((d for d in (Path("conf"), Path("configs")) if (d / group / f"{option}.yaml").is_file()), None)
         hint = (
@@ -77,6 +79,10 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
         return (
             f"the run folder {ctx.run_dir} was removed while the command ran, and its checkpoints with it; start again"
         )
+    if isinstance(e, MemoryError):
+        then = ctx.continues() if ctx else "start it again"
+        return f"out of memory (the machine's, or a limit such as ulimit -v); use a smaller model or batch; {then}"
+    e = e.__cause__ if isinstance(e.__cause__, OSError) and e.__cause__.errno in FAULTS else e  # (a logger's, wrapped)
     if isinstance(e, OSError) and e.errno in FAULTS:  # (a writer thread's has no file name)
         where = (
             f" ({e.filename if isinstance(e.filename, str) else ctx.run_dir})"

@@ -53,6 +53,7 @@ class SweeperSettings(pydantic.BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     n_trials: PositiveInt = 20
+    max_batch_size: PositiveInt | None = None  # (Hydra's basic sweeper asserts on 0, mid-sweep)
     n_jobs: PositiveInt | Annotated[int, Field(lt=0)] = 1  # (the launcher's: -1 is a job per core)
     max_failure_rate: Probability = 0.0
     direction: Literal["minimize", "maximize"] | list[Literal["minimize", "maximize"]] = "minimize"
@@ -520,7 +521,7 @@ def kind(key: str, node, base) -> type:
             f"{key}._target_={node['_target_']} does not implement {missing}, which every seqlab.{base.__name__} must",
             key,
         )
-    for name, method in (m for m in vars(base).items() if api and inspect.isfunction(m[1]) and m[0][0] != "_"):
+    for name, method in (m for m in (vars(base) if api else {}).items() if inspect.isfunction(m[1]) and m[0][0] != "_"):
         needed = [p for p in inspect.signature(method).parameters.values() if p.default is p.empty]
         try:  # (an override that cannot be called as seqlab calls it: evaluate(self, batch))
             inspect.signature(getattr(cls, name)).bind(

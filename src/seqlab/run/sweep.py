@@ -150,6 +150,7 @@ def run_sweep(line, first, run, ctx):
     which must hold no sweep), let Hydra's sweeper and launcher call `run` once per job, and print
     the summary. A sweep whose every job failed before a checkpoint leaves no folder, no new study."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from seqlab.run import cli, rundir
     from seqlab.run.explain import explain, quote
@@ -168,6 +169,7 @@ def run_sweep(line, first, run, ctx):
                 f"{type(space).__name__.removesuffix('Config').lower()}; write a search range: "
                 f"choice(a, b, …), range(start, stop) or interval(low, high)"
             )
+        check_range(f"{name}: {space}", OverridesParser.create().parse_override(f"{name}={space}"))
         parent, _, leaf = name.lstrip("+").rpartition(".")
         node = OmegaConf.select(first, parent) if parent else first
         if "/" not in name and not name.startswith("+") and not (OmegaConf.is_dict(node) and leaf in node):
@@ -292,8 +294,7 @@ def grid_jobs(overrides: list[str]) -> tuple[list[list[str]], int]:
 
     choices = []  # per override: what a job may say for it (none for a search range)
     for text, o in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
-        if o.is_interval_sweep() and o.value().start > o.value().end:  # (Optuna would refuse it mid-sweep)
-            raise SeqlabError(f"{text} runs from {o.value().start} down to {o.value().end}; write the low end first")
+        check_range(text, o)
         if not o.is_sweep_override():
             choices.append([text])
         elif o.is_discrete_sweep():
@@ -309,6 +310,14 @@ def grid_jobs(overrides: list[str]) -> tuple[list[list[str]], int]:
 
     jobs = [job(-1, 0), *(job(i, k) for i, c in enumerate(choices) for k in range(1, len(c)))]
     return jobs, math.prod(len(c) for c in choices)
+
+
+def check_range(text: str, o) -> None:
+    """A search range Optuna would refuse only once the sweep runs."""
+    if o.is_interval_sweep() and o.value().start > o.value().end:
+        raise SeqlabError(f"{text} runs from {o.value().start} down to {o.value().end}; write the low end first")
+    if o.is_interval_sweep() and "log" in o.value().tags and o.value().start <= 0:
+        raise SeqlabError(f"{text}: a log scale needs a low end above 0; e.g. tag(log, interval(1e-4, 1e-1))")
 
 
 def check_sweep(overrides: list[str], hc, first) -> None:
