@@ -269,6 +269,13 @@ def test_closed_output_and_input(run, tmp_path):
     assert chat.returncode == 0 and chat.stdout == "" and "Traceback" not in chat.stderr  # (no lines: no replies)
 
 
+def test_chat_input_that_is_not_lines_of_text(run, tmp_path):
+    """A line with no end (/dev/zero, a binary file) is refused before it fills the memory."""
+    chat = f"head -c 300000 /dev/zero | {sys.executable} -m seqlab.chat ckpt_path={run}/checkpoints/last.ckpt"
+    proc = subprocess.run(chat, shell=True, capture_output=True, text=True, cwd=tmp_path)
+    assert one_line_error(proc) == "error: a line of input is longer than 100,000 characters; send one message a line"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT])
 def test_a_terminals_and_a_schedulers_other_signals(sig, tmp_path):
     """SIGHUP (a closed terminal), SIGUSR1 (a scheduler's warning), SIGQUIT (Ctrl-\\) stop a run as

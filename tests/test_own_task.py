@@ -49,6 +49,15 @@ def test_its_checkpoint_answers_from_another_folder(mine, tmp_path):
     assert proc.returncode == 0 and "test/acc" in proc.stdout, proc.stderr[-3000:]
 
 
+def test_a_respond_that_returns_no_text_is_one_line(mine, tmp_path):
+    forget_digits()
+    copy = edited(mine, tmp_path, "        return f\"{'sorted'", "        f\"{'sorted'")
+    (last,) = mine.glob("outputs/digits/runs/*/checkpoints/last.ckpt")
+    shutil.copytree(last.parents[1], copy / "run")
+    proc = run_cli("seqlab.generate", f"ckpt_path={copy / 'run/checkpoints/last.ckpt'}", "prompt=123", cwd=copy)
+    assert one_line_error(proc) == "error: DigitsTask.respond() returned None; return the answer as a str"
+
+
 def forget_digits():
     """In-process runs import the user's module (and put its folder on sys.path, as a checkpoint
     asks): each test starts without either."""
@@ -131,6 +140,12 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
             "there, or leave it out of init_metrics",
         ),
         (
+            "    def train_dataloader(self):",
+            "    def model_kwargs(self):\n        return {'hidden_size': 8}\n\n    def train_dataloader(self):",
+            "error: DigitsData.model_kwargs() returns hidden_size, which the model config also sets "
+            "(model.hidden_size=32); drop one of them",
+        ),
+        (
             "    def evaluate(self, batch, batch_idx, stage):",
             "    def evaluate(self, batch, stage):",
             "error: DigitsTask.evaluate(self, batch, stage) cannot be called as seqlab calls it; "
@@ -167,6 +182,7 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "no init_metrics",
         "model_kwargs",
         "a metric never updated",
+        "model_kwargs and the config set one key",
         "evaluate's signature",
         "a metric that is not one",
         "a loader not returned",

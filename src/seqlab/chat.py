@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import load_responder
 from seqlab.errors import SeqlabError
-from seqlab.module import evaluating
+from seqlab.module import answer
 from seqlab.run.cli import Context, tool_main
 from seqlab.run.schema import check_options
 
+LONGEST = 100_000  # characters of one message
 TAKES = ["ckpt_path", "device", "empty_reply"]  # its own options; the others are those of the task's respond()
 
 
@@ -28,14 +29,15 @@ def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> in
     while True:
         if prompt:
             prompt()
-        line = lines.readline()
+        line = lines.readline(LONGEST + 1)
         if not line:
             return n
+        if len(line) > LONGEST:  # (binary input, /dev/zero: a line with no end)
+            raise SeqlabError(f"a line of input is longer than {LONGEST:,} characters; send one message a line")
         try:
             if any("\udc80" <= c <= "\udcff" for c in line):  # (stdin keeps undecodable bytes as these)
                 raise SeqlabError("the line is not UTF-8 text; type it in UTF-8")
-            with evaluating(module):
-                reply = module.respond(line.strip(), **options) if line.strip() else empty_reply
+            reply = answer(module, line.strip(), options) if line.strip() else empty_reply
         except SeqlabError as e:  # a line this task cannot read: say why, and go on
             print(f"({e})", file=sys.stderr, flush=True)
             reply = empty_reply

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoint import load_responder
 from seqlab.errors import SeqlabError, SeqlabWarning
-from seqlab.module import evaluating
+from seqlab.module import answer
 from seqlab.run.cli import Context, tool_main
 from seqlab.run.schema import check_options
 
@@ -26,9 +26,9 @@ def run(cfg: DictConfig, ctx: Context) -> str:
     options = check_options("generate", given, TAKES, module.respond, module.task)
     if cfg.prompt is None:
         raise SeqlabError("no prompt given; pass prompt=…, e.g. prompt='…' (what this task reads: see its respond())")
-    with warnings.catch_warnings(record=True) as caught, evaluating(module):
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SeqlabWarning)
-        out = module.respond(str(cfg.prompt), **options)
+        out = answer(module, str(cfg.prompt), options)
     for w in caught:  # e.g. a question outside what the model learned: one line, then the answer
         if issubclass(w.category, SeqlabWarning):
             print(f"warning: {w.message}", file=sys.stderr)

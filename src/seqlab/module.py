@@ -36,6 +36,16 @@ def evaluating(module: torch.nn.Module):
         module.train(was_training)
 
 
+def answer(module, prompt: str, options: dict) -> str:
+    """A task's respond() in eval mode, checked: seqlab-generate and seqlab-chat print text."""
+    with evaluating(module):
+        reply = module.respond(prompt, **options)
+    if not isinstance(reply, str):
+        got = "None" if reply is None else f"a {type(reply).__name__}"
+        raise SeqlabError(f"{type(module).__name__}.respond() returned {got}; return the answer as a str")
+    return reply
+
+
 def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
     """The Trainer a module is attached to, or None (Lightning's `module.trainer` raises then)."""
     try:

@@ -280,6 +280,11 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
             f"{type(datamodule).__name__}.model_kwargs() returns {unknown[0]}, which {module_cls.__name__} does not "
             f"take; rename it to one of its arguments ({', '.join(takes)}) or add it to them"
         )
+    if both := next((k for k in given if k in plain["model"]), None):  # (the data's would win unseen)
+        raise SeqlabError(
+            f"{type(datamodule).__name__}.model_kwargs() returns {both}, which the model config also sets "
+            f"(model.{both}={show(plain['model'][both], False)}); drop one of them"
+        )
     args = whole_numbers(module_cls, {k: v for k, v in plain["model"].items() if k != "_target_"} | given)
     check_arguments("model", module_cls, args)
     try:
