@@ -3,6 +3,7 @@ everything else), checking one against a run before training from it, and writin
 atomically."""
 
 import importlib
+import inspect
 import os
 import pickle
 import re
@@ -37,6 +38,8 @@ def read_checkpoint(path: str | None) -> dict:
             if re.search(r"<\w+>", str(p))
             else gone
         )
+        if glob := sorted(p.parent.glob(p.name)) if any(c in p.name for c in "*?[") else []:
+            gone = f" (a pattern, which the shell did not expand: it matches {', '.join(f.name for f in glob)})"
         raise SeqlabError(f"checkpoint not found: {p}{gone}; pass ckpt_path=<path to a .ckpt file>")
     with p.open("rb") as f:
         head = f.read(2)
@@ -84,6 +87,12 @@ def import_class(name: str, path) -> type:
     except ModuleNotFoundError as e:
         if e.name is None or not (module_name + ".").startswith(e.name + "."):
             raise
+        top = sys.modules.get(module_name.partition(".")[0])
+        if top is not None and not hasattr(top, "__path__"):  # (./sorted.py found before the task's sorted/)
+            raise SeqlabError(
+                f"{path} was written by {name}, but {getattr(top, '__file__', top.__name__)} has the name of its "
+                f"package and is found first; run from another folder, or rename that file"
+            ) from None
         raise SeqlabError(
             f"{path} was written by {name}, which cannot be imported here (no module {e.name!r} on the "
             f"Python path); run from the folder that holds it, or add that folder to PYTHONPATH"
@@ -132,6 +141,12 @@ def load_module(path: str, device: str = "cpu"):
         raise SeqlabError(
             f"{path} says it is a {task!r} checkpoint but names {module_cls.__name__} (the "
             f"{module_cls.task!r} task): it was edited or damaged; pass a .ckpt written by seqlab-train"
+        )
+    saved, takes = ckpt.get("hyper_parameters", {}), inspect.signature(module_cls).parameters.values()
+    if new := next((p.name for p in takes if p.default is p.empty and p.kind in (1, 3) and p.name not in saved), None):
+        raise SeqlabError(  # (the code changed since it was trained, not the file)
+            f"{path} was saved before {module_cls.__name__}.__init__ took {new}, so it has no value for it; give {new} "
+            f"a default in the code, or use the code it was trained with"
         )
     try:
         module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)

@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         why = "is a Python keyword"
     elif not name.isidentifier() or name != name.lower():
         why = "cannot name a Python package"
+    elif not name.isascii():  # (Hydra reads experiment=données only quoted)
+        why = "has letters outside ASCII, which a command-line override cannot take unquoted"
     elif name in ("seqlab", "conf", "tests"):
         why = "would hide seqlab's package or the task's own folders"
     elif len(name) > 60:
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not (folder / name).is_dir() and (name in sys.stdlib_module_names or module_there(name)):
         why = "is already a Python module's name (the module and the task's package would hide one another)"
     if why:
-        print(f"error: {name!r} {why}; pass another name of lower-case letters, digits and _", file=sys.stderr)
+        print(f"error: {name!r} {why}; pass another name of lower-case ASCII letters, digits and _", file=sys.stderr)
         return 2
     if folder.exists() and not folder.is_dir():
         print(f"error: {folder} is a file, not a folder; pass a folder to write the task into", file=sys.stderr)

@@ -15,7 +15,10 @@ def next_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
     """One token per row of `logits` (..., vocab), on the logits' device."""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.detach().float().cpu() / temperature, dim=-1)
+    device = logits.device
+    logits = logits.detach().float().cpu()
+    # (less the largest first: a tiny temperature then tends to the argmax instead of overflowing)
+    probs = torch.softmax((logits - logits.max(dim=-1, keepdim=True).values) / temperature, dim=-1)
     if not torch.isfinite(probs).all():  # multinomial would fail with a cryptic message
         raise SeqlabError(
             "the model's outputs are not finite numbers (its weights are NaN or infinite: the "
@@ -23,7 +26,7 @@ def next_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
         )
     flat = probs.reshape(-1, probs.size(-1))
     picked = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
-    return picked.reshape(probs.shape[:-1]).to(logits.device)
+    return picked.reshape(probs.shape[:-1]).to(device)
 
 
 def make_generator(seed: int | None) -> torch.Generator | None:

@@ -33,7 +33,7 @@ from seqlab.module import STEPPING_KEYS
 from seqlab.run import launch, rundir
 from seqlab.run.cli import Context, given, resume_command, tool_main
 from seqlab.run.explain import one_line
-from seqlab.run.schema import builds, check_arguments, check_config, locate, parameters, show, whole_numbers
+from seqlab.run.schema import as_numbers, builds, check_arguments, check_config, locate, parameters, show
 
 
 # ---- one run, from the command line --------------------------------------------------------------------
@@ -118,9 +118,14 @@ def check(cfg: DictConfig) -> dict:
                 f"another filename, e.g. callbacks.{other}.filename='{other}-epoch{{epoch:02d}}'",
                 f"callbacks.{other}.filename",
             )
-    for k in (k for k, v in checkpoints.items() if v.get("monitor") and v.get("save_top_k") == 0 and plain["test"]):
-        warn(
-            f"callbacks.{k}.save_top_k=0 keeps no best checkpoint: the test reads the last weights; pass 1 to keep one"
+    for k, v in checkpoints.items():
+        off = next((a for a in ("save_top_k", "every_n_epochs") if v.get(a) == 0 and v.get("monitor")), None)
+        if off and plain["test"]:
+            warn(f"callbacks.{k}.{off}=0 keeps no best checkpoint: the test reads the last weights; pass 1 to keep one")
+    if "loss" in str(plain["model"].get("monitor")) and plain["model"].get("monitor_mode") == "max":
+        warn(  # (the best checkpoint and a sweep would follow the worst model)
+            f"model.monitor={plain['model']['monitor']} with model.monitor_mode=max keeps the highest loss as the "
+            f"best; a loss is minimised: model.monitor_mode=min"
         )
     if plain["resume"] and not checkpoints:
         raise SeqlabError(
@@ -227,7 +232,7 @@ def make(key: str, node: dict, **extra):
     args = {
         k: hydra.utils.instantiate(v, _convert_="all") if builds(v) else v for k, v in node.items() if k != "_target_"
     }
-    args = whole_numbers(cls, args)
+    args = as_numbers(cls, args)
     try:
         return cls(**args, **extra)
     except (ValueError, TypeError, ImportError, MisconfigurationException) as e:
@@ -285,7 +290,9 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
             f"{type(datamodule).__name__}.model_kwargs() returns {both}, which the model config also sets "
             f"(model.{both}={show(plain['model'][both], False)}); drop one of them"
         )
-    args = whole_numbers(module_cls, {k: v for k, v in plain["model"].items() if k != "_target_"} | given)
+    args = as_numbers(module_cls, {k: v for k, v in plain["model"].items() if k != "_target_"} | given)
+    for part in (p for p in ("optimizer", "scheduler") if args.get(p)):  # (what the module builds them from)
+        args[part] = {"_target_": args[part]["_target_"]} | as_numbers(locate(f"model.{part}", args[part]), args[part])
     check_arguments("model", module_cls, args)
     try:
         model = module_cls(**args)

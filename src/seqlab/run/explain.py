@@ -43,9 +43,13 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
         folders = searched(overrides)
         astray = [f for d in folders for f in d.rglob(f"{option}.yaml")]  # (a file of the user's, in another folder)
         here = next((d for d in (Path("conf"), Path("configs")) if (d / group / f"{option}.yaml").is_file()), None)
+        depth = len(group.split("/"))  # (--config-dir conf/experiment: one level too deep)
+        right = next((f.parents[depth] for f in astray if f.relative_to(f.parents[depth]).parent == Path(group)), None)
         hint = (
             f"did you mean {group}={close[0]}? "
             if close
+            else f"{astray[0]} is there: pass --config-dir {right}, the folder that holds {group}/; "
+            if right
             else f"{astray[0]} belongs in {group}/; "
             if astray
             else f"{here}/{group}/{option}.yaml is there: pass --config-dir {here}; "
@@ -110,7 +114,7 @@ def deleted(key: str | None, message: str, overrides: list[str]) -> str | None:
 def unknown_key(e, overrides: list[str]) -> str:
     """A key the config lacks: a misspelt group, a callback or logger the run has not, an argument
     of the class the node builds that the config leaves at its default (+key), or the near one."""
-    from seqlab.run.cli import CONF_DIR
+    from seqlab.run.cli import CONF_DIR, is_group
 
     key = next((a.lstrip("+~").split("=")[0] for a in overrides if a.lstrip("+~").startswith(e.full_key)), e.full_key)
     name, where, node = str(e.key), e.full_key[: -len(str(e.key))].rstrip("."), e.parent_node
@@ -150,6 +154,8 @@ def unknown_key(e, overrides: list[str]) -> str:
     whose = f"the {cls.task} {where}" if hasattr(cls, "task") else where
     hint = f"did you mean {where + '.' if where else ''}{close[0]}=…?" if close else f"{whose} has: {', '.join(known)}"
     hint = hint if where or close else "this config has no such key"
+    if where and not known and is_group(where.replace(".", "/")):  # model/scheduler=none: an empty node
+        hint = f"{where} is empty (none); pick an option first: {where.replace('.', '/')}=<option>"
     return f"unknown config key {key!r}; {hint} (--cfg job lists the keys)"
 
 
@@ -231,7 +237,21 @@ def parse_hint(a: str, overrides: list[str], i: int) -> str:
     for opening, closing in ("[]", "{}", "()"):
         if (missing := value.count(opening) - value.count(closing)) > 0:
             return f"{a!r} has an unclosed '{opening}'; close it: {key}={value}{closing * missing}"
+    if not key.lstrip("+~").isascii():  # (mödel.hidden_size: quoting the value cannot help)
+        odd = next(c for c in key if not c.isascii())
+        return f"{a!r}: the key holds {odd!r}, which no config key does; keys are ASCII (--cfg job lists them)"
+    if odd := next((c for c in value if c.isdigit() and not c.isascii()), None):  # (a full-width ８)
+        return f"{a!r}: {odd!r} is a digit of another script; type it as an ASCII digit: {key}={ascii_digits(value)}"
+    if value.startswith("(") and value.endswith(")"):  # a Python tuple
+        return f"{a!r}: a list is written in brackets, e.g. {key}=[{value[1:-1]}]"
     return f"cannot parse {a!r}; quote a value with spaces or symbols for Hydra, e.g. '{key}=\"{value}\"'"
+
+
+def ascii_digits(value: str) -> str:
+    """Digits of any script as ASCII digits (８ -> 8)."""
+    import unicodedata
+
+    return "".join(str(unicodedata.digit(c)) if c.isdigit() and not c.isascii() else c for c in value)
 
 
 def quote(value: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from seqlab.checkpoint import find_code, read_checkpoint
 from seqlab.errors import SeqlabError
 
-FIXED = ("experiment", "name", "hydra.run.dir")  # what a resumed run may not change: it is the same run
+FIXED = ("experiment", "name", "hydra.run.dir", "seed")  # what a resumed run may not change: it is the same run
 NOT_KEPT = ("resume", "ckpt_path", "hydra.sweep.dir", "hydra.sweep.subdir")
 
 
@@ -31,7 +31,10 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
             "resume= continues one run and cannot be swept; drop -m (resume each sweep job's folder on "
             "its own: resume=outputs/<name>/multirun/<time>/<job>)"
         )
-    run = Path(OverridesParser.create().parse_overrides([given])[0].value()).expanduser()
+    value = OverridesParser.create().parse_overrides([given])[0].value()
+    if not str(value or "").strip():  # (Path("") is the current folder)
+        raise SeqlabError("resume= is empty; pass the run's folder, e.g. resume=outputs/<name>/runs/<time>")
+    run = Path(value).expanduser()
     last = run / "checkpoints" / "last.ckpt"
     if run.is_file():
         holder = next((d for d in run.parents if (d / "checkpoints").is_dir()), None)

@@ -53,7 +53,8 @@ class SweeperSettings(pydantic.BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     n_trials: PositiveInt = 20
-    max_batch_size: PositiveInt | None = None  # (Hydra's basic sweeper asserts on 0, mid-sweep)
+    max_batch_size: PositiveInt | None = None
+    study_name: Annotated[str, Field(min_length=1)] | None = None  # (Hydra's basic sweeper asserts on 0, mid-sweep)
     n_jobs: PositiveInt | Annotated[int, Field(lt=0)] = 1  # (the launcher's: -1 is a job per core)
     max_failure_rate: Probability = 0.0
     direction: Literal["minimize", "maximize"] | list[Literal["minimize", "maximize"]] = "minimize"
@@ -211,6 +212,11 @@ def error_line(prefix: str, target, model, error: dict, values: dict) -> str:
     if error["type"] == "missing" and len(error["loc"]) == 1:
         return f"{key} has no value; set {key}=… in the config"
     schema = model.model_json_schema(schema_generator=Described)["properties"].get(name, {})
+    if schema.get("object") and hasattr(target, "task"):  # (a task's own annotation no config value can meet)
+        return (
+            f"{key}: {target.__name__}.__init__ takes it as {schema['description']}, which no config value is; "
+            f"take a plain value there (a number, a string, a list) and build the object in __init__"
+        )
     default = model.model_fields[name].default if name in model.model_fields else None
     plain = isinstance(default, (bool, int, float, str, list, tuple))  # (a class's own default fits its rules)
     example = default if plain else example_of(schema)
@@ -223,7 +229,7 @@ class Described(GenerateJsonSchema):
     """JSON schemas for messages: a type that has none (a torch Tensor) is named by its class."""
 
     def handle_invalid_for_json_schema(self, schema, error_info):
-        return {"description": f"a {getattr(schema.get('cls'), '__name__', 'Python object')}"}
+        return {"description": f"a {getattr(schema.get('cls'), '__name__', 'Python object')}", "object": True}
 
 
 KINDS = {
@@ -358,6 +364,10 @@ def check_config(cfg: dict, choices: dict) -> None:
         check_arguments("model.scheduler", cls, args(sched, *STEPPING_KEYS), provided=["optimizer"])
     base = parameters(Task)[0]  # what every task module takes, through Task
     check_arguments("model", Task, {k: v for k, v in model.items() if k in base})
+    if own := next((k for k in ("logger", "callbacks") if k in cfg["trainer"]), None):  # (seqlab passes them itself)
+        raise SeqlabError(
+            f"trainer.{own} comes from the {own} config group; drop it and pass {own}=none or {own}=<option>"
+        )
     check_trainer(cfg["trainer"])
     for key, node in [(f"{g}.{k}", v) for g in ("callbacks", "logger") for k, v in (cfg[g] or {}).items() if v]:
         check_arguments(key, locate(key, node), args(node))
@@ -451,16 +461,16 @@ def typed(field, value):
     return pydantic.TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(value)
 
 
-def whole_numbers(target, values: dict) -> dict:
-    """`values` with a whole float where `target` takes an int (max_epochs=1e0, hidden_size=8.0)
-    as that int: pydantic accepts 1.0 for an int, the class itself would not."""
+def as_numbers(target, values: dict) -> dict:
+    """`values` with the number pydantic read where `target` takes one: a whole float for an int
+    (max_epochs=1e0), a quoted number (lr="1e-3"). pydantic accepts them, the class would not."""
     fields = arguments_model(target).model_fields
-    ints = {}
+    numbers = {}
     for k, v in values.items():
-        if isinstance(v, float) and k in fields:
+        if isinstance(v, float | str) and k in fields:
             with contextlib.suppress(pydantic.ValidationError):
-                ints |= {k: n} if type(n := typed(fields[k], v)) is int else {}
-    return values | ints
+                numbers |= {k: n} if type(n := typed(fields[k], v)) in (int, float) and n != v else {}
+    return values | numbers
 
 
 def check_user_configs(folders: list, overrides: list[str]) -> None:
@@ -503,6 +513,13 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
                 raise SeqlabError(
                     f"{file}: its defaults must be a list, one entry a line: '  - override /data: gru_toy'"
                 )
+            picked = {next(iter(e)) for e in yaml.safe_load((ours / "train.yaml").read_text())["defaults"][1:]}
+            for name, value in (next(iter(e.items())) for e in settings.get("defaults") or [] if isinstance(e, dict)):
+                if name.lstrip("/") in picked:  # (Hydra's own message asks to reorder the list)
+                    raise SeqlabError(
+                        f"{file}: '- {name}: {value}' picks a {name.lstrip('/')} that seqlab's train.yaml picks "
+                        f"already; write '- override /{name.lstrip('/')}: {value}'"
+                    )
 
 
 def kind(key: str, node, base) -> type:
@@ -511,8 +528,8 @@ def kind(key: str, node, base) -> type:
     if not issubclass(cls, base):
         names = " or ".join(b.__name__ for b in (base if isinstance(base, tuple) else (base,)))
         raise SeqlabError(
-            f"{key}._target_={node['_target_']} is not a subclass of {names}; pick an option of "
-            f"the {key.replace('.', '/')} config group"
+            f"{key}._target_={node['_target_']} is not a subclass of {names}; point _target_ at one (the "
+            f"options of the {key.replace('.', '/')} config group do)"
         )
     api = hasattr(base, "task")  # seqlab.Task, seqlab.TaskData
     if api and inspect.isabstract(cls):  # (a task class that lacks a method its base requires)

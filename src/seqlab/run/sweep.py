@@ -328,7 +328,7 @@ def check_sweep(overrides: list[str], hc, first) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from seqlab.run.launch import launcher
-    from seqlab.run.schema import SweeperSettings, check_arguments
+    from seqlab.run.schema import SweeperSettings, args, check_arguments, locate
     from seqlab.train import make
 
     if launcher() is not None:  # (every rank would run the whole sweep)
@@ -338,10 +338,10 @@ def check_sweep(overrides: list[str], hc, first) -> None:
         )
 
     for o in OverridesParser.create().parse_overrides(overrides):
-        if o.key_or_group == "experiment" and o.is_sweep_override():  # its jobs would land in the first's folder
+        if o.key_or_group in ("experiment", "name") and o.is_sweep_override():  # (jobs in the first's folder)
             raise SeqlabError(
-                f"{o.input_line} sweeps over experiments, whose jobs would share one sweep folder; "
-                f"sweep one experiment at a time: -m experiment={next(o.sweep_string_iterator())} …"
+                f"{o.input_line} sweeps over {o.key_or_group}s, whose jobs would share one sweep folder; "
+                f"sweep one {o.key_or_group} at a time: -m {o.key_or_group}={next(o.sweep_string_iterator())} …"
             )
         if o.key_or_group == "hydra.sweep.subdir" and "hydra.job." not in o.input_line:
             raise SeqlabError(
@@ -356,6 +356,8 @@ def check_sweep(overrides: list[str], hc, first) -> None:
         )
     for part in ("sweeper", "launcher"):
         check_arguments(f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True))
+    if sampler := OmegaConf.to_container(OmegaConf.select(hc, "sweeper.sampler") or {}, resolve=True):  # (Optuna's)
+        check_arguments("hydra.sweeper.sampler", locate("hydra.sweeper.sampler", sampler), args(sampler))
     if launcher.endswith("JoblibLauncher") and "spawn" in str(first.trainer.get("strategy")):
         raise SeqlabError(
             f"trainer.strategy={first.trainer.strategy} starts processes of its own, which a parallel launcher's "

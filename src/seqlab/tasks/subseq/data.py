@@ -164,7 +164,8 @@ def parse_prompt(prompt, fmt: dict) -> torch.Tensor:
     if len(parts) == 1 and len(parts[0]) == fmt["seq_len"]:
         parts = list(parts[0])  # the compact form: one digit per number
     if len(parts) != fmt["seq_len"] or not all(p.isdigit() for p in parts):
-        raise SeqlabError(f"prompt {text!r} is not {format_help(fmt)}")
+        shown = repr(text) if len(text) <= 60 else f"{text[:40]!r}… ({len(parts):,} numbers)"
+        raise SeqlabError(f"prompt {shown} is not {format_help(fmt)}")
     idx, length, *digits = (int(p) for p in parts)
     problem = None
     if idx > fmt["max_start"]:
