@@ -182,6 +182,35 @@ CONFIG_CASES = [
         "hydra.launcher.n_jobs must be",
     ),
     (["-m", "experiment=gru_toy", "model.hidden_size=range(4,2)"], "the sweep has no jobs"),
+    (["-m", "experiment=gru_toy", "name=a,b"], "name=a,b sweeps over names, whose jobs would share one sweep folder"),
+    (
+        ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.study_name="],
+        "hydra.sweeper.study_name must be",
+    ),
+    (
+        [
+            "-m",
+            "experiment=gru_toy",
+            "hparams_search=gru_toy_optuna",
+            "hydra.sweeper.sampler._target_=optuna.samplers.GridSampler",
+        ],
+        "hydra.sweeper.sampler.search_space has no value",
+    ),
+    (
+        ["experiment=gru_toy", "+trainer.logger=false"],
+        "trainer.logger comes from the logger config group; drop it and pass logger=none or logger=<option>",
+    ),
+    (
+        ["experiment=gru_toy", "model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR"],
+        "model.scheduler is empty (none); pick an option first: model/scheduler=<option>",
+    ),
+    (["experiment=gru_toy", "model.hidden_size=８"], "'８' is a digit of another script; type it as an ASCII digit"),
+    (["experiment=gru_toy", "mödel.hidden_size=4"], "the key holds 'ö', which no config key does"),
+    (
+        ["experiment=gru_toy", "model.optimizer.betas=(0.9,0.99)"],
+        "a list is written in brackets, e.g. model.optimizer.betas=[0.9,0.99]",
+    ),
+    (["experiment=gru_toy", "resume="], "resume= is empty; pass the run's folder"),
     (
         ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "model.optimizer.lr=tag(log,interval(0,1))"],
         "model.optimizer.lr=tag(log,interval(0,1)): a log scale needs a low end above 0; e.g. "
@@ -432,6 +461,23 @@ def test_run_states_probe_d(tmp_path):
     )
     assert code == 0 and "warning: train=false without ckpt_path= tests the untrained model" in err, err[-2000:]
     assert f"warning: {no_best} keeps no best checkpoint: the test reads the last weights; pass 1 to keep one" in err
+    code, _, err = cli(
+        "train",
+        "experiment=gru_toy",
+        "train=false",
+        "trainer.limit_test_batches=1",
+        "+callbacks.model_checkpoint.every_n_epochs=0",
+        "model.monitor_mode=max",
+        cwd=tmp_path,
+    )
+    assert code == 0 and "warning: callbacks.model_checkpoint.every_n_epochs=0 keeps no best checkpoint" in err
+    assert "warning: model.monitor=val/loss with model.monitor_mode=max keeps the highest loss as the best" in err
+    msg = one_error(*cli("train", f"resume={run}", "seed=7", "trainer.max_epochs=2", cwd=tmp_path)[::2])
+    assert (
+        msg
+        == "error: resume= continues a run as it was started (seed as composed then); drop seed=7, or start a new run"
+    )
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
 def test_a_run_folder_given_by_hand_is_never_shared(tmp_path):
@@ -705,6 +751,12 @@ def test_checkpoint_paths_that_are_not_checkpoints(checkpoints, tmp_path):
     )
 
 
+def test_a_quoted_pattern_for_a_checkpoint(checkpoints, tmp_path):
+    folder = checkpoints["charlm"].parent
+    msg = one_error(*cli("generate", f"ckpt_path={folder}/*.ckpt", "prompt=the", cwd=tmp_path)[::2])
+    assert f"checkpoint not found: {folder}/*.ckpt (a pattern, which the shell did not expand: it matches " in msg
+
+
 def test_options_a_tool_does_not_take(checkpoints, tmp_path):
     msg = one_error(*cli("eval", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
     assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer.<key>"
@@ -907,6 +959,11 @@ GENERATE_CASES = [
     ("charlm", ["prompt=the", "device=tpu"], "device='tpu' is not one of auto, cpu, cuda"),
     ("charlm", ["prompt=the", "seed=99999999999999999999"], "seed must be an integer from 0 to"),
     ("subseq", ["prompt=1 2 3"], "is not 10 numbers"),
+    (
+        "subseq",
+        ["prompt=" + " ".join(["5"] * 5000)],
+        "prompt '5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 '… (5,000 numbers) is",
+    ),
     (
         "subseq",
         ["prompt=2 3 1 8 2 5 8 6 4 5", "temperature=0"],

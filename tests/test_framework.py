@@ -205,3 +205,5 @@ def test_sampling_draws_where_its_generator_lives(monkeypatch):
     assert all(p == torch.device("cpu") and g == torch.device("cpu") for p, g in seen)
     assert torch.equal(next_token(logits, 0, None), logits.argmax(-1))  # greedy: no draw at all
     assert len(seen) == 2
+    # a tiny temperature tends to the greedy answer instead of overflowing (it blamed the weights)
+    assert torch.equal(next_token(logits.float(), 1e-300, make_generator(7)), logits.float().argmax(-1))

@@ -27,6 +27,7 @@ def test_the_scaffold_refuses_to_overwrite_and_bad_names(mine, capsys):
     assert newtask.main(["digits", str(mine)]) == 2 and "digits/__init__.py exists" in capsys.readouterr().err
     assert newtask.main(["my-task"]) == 2 and "cannot name a Python package" in capsys.readouterr().err
     assert newtask.main(["random", str(mine)]) == 2 and "already a Python module's name" in capsys.readouterr().err
+    assert newtask.main(["données", str(mine)]) == 2 and "has letters outside ASCII" in capsys.readouterr().err
     (mine / "afile").write_text("")
     assert newtask.main(["mytask", str(mine / "afile")]) == 2 and "is a file, not a folder" in capsys.readouterr().err
 
@@ -56,6 +57,49 @@ def test_a_respond_that_returns_no_text_is_one_line(mine, tmp_path):
     shutil.copytree(last.parents[1], copy / "run")
     proc = run_cli("seqlab.generate", f"ckpt_path={copy / 'run/checkpoints/last.ckpt'}", "prompt=123", cwd=copy)
     assert one_line_error(proc) == "error: DigitsTask.respond() returned None; return the answer as a str"
+
+
+def test_code_and_configs_that_disagree_are_one_line_each(mine, tmp_path):
+    """An annotation no config value can meet, a checkpoint older than its task's __init__, a file
+    that hides the task's package, an experiment that forgets 'override', a config folder one level
+    too deep."""
+    (last,) = mine.glob("outputs/digits/runs/*/checkpoints/last.ckpt")
+
+    def train(copy, *args):
+        return one_line_error(
+            run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *args, cwd=copy, in_process=True)
+        )
+
+    typed = "hidden_size: seqlab.types.PositiveInt, "
+    copy = edited(mine, tmp_path / "a", typed, f"{typed}act: torch.nn.Module = None, ")
+    assert train(copy, "+model.act=tanh") == (
+        "error: model.act: DigitsTask.__init__ takes it as a Module, which no config value is; take a plain value "
+        "there (a number, a string, a list) and build the object in __init__"
+    )
+    copy = edited(mine, tmp_path / "b", typed, f"{typed}n_layers: int, ")
+    msg = one_line_error(run_cli("seqlab.eval", f"ckpt_path={last}", cwd=copy, in_process=True))
+    assert msg == (
+        f"error: {last} was saved before DigitsTask.__init__ took n_layers, so it has no value for it; give "
+        f"n_layers a default in the code, or use the code it was trained with"
+    )
+    forget_digits()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "digits.py").write_text("x = 1\n")
+    msg = one_line_error(run_cli("seqlab.eval", f"ckpt_path={last}", cwd=tmp_path / "c", in_process=True))
+    assert msg == (
+        f"error: {last} was written by digits.task.DigitsTask, but {tmp_path / 'c' / 'digits.py'} has the name of "
+        f"its package and is found first; run from another folder, or rename that file"
+    )
+    forget_digits()
+    copy = edited(mine, tmp_path / "d", "  - override /data:", "  - /data:", file="conf/experiment/digits.yaml")
+    assert train(copy) == (
+        "error: conf/experiment/digits.yaml: '- /data: digits' picks a data that seqlab's train.yaml picks already; "
+        "write '- override /data: digits'"
+    )
+    msg = one_line_error(
+        run_cli("seqlab.train", "--config-dir", "conf/experiment", "experiment=digits", cwd=mine, in_process=True)
+    )
+    assert f"{mine}/conf/experiment/digits.yaml is there: pass --config-dir {mine}/conf, the folder that holds" in msg
 
 
 def forget_digits():

@@ -16,7 +16,7 @@ def next_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
     if temperature == 0:
         return logits.argmax(dim=-1)
     device = logits.device
-    logits = logits.detach().float().cpu()
+    logits = logits.detach().double().cpu()  # (double: a temperature of 1e-300 is not 0 there)
     # (less the largest first: a tiny temperature then tends to the argmax instead of overflowing)
     probs = torch.softmax((logits - logits.max(dim=-1, keepdim=True).values) / temperature, dim=-1)
     if not torch.isfinite(probs).all():  # multinomial would fail with a cryptic message

@@ -356,7 +356,8 @@ def check_sweep(overrides: list[str], hc, first) -> None:
         )
     for part in ("sweeper", "launcher"):
         check_arguments(f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True))
-    if sampler := OmegaConf.to_container(OmegaConf.select(hc, "sweeper.sampler") or {}, resolve=True):  # (Optuna's)
+    if OmegaConf.is_dict(sampler := OmegaConf.select(hc, "sweeper.sampler")):  # (Optuna's)
+        sampler = OmegaConf.to_container(sampler, resolve=True)
         check_arguments("hydra.sweeper.sampler", locate("hydra.sweeper.sampler", sampler), args(sampler))
     if launcher.endswith("JoblibLauncher") and "spawn" in str(first.trainer.get("strategy")):
         raise SeqlabError(
