@@ -66,15 +66,15 @@ def test_every_model_knob_is_overridable(tmp_path):
     assert (cfg.model.cell, cfg.model.n_layers, cfg.data.bptt, cfg.trainer.gradient_clip_val) == ("lstm", 2, 32, 0.5)
 
 
-def test_whole_floats_build_as_the_ints_they_mean(tmp_path):
-    """max_epochs=1e0 passes the Trainer's int annotation (pydantic reads 1.0 as 1), so every class
-    gets the int itself: Lightning asserted on the float, nn.GRU refused a size of 8.0."""
-    cfg = make_cfg(
-        ["experiment=gru_toy", "trainer.max_epochs=2e0", "model.hidden_size=8.0", "data.batch_size=4.0"], tmp_path
-    )
-    datamodule, model, trainer = build(cfg)
-    assert (trainer.max_epochs, model.hparams.hidden_size, datamodule.hparams.batch_size) == (2, 8, 4)
-    assert all(type(v) is int for v in (trainer.max_epochs, model.hparams.hidden_size, datamodule.hparams.batch_size))
+def test_numbers_build_as_the_numbers_they_mean(tmp_path):
+    """max_epochs=1e0 and lr="1e-3" pass the annotations (pydantic reads 1.0 as 1, "1e-3" as 0.001),
+    so every class gets the number itself: Lightning asserted on the float, nn.GRU refused a size
+    of 8.0, Adam compared a string."""
+    overrides = ["trainer.max_epochs=2e0", "model.hidden_size=8.0", "data.batch_size=4.0", "model.optimizer.lr='1e-3'"]
+    datamodule, model, trainer = build(make_cfg(["experiment=gru_toy", *overrides], tmp_path))
+    ints = (trainer.max_epochs, model.hparams.hidden_size, datamodule.hparams.batch_size)
+    assert ints == (2, 8, 4) and all(type(v) is int for v in ints)
+    assert model.configure_optimizers().defaults["lr"] == 0.001
 
 
 # ---- errors a user meets, as the user meets them -------------------------------------------------------

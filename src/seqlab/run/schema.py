@@ -469,7 +469,7 @@ def as_numbers(target, values: dict) -> dict:
     for k, v in values.items():
         if isinstance(v, float | str) and k in fields:
             with contextlib.suppress(pydantic.ValidationError):
-                numbers |= {k: n} if type(n := typed(fields[k], v)) in (int, float) and n != v else {}
+                numbers |= {k: n} if type(n := typed(fields[k], v)) in (int, float) and type(n) is not type(v) else {}
     return values | numbers
 
 
