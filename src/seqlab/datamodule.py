@@ -63,6 +63,8 @@ def returns_batches(method):
     @functools.wraps(method)
     def checked(self, *args, **kwargs):
         loader = method(self, *args, **kwargs)
+        if method.__name__ == "train_dataloader" and self.trainer is not None and hasattr(loader, "__len__"):
+            check_interval(self.trainer, len(loader))
         if not isinstance(loader, Iterable):
             got = "None" if loader is None else f"a {type(loader).__name__}"
             raise SeqlabError(
@@ -72,6 +74,17 @@ def returns_batches(method):
         return loader
 
     return checked
+
+
+def check_interval(trainer, batches: int) -> None:
+    """trainer.val_check_interval in batches, against an epoch's (Lightning refuses it with a traceback)."""
+    every, limit = trainer.val_check_interval, trainer.limit_train_batches
+    n = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    if isinstance(every, int) and trainer.check_val_every_n_epoch is not None and every > n:
+        raise SeqlabError(
+            f"trainer.val_check_interval={every} batches, but an epoch has {n}; pass at most {n}, a fraction of an "
+            f"epoch (e.g. 0.5), or trainer.check_val_every_n_epoch=null to count batches across epochs"
+        )
 
 
 class TaskData(L.LightningDataModule, abc.ABC):

@@ -166,7 +166,14 @@ class Task(L.LightningModule, abc.ABC):
                 f"{type(self).__name__}.evaluate() never updated {idle[0]} in a {stage} pass; update "
                 f"self.metrics[stage][{idle[0].split('/', 1)[1]!r}] there, or leave it out of init_metrics"
             )
-        self.log_dict(self.metrics[stage].compute(), prog_bar=stage == "val")
+        values = self.metrics[stage].compute()
+        if wide := next((k for k, v in values.items() if not isinstance(v, torch.Tensor) or v.numel() != 1), None):
+            shape = list(getattr(values[wide], "shape", [type(values[wide]).__name__]))  # (known on the host: no sync)
+            raise SeqlabError(
+                f"{wide} computes {shape} values, and a metric is logged as one number; give init_metrics one that "
+                f"averages (e.g. average='macro') or leave it out"
+            )
+        self.log_dict(values, prog_bar=stage == "val")
         self.metrics[stage].reset()
 
     def on_validation_epoch_end(self):

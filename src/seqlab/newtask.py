@@ -183,9 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     if there:
         print(f"error: {folder / there[0]} exists; pick another name or folder (nothing was written)", file=sys.stderr)
         return 2
-    for path, text in new.items():
-        (folder / path).parent.mkdir(parents=True, exist_ok=True)
-        (folder / path).write_text(text)
+    written = []
+    try:
+        for path, text in new.items():
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_text(text)
+            written.append(folder / path)
+    except OSError as e:  # (a read-only or full disk: what was written goes again)
+        for path in written:
+            path.unlink()
+        print(
+            f"error: cannot write {e.filename or folder} ({e.strerror}); pass a folder you can write", file=sys.stderr
+        )
+        return 2
     print(f"wrote the {name} task in {folder.absolute()}: {', '.join(new)}")
     print(f"train it (from {folder}): seqlab-train --config-dir conf experiment={name}")
     return 0

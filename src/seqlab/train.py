@@ -69,10 +69,17 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     result = ctx.run_dir / "result.json"
     before = json.loads(result.read_text()) if cfg.resume and result.is_file() else {}  # (a resume adds to it)
     now = {"monitor": monitor, "value": value, "best_checkpoint": best, "metrics": before.get("metrics", {}) | metrics}
-    tmp = result.with_name(f".result.json.{os.getpid()}")
-    tmp.write_text(json.dumps(before | {k: v for k, v in now.items() if v is not None}, indent=2))
-    os.replace(tmp, result)
     report(cfg, ctx.run_dir, metrics, best)
+    tmp = result.with_name(f".result.json.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(before | {k: v for k, v in now.items() if v is not None}, indent=2))
+        os.replace(tmp, result)
+    except OSError as e:  # (an immutable result.json: the run itself is complete)
+        tmp.unlink(missing_ok=True)
+        raise SeqlabError(
+            f"the run is complete, but {result} cannot be written ({e.strerror}); check its permissions and "
+            f"attributes (lsattr): its metrics are printed above"
+        ) from None
     return value
 
 
@@ -218,6 +225,8 @@ def idle_cores() -> int | None:
 def torch_threads(n: int | None):
     """torch's CPU threads for this run, given back after it (for callers that train several configs)."""
     stack = ExitStack()
+    if n and n > (os.cpu_count() or n):  # (more threads than cores wait on one another)
+        warn(f"threads={n} but this machine has {os.cpu_count()} CPU cores; threads=auto picks the idle ones")
     if n:
         stack.callback(torch.set_num_threads, torch.get_num_threads())
         torch.set_num_threads(n)
@@ -274,6 +283,11 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     # saves in every checkpoint.
     module_cls = locate("model", plain["model"])
     given = datamodule.model_kwargs()
+    if not isinstance(given, dict):
+        raise SeqlabError(
+            f"{type(datamodule).__name__}.model_kwargs() returned {type(given).__name__}; return a dict of plain "
+            f"values (an empty one if the model needs nothing from the data)"
+        )
     if odd := next((k for k, v in given.items() if not plain_value(v)), None):  # (checkpoints keep them)
         raise SeqlabError(
             f"{type(datamodule).__name__}.model_kwargs() returns {odd} as a {type(given[odd]).__name__}; return plain "
@@ -310,7 +324,16 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     start = start or (hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
     if start:
         check_against_run(start, model, plain["data"], resumed=bool(cfg.get("resume")))
-    callbacks = [make(f"callbacks.{k}", v) for k, v in (plain.get("callbacks") or {}).items() if v]
+    named = {k: make(f"callbacks.{k}", v) for k, v in (plain.get("callbacks") or {}).items() if v}
+    keys = {}  # (Lightning refuses, at fit, two of a kind it cannot tell apart in a checkpoint)
+    for k, c in named.items():
+        if (other := keys.setdefault((type(c), c.state_key), k)) != k:
+            raise SeqlabError(
+                f"callbacks.{other} and callbacks.{k} have the same settings (monitor, mode, intervals), and a "
+                f"checkpoint cannot keep two such apart; change one (e.g. give callbacks.{other}.monitor a metric)",
+                f"callbacks.{other}",
+            )
+    callbacks = list(named.values())
     loggers = [make(f"logger.{k}", v) for k, v in (plain.get("logger") or {}).items() if v]
     drop = (L.pytorch.callbacks.ProgressBar,) * (not plain["trainer"].get("enable_progress_bar", True))
     drop += (L.pytorch.callbacks.LearningRateMonitor,) * (not loggers)  # (Lightning refuses both, else)
@@ -362,7 +385,10 @@ def check_monitors(cfg: dict, model) -> None:
     for key, value in places.items():
         if value is not None and value not in known:
             raise SeqlabError(
-                f"{key}={value} is not a metric the {model.task} task logs; pick one of {', '.join(known)}", key
+                f"{key}={value} is not a metric the {model.task} task logs; pick one of {', '.join(known)} (a "
+                f"task's metrics are those its init_metrics({{...}}) makes: a value self.log writes is not known "
+                f"before the run)",
+                key,
             )
 
 
@@ -406,13 +432,28 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
     ckpt_path = start_from(cfg, out_dir)
     start = read_checkpoint(ckpt_path) if ckpt_path else {}  # a missing or corrupt file fails now
     done = start.get("seqlab_resume", {}).get("epochs_done", start.get("epoch", 0))  # whole epochs it trained
+    # (an epoch that trainer.max_steps cut short, Lightning counts as done: it would train nothing more)
+    counted = (
+        start.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get("processed", 0)
+    )
+    cut, done = counted > done, max(done, counted)
+    batches = start.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+    if cfg.get("resume") and batches.get("current", {}).get("processed") and not batches["is_last_batch"] and not cut:
+        saved, data = start.get("datamodule_hyper_parameters", {}), OmegaConf.to_container(cfg.data, resolve=True)
+        if changed := next((k for k in saved if k in data and data[k] != saved[k]), None):  # (mid-epoch)
+            raise SeqlabError(
+                f"resume= goes on from the middle of an epoch, at a place counted in the batches of "
+                f"data.{changed}={show(saved[changed], False)}; drop data.{changed}=…, or resume from an epoch's end",
+                f"data.{changed}",
+            )
     slurm = slurm_requeue()
     datamodule, model, trainer = build(cfg, record, slurm, start=ckpt_path)
     max_epochs = cfg.trainer.get("max_epochs")
     if ckpt_path and max_epochs not in (None, -1) and done >= max_epochs and cfg.get("train", True):
         whose = "the run" if cfg.get("resume") else f"ckpt_path={ckpt_path}"
         raise SeqlabError(
-            f"{whose} has trained {done} epoch{'s' * (done != 1)}, all that trainer.max_epochs="
+            f"{whose} has trained {done} epoch{'s' * (done != 1)}{' (the last cut short by trainer.max_steps)' * cut}, "
+            f"all that trainer.max_epochs="
             f"{max_epochs} asks for; pass trainer.max_epochs={done + 1} or more to train on (or "
             f"train=false to test it)",
             "trainer.max_epochs",

@@ -33,6 +33,12 @@ def is_group(key: str) -> bool:
 
 PRINTING = ("cfg", "info", "help", "hydra_help", "version", "shell_completion")  # Hydra prints, runs nothing
 INFO = ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
+# Trainer arguments seqlab passes itself, and what sets them.
+MANAGED = {
+    "trainer.default_root_dir": "hydra.run.dir=<folder> (the run folder)",
+    "trainer.logger": "logger=none or logger=<option>",
+    "trainer.callbacks": "callbacks=none or callbacks=<option>",
+}
 # What people used to argparse scripts type, and the override that means it.
 FLAG_ALIASES = {
     "epochs": "trainer.max_epochs",
@@ -108,6 +114,8 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
                 f"and add a folder of your configs with --config-dir <folder>"
             )
         raise SeqlabError(f"{a} is not an option; overrides are written key=value without dashes, e.g. {example}")
+    if tool != "train" and ns.config_dir:  # (a checkpoint names its task, whose code it finds itself)
+        raise SeqlabError(f"seqlab-{tool} reads the checkpoint's own task and settings; drop --config-dir")
     printing = any(getattr(ns, name) for name in PRINTING)
     if printing and ns.multirun:
         raise SeqlabError("--cfg, --info and --help print and run nothing; drop -m (the config they show is a job's)")
@@ -120,8 +128,11 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
             f"the key itself: -m hparams_search=… '{name}={value}'"
         )
     keys = [a.lstrip("+~").partition("=")[0] for a in overrides]
-    groups = [k for k in keys if is_group(k)]  # (a value twice: the last wins, as in Hydra)
-    if twice := next((k for k in groups if groups.count(k) > 1), None):  # (two experiments: which one was meant?)
+    if managed := next((k for k in keys if k in MANAGED), None):
+        raise SeqlabError(f"{managed} is seqlab's to set; pass {MANAGED[managed]} instead")
+    swept = {k for a, k in zip(overrides, keys, strict=True) if ns.multirun and "," in a.partition("=")[2]}
+    groups = [k for k in keys if is_group(k) or tool != "train" or k in swept]  # (else the last wins, as in Hydra)
+    if twice := next((k for k in groups if keys.count(k) > 1), None):  # (two experiments: which one was meant?)
         typed = [a for a in overrides if a.lstrip("+~").partition("=")[0] == twice]
         raise SeqlabError(f"{twice} is given twice ({' '.join(typed)}); keep one")
     check_user_configs([Path(d).expanduser() for d in ns.config_dir], overrides)
@@ -196,6 +207,8 @@ def command(tool: str, run, takes: list[str] = ()):
             if tool == "train" and (resumed := resume_overrides(line.overrides, line.multirun)) != line.overrides:
                 line.overrides = resumed  # (as typed without resume=; the run's experiment file is read now)
                 check_user_configs(searched(resumed), resumed)
+            if "--version" in line.flags:  # (Hydra's would name Hydra's)
+                return print(versions())
             if line.printing:
                 return hydra_main(line, lambda cfg: None)
             result = sweep_or_run(line, run, ctx) if tool == "train" else run(compose(tool, line.overrides), ctx)
@@ -222,6 +235,14 @@ def command(tool: str, run, takes: list[str] = ()):
             raise
         print(f"error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def versions() -> str:
+    """What a bug report needs: seqlab's version and its libraries'."""
+    from importlib.metadata import version
+
+    libraries = ("torch", "lightning", "hydra-core", "omegaconf", "pydantic")
+    return f"seqlab {version('seqlab')} (" + ", ".join(f"{n} {version(n)}" for n in libraries) + ")"
 
 
 def stop(signum, frame):

@@ -5,7 +5,9 @@ message text; and the slips of typing an override, caught before Hydra reads it.
 import difflib
 import errno
 import inspect
+import multiprocessing
 import re
+import sys
 from pathlib import Path
 
 import hydra
@@ -83,6 +85,14 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
         return (
             f"the run folder {ctx.run_dir} was removed while the command ran, and its checkpoints with it; start again"
         )
+    optuna = sys.modules.get("optuna")  # (imported only by a search)
+    if optuna is not None and isinstance(e, optuna.exceptions.StorageInternalError):
+        return (
+            "the Optuna study's database (hydra.sweeper.storage) cannot be written: a read-only file or folder, or a "
+            "full disk; make it writable, or pass hydra.sweeper.storage=sqlite:///<another file>"
+        )
+    if isinstance(e, multiprocessing.TimeoutError):  # (joblib's, for hydra.launcher.timeout)
+        return "a job of the parallel sweep ran longer than hydra.launcher.timeout allows; raise it, or drop it"
     if isinstance(e, MemoryError):
         then = ctx.continues() if ctx else "start it again"
         return f"out of memory (the machine's, or a limit such as ulimit -v); use a smaller model or batch; {then}"

@@ -14,10 +14,12 @@ import importlib
 import inspect
 import typing
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
+import yaml
 from pydantic import ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema
 
@@ -71,6 +73,10 @@ def locate(key: str, node) -> type:
             key,
         )
     target = node.get("_target_")
+    if not target and (near := difflib.get_close_matches("_target_", [str(k) for k in node], n=1, cutoff=0.7)):
+        raise SeqlabError(
+            f"{key} has a key {near[0]!r} where _target_ is meant (the class it builds); fix its name", key
+        )
     if key.startswith(("callbacks.", "logger.")) and not target:  # +callbacks.early_stopping.monitor=…
         raise SeqlabError(
             f"{key} has no _target_ (the class it builds); add it whole, e.g. '+{key}={{_target_:"
@@ -220,6 +226,9 @@ def error_line(prefix: str, target, model, error: dict, values: dict) -> str:
     default = model.model_fields[name].default if name in model.model_fields else None
     plain = isinstance(default, (bool, int, float, str, list, tuple))  # (a class's own default fits its rules)
     example = default if plain else example_of(schema)
+    given = values.get(name, error.get("input"))
+    options = [v for x in schema.get("anyOf", [schema]) for v in x.get("enum", [x["const"]] if "const" in x else [])]
+    example = next((o for o in options if isinstance(given, str) and str(o).lower() == given.lower()), example)
     got = f"{key} must be {describe(schema)}, got {show(values.get(name, error.get('input')))}"
     return f"{got}; pass e.g. {key}={show(example, quote=False)}" if example is not None else f"{got}; fix {key}"
 
@@ -390,6 +399,10 @@ def check_trainer(trainer: dict) -> None:
             raise SeqlabError(
                 f"trainer.{key}=0 {'tests' if 'test' in key else 'trains'} on nothing; pass trainer.{key}={fix}{skip}"
             )
+    if "max_epochs" in trainer and trainer["max_epochs"] is None and trainer.get("max_steps", -1) == -1:
+        raise SeqlabError(  # (Lightning reads null as its default, 1000 epochs)
+            "trainer.max_epochs=null means Lightning's default of 1000 epochs; pass a number, or -1 for no limit"
+        )
     limit = trainer.get("max_time")
     parts = limit.split(":") if isinstance(limit, str) else list(limit.values()) if isinstance(limit, dict) else [1]
     no_time = parts and all(str(p).strip().strip("0") in ("", ".") for p in parts)  # (Lightning would stop at once)
@@ -435,11 +448,23 @@ def check_trainer(trainer: dict) -> None:
 def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: str = "") -> dict:
     """A tool's options: each one of its own (`fixed`; `name.<key>` for a group of keys) or an
     option of the checkpoint task's `respond`, of its annotated type. Returns respond's."""
+    if respond is not None:
+        first = next(iter(inspect.signature(respond).parameters), None)
+        clash = [p for p in parameters(respond)[0] if p in fixed and p != "prompt"]
+        if first != "prompt" or clash:  # (seqlab calls respond(prompt, **options); its own options come first)
+            fix = f"rename {first} to prompt" if first != "prompt" else f"rename its option {clash[0]}"
+            raise SeqlabError(
+                f"the {task} task's respond{inspect.signature(respond)} does not fit seqlab-{tool}, which calls "
+                f"respond(prompt, <its options>) and takes {', '.join(fixed)} itself; {fix}"
+            )
     takes = [*fixed, *(p for p in (parameters(respond)[0] if respond else {}) if p != "prompt")]
     for name in given:
         if name not in takes and f"{name}.<key>" not in takes:
             close = difflib.get_close_matches(name, takes, n=1, cutoff=0.8)  # a typo, not another idea
             why = " (a checkpoint knows its experiment)" if name in ("experiment", "model") else ""
+            why += " (respond() takes **options, which seqlab cannot list: declare each)" * (
+                respond and parameters(respond)[2]
+            )
             raise SeqlabError(
                 f"unknown option {name!r}{why}: {f'did you mean {close[0]}=…? ' if close else ''}"
                 f"seqlab-{tool} takes {', '.join(takes)}{f' (for this {task} checkpoint)' if respond else ''}"
@@ -476,7 +501,6 @@ def as_numbers(target, values: dict) -> dict:
 def check_user_configs(folders: list, overrides: list[str]) -> None:
     """The config folders and files of the user's that the command line picks: each folder there,
     and an experiment (hparams_search, debug) file global, not empty, with a list of defaults."""
-    import yaml
 
     from seqlab.run.cli import CONF_DIR
 
@@ -551,6 +575,19 @@ def kind(key: str, node, base) -> type:
                 f"def {name}{inspect.signature(method)}",
                 key,
             ) from None
+    ours = Path(resources.files("seqlab.conf")) / key / f"{getattr(cls, 'task', '')}.yaml"
+    if api and ours.is_file() and yaml.safe_load(ours.read_text()).get("_target_") != node["_target_"]:
+        raise SeqlabError(  # (a checkpoint names its task: the two would be taken for one another)
+            f"{key}._target_={node['_target_']} declares task = {cls.task!r}, the name of one of seqlab's own "
+            f"tasks; give it a name of its own",
+            key,
+        )
+    if api and "configure_optimizers" in vars(base) and cls.configure_optimizers is not base.configure_optimizers:
+        raise SeqlabError(  # (model.optimizer would be ignored, and the run's record would say otherwise)
+            f"{cls.__name__}.configure_optimizers() replaces the optimizer seqlab builds from model.optimizer and "
+            f"model.scheduler; drop it and pick model/optimizer=… (a class of your own may be its _target_)",
+            key,
+        )
     if api and not (isinstance(cls.task, str) and cls.task.isidentifier()):
         raise SeqlabError(
             f'{key}._target_={node["_target_"]} declares no task name; give the class task = "<name>", the same '

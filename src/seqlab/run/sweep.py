@@ -291,6 +291,9 @@ def grid_jobs(overrides: list[str]) -> tuple[list[list[str]], int]:
     each swept key with the first job's values elsewhere; all are checked before anything is made.
     And the size of the grid."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    from seqlab.run import cli
 
     choices = []  # per override: what a job may say for it (none for a search range)
     for text, o in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
@@ -299,7 +302,16 @@ def grid_jobs(overrides: list[str]) -> tuple[list[list[str]], int]:
             choices.append([text])
         elif o.is_discrete_sweep():
             try:
-                choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+                if isinstance(o.value(), Glob):  # (the options of a config group: ours and the user's folders)
+                    group = o.key_or_group
+                    found = [
+                        p.stem
+                        for d in [Path(cli.CONF_DIR), *cli.searched(overrides)]
+                        for p in d.glob(f"{group}/*.yaml")
+                    ]
+                    choices.append([f"{o.get_key_element()}={v}" for v in o.value().filter(sorted(set(found)))])
+                else:
+                    choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
             except ValueError as e:  # range() with a step of 0
                 raise SeqlabError(f"{text}: {e}; check the -m values") from None
             if not choices[-1]:
