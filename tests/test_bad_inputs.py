@@ -211,6 +211,18 @@ CONFIG_CASES = [
         "a list is written in brackets, e.g. model.optimizer.betas=[0.9,0.99]",
     ),
     (["experiment=gru_toy", "resume="], "resume= is empty; pass the run's folder"),
+    (["experiment=gru_toy", "trainer.max_epochs=null"], "trainer.max_epochs=null means Lightning's default of 1000"),
+    (["experiment=charlm", "model.cell=LSTM"], "got 'LSTM'; pass e.g. model.cell=lstm"),
+    (["experiment=gru_toy", "+trainer.default_root_dir=x"], "trainer.default_root_dir is seqlab's to set; pass hydra"),
+    (["-m", "experiment=gru_toy", "model.hidden_size=4,8", "model.hidden_size=16"], "model.hidden_size is given twice"),
+    (
+        ["experiment=gru_toy", "callbacks.model_checkpoint.monitor=null"],
+        "callbacks.model_checkpoint and callbacks.last_checkpoint have the same settings (monitor, mode, intervals)",
+    ),
+    (
+        ["experiment=gru_toy", "trainer.limit_train_batches=2", "trainer.val_check_interval=5"],
+        "trainer.val_check_interval=5 batches, but an epoch has 2; pass at most 2",
+    ),
     (
         ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "model.optimizer.lr=tag(log,interval(0,1))"],
         "model.optimizer.lr=tag(log,interval(0,1)): a log scale needs a low end above 0; e.g. "
@@ -468,9 +480,11 @@ def test_run_states_probe_d(tmp_path):
         "trainer.limit_test_batches=1",
         "+callbacks.model_checkpoint.every_n_epochs=0",
         "model.monitor_mode=max",
+        "threads=64",
         cwd=tmp_path,
     )
     assert code == 0 and "warning: callbacks.model_checkpoint.every_n_epochs=0 keeps no best checkpoint" in err
+    assert f"warning: threads=64 but this machine has {os.cpu_count()} CPU cores" in err
     assert "warning: model.monitor=val/loss with model.monitor_mode=max keeps the highest loss as the best" in err
     msg = one_error(*cli("train", f"resume={run}", "seed=7", "trainer.max_epochs=2", cwd=tmp_path)[::2])
     assert (
@@ -757,6 +771,26 @@ def test_a_quoted_pattern_for_a_checkpoint(checkpoints, tmp_path):
     assert f"checkpoint not found: {folder}/*.ckpt (a pattern, which the shell did not expand: it matches " in msg
 
 
+def test_a_tool_needs_no_config_folder(checkpoints, tmp_path):
+    msg = one_error(*cli("eval", "--config-dir", "conf", f"ckpt_path={checkpoints['charlm']}", cwd=tmp_path)[::2])
+    assert msg == "error: seqlab-eval reads the checkpoint's own task and settings; drop --config-dir"
+
+
+def test_a_target_with_a_typo():
+    from seqlab.errors import SeqlabError
+    from seqlab.run.schema import locate
+
+    with pytest.raises(SeqlabError, match="^data has a key '_target' where _target_ is meant"):
+        locate("data", {"_target": "mine.MyData", "size": 3})
+
+
+def test_a_glob_of_options_is_a_grid():
+    from seqlab.run.sweep import grid_jobs
+
+    jobs, size = grid_jobs(["experiment=gru_toy", "model/optimizer=glob(adam*)"])
+    assert size == 2 and [j[-1] for j in jobs] == ["model/optimizer=adam", "model/optimizer=adamw"]
+
+
 def test_options_a_tool_does_not_take(checkpoints, tmp_path):
     msg = one_error(*cli("eval", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
     assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer.<key>"
@@ -959,6 +993,7 @@ GENERATE_CASES = [
     ("charlm", ["prompt=the", "device=tpu"], "device='tpu' is not one of auto, cpu, cuda"),
     ("charlm", ["prompt=the", "seed=99999999999999999999"], "seed must be an integer from 0 to"),
     ("subseq", ["prompt=1 2 3"], "is not 10 numbers"),
+    ("charlm", ["prompt=the", "prompt=he"], "prompt is given twice (prompt=the prompt=he); keep one"),
     (
         "subseq",
         ["prompt=" + " ".join(["5"] * 5000)],

@@ -199,6 +199,13 @@ def test_machine_faults_a_library_wraps_or_that_come_before_the_run(tmp_path):
     )
     assert explain(MemoryError(), []).startswith("out of memory (the machine's, or a limit such as ulimit -v)")
     assert explain(ValueError("x"), []) is None  # (anything else keeps its traceback)
+    import multiprocessing
+
+    optuna = pytest.importorskip("optuna")
+    assert explain(optuna.exceptions.StorageInternalError("its words"), []).startswith(
+        "the Optuna study's database (hydra.sweeper.storage) cannot be written"
+    )
+    assert explain(multiprocessing.TimeoutError(), []).startswith("a job of the parallel sweep ran longer than")
     gone = tmp_path / "gone"
     gone.mkdir()
     proc = subprocess.run(

@@ -28,6 +28,9 @@ def test_the_scaffold_refuses_to_overwrite_and_bad_names(mine, capsys):
     assert newtask.main(["my-task"]) == 2 and "cannot name a Python package" in capsys.readouterr().err
     assert newtask.main(["random", str(mine)]) == 2 and "already a Python module's name" in capsys.readouterr().err
     assert newtask.main(["données", str(mine)]) == 2 and "has letters outside ASCII" in capsys.readouterr().err
+    assert newtask.main(["mytask", "/proc/seqlab_none"]) == 2 and "error: cannot write /proc/seqlab_none" in (
+        capsys.readouterr().err
+    )
     (mine / "afile").write_text("")
     assert newtask.main(["mytask", str(mine / "afile")]) == 2 and "is a file, not a folder" in capsys.readouterr().err
 
@@ -89,6 +92,30 @@ def test_code_and_configs_that_disagree_are_one_line_each(mine, tmp_path):
     assert msg == (
         f"error: {last} was written by digits.task.DigitsTask, but {tmp_path / 'c' / 'digits.py'} has the name of "
         f"its package and is found first; run from another folder, or rename that file"
+    )
+    forget_digits()
+    copy = edited(
+        mine, tmp_path / "e", '"acc": BinaryAccuracy()}', '"acc": BinaryAccuracy(), "stats": BinaryStatScores()}'
+    )
+    code = (
+        (copy / "digits" / "task.py")
+        .read_text()
+        .replace("import BinaryAccuracy\n", "import BinaryAccuracy, BinaryStatScores\n")
+    )
+    update = '        self.metrics[stage]["acc"].update(logits.sigmoid(), y)\n'
+    code = code.replace(update, update + update.replace('"acc"', '"stats"'))
+    (copy / "digits" / "task.py").write_text(code)
+    assert train(copy, *FAST) == (
+        "error: val/stats computes [5] values, and a metric is logged as one number; give init_metrics one that "
+        "averages (e.g. average='macro') or leave it out"
+    )
+    forget_digits()
+    copy = edited(mine, tmp_path / "f", "def respond(self, prompt: str,", "def respond(self, text: str,")
+    shutil.copytree(last.parents[1], copy / "run")
+    msg = one_line_error(run_cli("seqlab.generate", "ckpt_path=run/checkpoints/last.ckpt", "prompt=12", cwd=copy))
+    assert msg.startswith("error: the digits task's respond(text: str, *, threshold") and msg.endswith(
+        "does not fit seqlab-generate, which calls respond(prompt, <its options>) and takes ckpt_path, prompt, "
+        "device itself; rename text to prompt"
     )
     forget_digits()
     copy = edited(mine, tmp_path / "d", "  - override /data:", "  - /data:", file="conf/experiment/digits.yaml")
@@ -190,6 +217,25 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
             "(model.hidden_size=32); drop one of them",
         ),
         (
+            "    def train_dataloader(self):",
+            "    def model_kwargs(self):\n        {'size': 3}\n\n    def train_dataloader(self):",
+            "error: DigitsData.model_kwargs() returned NoneType; return a dict of plain values (an empty one if the "
+            "model needs nothing from the data)",
+        ),
+        (
+            "    def training_loss(self, batch):",
+            "    def configure_optimizers(self):\n        return torch.optim.SGD(self.parameters(), lr=0.1)\n\n"
+            "    def training_loss(self, batch):",
+            "error: DigitsTask.configure_optimizers() replaces the optimizer seqlab builds from model.optimizer and "
+            "model.scheduler; drop it and pick model/optimizer=… (a class of your own may be its _target_)",
+        ),
+        (
+            'class DigitsTask(seqlab.Task):\n    task = "digits"',
+            'class DigitsTask(seqlab.Task):\n    task = "gru_toy"',
+            "error: model._target_=digits.task.DigitsTask declares task = 'gru_toy', the name of one of seqlab's own "
+            "tasks; give it a name of its own",
+        ),
+        (
             "    def evaluate(self, batch, batch_idx, stage):",
             "    def evaluate(self, batch, stage):",
             "error: DigitsTask.evaluate(self, batch, stage) cannot be called as seqlab calls it; "
@@ -227,6 +273,9 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "model_kwargs",
         "a metric never updated",
         "model_kwargs and the config set one key",
+        "model_kwargs without a return",
+        "configure_optimizers",
+        "a task named like one of seqlab's",
         "evaluate's signature",
         "a metric that is not one",
         "a loader not returned",

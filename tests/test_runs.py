@@ -148,6 +148,9 @@ def test_interrupt_and_resume_matches_an_uninterrupted_run(sig, small_text, tmp_
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
         assert lines[-1].startswith(f"stopped by {signal.Signals(sig).name} at step {saved['global_step']} ")
         assert f"resume={stopped}" in lines[-1] and "Traceback" not in proc.stderr
+    if saved["global_step"] % steps_per_epoch:  # mid-epoch: its place is counted in batches of this size
+        proc = run_cli("seqlab.train", f"resume={stopped}", "data.batch_size=3")
+        assert proc.returncode == 2 and "resume= goes on from the middle of an epoch" in proc.stderr, proc.stderr
 
     proc = run_cli("seqlab.train", f"resume={stopped}")
     assert proc.returncode == 0, proc.stderr[-3000:]

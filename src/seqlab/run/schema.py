@@ -449,7 +449,7 @@ def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: 
     """A tool's options: each one of its own (`fixed`; `name.<key>` for a group of keys) or an
     option of the checkpoint task's `respond`, of its annotated type. Returns respond's."""
     if respond is not None:
-        first = next(iter(inspect.signature(respond).parameters), None)
+        first = next((p for p in inspect.signature(respond).parameters if p not in ("self", "cls")), None)
         clash = [p for p in parameters(respond)[0] if p in fixed and p != "prompt"]
         if first != "prompt" or clash:  # (seqlab calls respond(prompt, **options); its own options come first)
             fix = f"rename {first} to prompt" if first != "prompt" else f"rename its option {clash[0]}"
@@ -463,7 +463,7 @@ def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: 
             close = difflib.get_close_matches(name, takes, n=1, cutoff=0.8)  # a typo, not another idea
             why = " (a checkpoint knows its experiment)" if name in ("experiment", "model") else ""
             why += " (respond() takes **options, which seqlab cannot list: declare each)" * (
-                respond and parameters(respond)[2]
+                respond is not None and parameters(respond)[2]
             )
             raise SeqlabError(
                 f"unknown option {name!r}{why}: {f'did you mean {close[0]}=…? ' if close else ''}"
