@@ -486,6 +486,8 @@ def test_run_states_probe_d(tmp_path):
     assert code == 0 and "warning: callbacks.model_checkpoint.every_n_epochs=0 keeps no best checkpoint" in err
     assert f"warning: threads=64 but this machine has {os.cpu_count()} CPU cores" in err
     assert "warning: model.monitor=val/loss with model.monitor_mode=max keeps the highest loss as the best" in err
+    msg = one_error(*cli("train", f"resume={run}", "model.monitor=train/loss", cwd=tmp_path)[::2])
+    assert "resume= continues a run as it was started (model.monitor as composed then); drop model.monitor" in msg
     msg = one_error(*cli("train", f"resume={run}", "seed=7", "trainer.max_epochs=2", cwd=tmp_path)[::2])
     assert (
         msg
@@ -774,6 +776,16 @@ def test_a_quoted_pattern_for_a_checkpoint(checkpoints, tmp_path):
 def test_a_tool_needs_no_config_folder(checkpoints, tmp_path):
     msg = one_error(*cli("eval", "--config-dir", "conf", f"ckpt_path={checkpoints['charlm']}", cwd=tmp_path)[::2])
     assert msg == "error: seqlab-eval reads the checkpoint's own task and settings; drop --config-dir"
+
+
+def test_callbacks_of_the_users_that_keep_no_checkpoint(tmp_path):
+    (tmp_path / "mine" / "callbacks").mkdir(parents=True)
+    (tmp_path / "mine" / "callbacks" / "mine.yaml").write_text(
+        "lr_monitor:\n  _target_: lightning.pytorch.callbacks.LearningRateMonitor\n"
+    )
+    args = ["--config-dir", "mine", "experiment=gru_toy", "callbacks=mine", "trainer.max_epochs=1"]
+    code, _, err = cli("train", *args, "trainer.enable_progress_bar=false", cwd=tmp_path)
+    assert code == 0 and "warning: callbacks=mine keeps no checkpoint (it has no ModelCheckpoint)" in err, err
 
 
 def test_a_target_with_a_typo():

@@ -118,6 +118,15 @@ def test_code_and_configs_that_disagree_are_one_line_each(mine, tmp_path):
         "device itself; rename text to prompt"
     )
     forget_digits()
+    copy = edited(
+        mine, tmp_path / "g", "defaults:\n", "defaults:\n  - size: small\n", file="conf/experiment/digits.yaml"
+    )
+    (copy / "conf" / "size").mkdir()
+    (copy / "conf" / "size" / "small.yaml").write_text("# @package _global_\nmodel:\n  hidden_size: 4\n")
+    assert train(copy) == (
+        "error: conf/experiment/digits.yaml: '- size: small' picks from experiment/size/, and your group is "
+        "conf/size; write '- /size: small'"
+    )
     copy = edited(mine, tmp_path / "d", "  - override /data:", "  - /data:", file="conf/experiment/digits.yaml")
     assert train(copy) == (
         "error: conf/experiment/digits.yaml: '- /data: digits' picks a data that seqlab's train.yaml picks already; "

@@ -134,6 +134,12 @@ def check(cfg: DictConfig) -> dict:
             f"model.monitor={plain['model']['monitor']} with model.monitor_mode=max keeps the highest loss as the "
             f"best; a loss is minimised: model.monitor_mode=min"
         )
+    chosen = HydraConfig.get().runtime.choices.get("callbacks")
+    if not checkpoints and plain["train"] and not plain["resume"] and chosen not in ("none", None):
+        warn(  # (a callbacks option of the user's that replaced seqlab's)
+            f"callbacks={chosen} keeps no checkpoint (it has no ModelCheckpoint): the run cannot be resumed and the "
+            f"test reads the last weights; give it 'defaults: [default]' as its first entry to keep seqlab's"
+        )
     if plain["resume"] and not checkpoints:
         raise SeqlabError(
             "resume= goes on writing the run's checkpoints, and these callbacks keep none (callbacks=none); drop "

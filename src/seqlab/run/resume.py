@@ -9,7 +9,8 @@ from pathlib import Path
 from seqlab.checkpoint import find_code, read_checkpoint
 from seqlab.errors import SeqlabError
 
-FIXED = ("experiment", "name", "hydra.run.dir", "seed")  # what a resumed run may not change: it is the same run
+# What a resumed run may not change: it is the same run (its best checkpoint follows one metric).
+FIXED = ("experiment", "name", "hydra.run.dir", "seed", "model.monitor", "model.monitor_mode")
 NOT_KEPT = ("resume", "ckpt_path", "hydra.sweep.dir", "hydra.sweep.subdir")
 
 

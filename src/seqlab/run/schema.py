@@ -539,6 +539,12 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
                 )
             picked = {next(iter(e)) for e in yaml.safe_load((ours / "train.yaml").read_text())["defaults"][1:]}
             for name, value in (next(iter(e.items())) for e in settings.get("defaults") or [] if isinstance(e, dict)):
+                top = [d for d in folders if (d / name).is_dir() and not (d / group / name).is_dir()]
+                if top and not name.startswith(("/", "override")):  # (- size: small reads experiment/size/)
+                    raise SeqlabError(
+                        f"{file}: '- {name}: {value}' picks from {group}/{name}/, and your group is {top[0] / name}; "
+                        f"write '- /{name}: {value}'"
+                    )
                 if name.lstrip("/") in picked:  # (Hydra's own message asks to reorder the list)
                     raise SeqlabError(
                         f"{file}: '- {name}: {value}' picks a {name.lstrip('/')} that seqlab's train.yaml picks "
