@@ -147,6 +147,11 @@ def test_a_resume_that_changes_the_run(run, tmp_path):
     assert "was trained with model.optimizer torch.optim.Adam, this run asks for torch.optim.SGD" in msg
     msg = one_line_error(run_cli("seqlab.train", f"resume={run}", "experiment=charlm", in_process=True))
     assert "resume= continues a run as it was started (experiment=gru_toy); drop experiment=charlm" in msg
+    msg = one_line_error(run_cli("seqlab.train", f"resume={run}", "model.hidden_size=5", in_process=True))
+    assert msg.endswith(
+        "has another network than this run: model.hidden_size (8 there, 5 here); resume= keeps the run's network: "
+        "pass model.hidden_size=8, or undo what changed it (an override, a config file, an environment variable)"
+    )
 
 
 def _mount(folder, options: str) -> bool:

@@ -211,6 +211,12 @@ def check_against_run(path: str, model, data: dict | None = None, resumed: bool 
                 if k in saved_data and saved_data[k] != v and not isinstance(v, (list, dict))
             ]
         what = ", ".join(differ) if differ else f"the shape of {sorted(clash)[0]}"
+        if resumed and differ:  # (a config file or an environment variable may have changed it, not an override)
+            key, _, there = differ[0].partition(" (")
+            fix = (
+                f"resume= keeps the run's network: pass {key}={there.partition(' there')[0].strip(chr(39))}, or undo "
+                f"what changed it (an override, a config file, an environment variable)"
+            )
         raise SeqlabError(f"{given} has another network than this run: {what}; {fix}")
     for part in ("optimizer", "scheduler"):  # their state is restored with the weights: it must fit the class
         was = (ckpt.get("hyper_parameters", {}).get(part) or {}).get("_target_")
