@@ -198,7 +198,7 @@ CONFIG_CASES = [
     ),
     (
         ["experiment=gru_toy", "+trainer.logger=false"],
-        "trainer.logger comes from the logger config group; drop it and pass logger=none or logger=<option>",
+        "trainer.logger is seqlab's to set; pass logger=none or logger=<option> instead",
     ),
     (
         ["experiment=gru_toy", "model.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR"],
@@ -786,6 +786,15 @@ def test_callbacks_of_the_users_that_keep_no_checkpoint(tmp_path):
     args = ["--config-dir", "mine", "experiment=gru_toy", "callbacks=mine", "trainer.max_epochs=1"]
     code, _, err = cli("train", *args, "trainer.enable_progress_bar=false", cwd=tmp_path)
     assert code == 0 and "warning: callbacks=mine keeps no checkpoint (it has no ModelCheckpoint)" in err, err
+
+
+def test_a_trainer_config_of_the_users_that_sets_the_logger(tmp_path):
+    (tmp_path / "mine" / "trainer").mkdir(parents=True)
+    (tmp_path / "mine" / "trainer" / "quiet.yaml").write_text("defaults:\n  - default\n\nlogger: false\n")
+    msg = one_error(*cli("train", "--config-dir", "mine", "experiment=gru_toy", "trainer=quiet", cwd=tmp_path)[::2])
+    assert msg == (
+        "error: trainer.logger comes from the logger config group; drop it and pass logger=none or logger=<option>"
+    )
 
 
 def test_a_target_with_a_typo():
