@@ -138,6 +138,23 @@ def test_code_and_configs_that_disagree_are_one_line_each(mine, tmp_path):
     assert f"{mine}/conf/experiment/digits.yaml is there: pass --config-dir {mine}/conf, the folder that holds" in msg
 
 
+def test_a_loader_of_an_iterable_dataset_trains(mine, tmp_path):
+    """A DataLoader without a length (an IterableDataset's) passes the loader check."""
+    loader = (
+        "        x, y = self.examples(self.hparams.n_train, seed=1)\n\n"
+        "        class Stream(torch.utils.data.IterableDataset):\n"
+        "            def __iter__(self):\n"
+        "                return iter(zip(x.split(64), y.split(64), strict=True))\n\n"
+        "        return torch.utils.data.DataLoader(Stream(), batch_size=None)"
+    )
+    old = (
+        "        return self.batches(*self.examples(self.hparams.n_train, seed=1), batch_size=self.hparams.batch_size)"
+    )
+    copy = edited(mine, tmp_path, old, loader)
+    proc = run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy, in_process=True)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
 def forget_digits():
     """In-process runs import the user's module (and put its folder on sys.path, as a checkpoint
     asks): each test starts without either."""

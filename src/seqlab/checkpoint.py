@@ -198,24 +198,24 @@ def check_against_run(path: str, model, data: dict | None = None, resumed: bool 
     ]
     if clash:
         hp = ckpt.get("hyper_parameters", {})
-        differ = [
-            f"model.{k} ({hp[k]!r} there, {v!r} here)"
+        differ = [  # (key, there, here)
+            (f"model.{k}", hp[k], v)
             for k, v in model.hparams.items()
             if k in hp and k not in NOT_ARCHITECTURE and hp[k] != v and not isinstance(v, list)
         ]
         if not differ:  # the shapes come from the data (an alphabet, a vocabulary): name the data setting
             saved_data = ckpt.get("datamodule_hyper_parameters", {})
             differ = [
-                f"data.{k} ({saved_data[k]!r} there, {v!r} here)"
+                (f"data.{k}", saved_data[k], v)
                 for k, v in (data or {}).items()
                 if k in saved_data and saved_data[k] != v and not isinstance(v, (list, dict))
             ]
-        what = ", ".join(differ) if differ else f"the shape of {sorted(clash)[0]}"
+        what = ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, a, b in differ) or f"the shape of {sorted(clash)[0]}"
         if resumed and differ:  # (a config file or an environment variable may have changed it, not an override)
-            key, _, there = differ[0].partition(" (")
+            key, there, _ = differ[0]
             fix = (
-                f"resume= keeps the run's network: pass {key}={there.partition(' there')[0].strip(chr(39))}, or undo "
-                f"what changed it (an override, a config file, an environment variable)"
+                f"resume= keeps the run's network: pass {key}={there}, or undo what changed it (an override, a "
+                f"config file, an environment variable)"
             )
         raise SeqlabError(f"{given} has another network than this run: {what}; {fix}")
     for part in ("optimizer", "scheduler"):  # their state is restored with the weights: it must fit the class

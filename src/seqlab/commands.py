@@ -31,9 +31,7 @@ def _run(tool: str):
     try:
         main = importlib.import_module(f"seqlab.{tool}").main
     except MemoryError:
-        sys.exit(
-            "error: not enough memory to load torch and Lightning (a limit such as ulimit -v?); nothing was written"
-        )
+        _fail("not enough memory to load torch and Lightning (a limit such as ulimit -v?); nothing was written")
     for s, handler in before.items():
         signal.signal(s, handler)
     main()  # (its value is for sweepers; a console script's return would become its exit status)

@@ -63,8 +63,8 @@ def returns_batches(method):
     @functools.wraps(method)
     def checked(self, *args, **kwargs):
         loader = method(self, *args, **kwargs)
-        if method.__name__ == "train_dataloader" and self.trainer is not None and hasattr(loader, "__len__"):
-            check_interval(self.trainer, len(loader))
+        if method.__name__ == "train_dataloader" and self.trainer is not None and (n := length(loader)) is not None:
+            check_interval(self.trainer, n)
         if not isinstance(loader, Iterable):
             got = "None" if loader is None else f"a {type(loader).__name__}"
             raise SeqlabError(
@@ -74,6 +74,14 @@ def returns_batches(method):
         return loader
 
     return checked
+
+
+def length(loader) -> int | None:
+    """A loader's number of batches, or None (a DataLoader of an iterable dataset has none)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 def check_interval(trainer, batches: int) -> None:

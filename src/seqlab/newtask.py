@@ -183,15 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     if there:
         print(f"error: {folder / there[0]} exists; pick another name or folder (nothing was written)", file=sys.stderr)
         return 2
-    written = []
+    made = []  # files, and the folders made for them: what goes again if a write fails
     try:
         for path, text in new.items():
+            made += [d for d in reversed((folder / path).parents) if not d.exists()]
             (folder / path).parent.mkdir(parents=True, exist_ok=True)
             (folder / path).write_text(text)
-            written.append(folder / path)
-    except OSError as e:  # (a read-only or full disk: what was written goes again)
-        for path in written:
-            path.unlink()
+            made.append(folder / path)
+    except OSError as e:  # (a read-only or full disk)
+        for path in reversed([p for p in made if p.exists()]):
+            path.unlink() if path.is_file() else path.rmdir()
         print(
             f"error: cannot write {e.filename or folder} ({e.strerror}); pass a folder you can write", file=sys.stderr
         )

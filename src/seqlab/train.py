@@ -439,12 +439,16 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
     start = read_checkpoint(ckpt_path) if ckpt_path else {}  # a missing or corrupt file fails now
     done = start.get("seqlab_resume", {}).get("epochs_done", start.get("epoch", 0))  # whole epochs it trained
     # (an epoch that trainer.max_steps cut short, Lightning counts as done: it would train nothing more)
-    counted = (
-        start.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get("processed", 0)
-    )
+    loop = start.get("loops", {}).get("fit_loop", {})
+    counted = loop.get("epoch_progress", {}).get("current", {}).get("processed", 0)
     cut, done = counted > done, max(done, counted)
-    batches = start.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-    if cfg.get("resume") and batches.get("current", {}).get("processed") and not batches["is_last_batch"] and not cut:
+    batches = loop.get("epoch_loop.batch_progress", {})
+    if (
+        cfg.get("resume")
+        and batches.get("current", {}).get("processed")
+        and not batches.get("is_last_batch")
+        and not cut
+    ):
         saved, data = start.get("datamodule_hyper_parameters", {}), OmegaConf.to_container(cfg.data, resolve=True)
         if changed := next((k for k in saved if k in data and data[k] != saved[k]), None):  # (mid-epoch)
             raise SeqlabError(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from seqlab.errors import STOP_SIGNALS, Interrupted, SeqlabError
 from seqlab.run import sweep  # (registers the resolvers the configs use)
+from seqlab.run.schema import MANAGED
 
 CONF_DIR = str(resources.files("seqlab.conf"))
 
@@ -33,12 +34,6 @@ def is_group(key: str) -> bool:
 
 PRINTING = ("cfg", "info", "help", "hydra_help", "version", "shell_completion")  # Hydra prints, runs nothing
 INFO = ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
-# Trainer arguments seqlab passes itself, and what sets them.
-MANAGED = {
-    "trainer.default_root_dir": "hydra.run.dir=<folder> (the run folder)",
-    "trainer.logger": "logger=none or logger=<option>",
-    "trainer.callbacks": "callbacks=none or callbacks=<option>",
-}
 # What people used to argparse scripts type, and the override that means it.
 FLAG_ALIASES = {
     "epochs": "trainer.max_epochs",
@@ -128,7 +123,7 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
             f"the key itself: -m hparams_search=… '{name}={value}'"
         )
     keys = [a.lstrip("+~").partition("=")[0] for a in overrides]
-    if managed := next((k for k in keys if k in MANAGED), None):
+    if managed := next((k for k in keys if k in MANAGED), None):  # (in a config file: check_config says it)
         raise SeqlabError(f"{managed} is seqlab's to set; pass {MANAGED[managed]} instead")
     swept = {k for a, k in zip(overrides, keys, strict=True) if ns.multirun and "," in a.partition("=")[2]}
     groups = [k for k in keys if is_group(k) or tool != "train" or k in swept]  # (else the last wins, as in Hydra)

@@ -26,6 +26,12 @@ from pydantic.json_schema import GenerateJsonSchema
 from seqlab.errors import SeqlabError
 from seqlab.types import PositiveInt, Probability
 
+# Trainer arguments seqlab passes itself, and what sets them.
+MANAGED = {
+    "trainer.default_root_dir": "hydra.run.dir=<folder> (the run folder)",
+    "trainer.logger": "logger=none or logger=<option>",
+    "trainer.callbacks": "callbacks=none or callbacks=<option>",
+}
 NAME = "1 to 100 letters, digits, '_', '-' or '.', not starting with '.' (it names the run's folder)"
 
 
@@ -55,8 +61,8 @@ class SweeperSettings(pydantic.BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     n_trials: PositiveInt = 20
-    max_batch_size: PositiveInt | None = None
-    study_name: Annotated[str, Field(min_length=1)] | None = None  # (Hydra's basic sweeper asserts on 0, mid-sweep)
+    max_batch_size: PositiveInt | None = None  # (Hydra's basic sweeper asserts on 0, mid-sweep)
+    study_name: Annotated[str, Field(min_length=1)] | None = None
     n_jobs: PositiveInt | Annotated[int, Field(lt=0)] = 1  # (the launcher's: -1 is a job per core)
     max_failure_rate: Probability = 0.0
     direction: Literal["minimize", "maximize"] | list[Literal["minimize", "maximize"]] = "minimize"
@@ -373,10 +379,8 @@ def check_config(cfg: dict, choices: dict) -> None:
         check_arguments("model.scheduler", cls, args(sched, *STEPPING_KEYS), provided=["optimizer"])
     base = parameters(Task)[0]  # what every task module takes, through Task
     check_arguments("model", Task, {k: v for k, v in model.items() if k in base})
-    if own := next((k for k in ("logger", "callbacks") if k in cfg["trainer"]), None):  # (seqlab passes them itself)
-        raise SeqlabError(
-            f"trainer.{own} comes from the {own} config group; drop it and pass {own}=none or {own}=<option>"
-        )
+    if own := next((f"trainer.{k}" for k in ("logger", "callbacks") if k in cfg["trainer"]), None):  # (a file's)
+        raise SeqlabError(f"{own} is seqlab's to set; drop it from the trainer config and pass {MANAGED[own]}")
     check_trainer(cfg["trainer"])
     for key, node in [(f"{g}.{k}", v) for g in ("callbacks", "logger") for k, v in (cfg[g] or {}).items() if v]:
         check_arguments(key, locate(key, node), args(node))
@@ -448,35 +452,32 @@ def check_trainer(trainer: dict) -> None:
 def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: str = "") -> dict:
     """A tool's options: each one of its own (`fixed`; `name.<key>` for a group of keys) or an
     option of the checkpoint task's `respond`, of its annotated type. Returns respond's."""
+    params, _, more = parameters(respond) if respond is not None else ({}, {}, False)
     if respond is not None:
         first = next((p for p in inspect.signature(respond).parameters if p not in ("self", "cls")), None)
-        clash = [p for p in parameters(respond)[0] if p in fixed and p != "prompt"]
+        clash = [p for p in params if p in fixed and p != "prompt"]
         if first != "prompt" or clash:  # (seqlab calls respond(prompt, **options); its own options come first)
             fix = f"rename {first} to prompt" if first != "prompt" else f"rename its option {clash[0]}"
             raise SeqlabError(
                 f"the {task} task's respond{inspect.signature(respond)} does not fit seqlab-{tool}, which calls "
                 f"respond(prompt, <its options>) and takes {', '.join(fixed)} itself; {fix}"
             )
-    takes = [*fixed, *(p for p in (parameters(respond)[0] if respond else {}) if p != "prompt")]
+    takes = [*fixed, *(p for p in params if p != "prompt")]
     for name in given:
         if name not in takes and f"{name}.<key>" not in takes:
             close = difflib.get_close_matches(name, takes, n=1, cutoff=0.8)  # a typo, not another idea
             why = " (a checkpoint knows its experiment)" if name in ("experiment", "model") else ""
-            why += " (respond() takes **options, which seqlab cannot list: declare each)" * (
-                respond is not None and parameters(respond)[2]
-            )
+            why += " (respond() takes **options, which seqlab cannot list: declare each)" * more
             raise SeqlabError(
                 f"unknown option {name!r}{why}: {f'did you mean {close[0]}=…? ' if close else ''}"
                 f"seqlab-{tool} takes {', '.join(takes)}{f' (for this {task} checkpoint)' if respond else ''}"
             )
     options = {k: v for k, v in given.items() if k not in fixed and v is not None}
     if respond is not None:
-        params = parameters(respond)[0]
         if needed := [n for n, p in params.items() if n != "prompt" and p.default is p.empty and n not in options]:
             raise SeqlabError(f"the {task} task's respond() needs {needed[0]}=…; pass it (seqlab-{tool} {needed[0]}=…)")
         check_arguments("", respond, options, provided=None)
-        fields = arguments_model(respond).model_fields  # (length=3e2 reads 300.0: respond gets the int it means)
-        options = {k: typed(fields[k], v) if k in fields else v for k, v in options.items()}
+        options = as_numbers(respond, options)  # (length=3e2 reads 300.0: respond gets the int it means)
     return options
 
 
