@@ -207,3 +207,43 @@ def test_sampling_draws_where_its_generator_lives(monkeypatch):
     assert len(seen) == 2
     # a tiny temperature tends to the greedy answer instead of overflowing (it blamed the weights)
     assert torch.equal(next_token(logits.float(), 1e-300, make_generator(7)), logits.float().argmax(-1))
+
+
+def test_each_rank_reads_its_own_equal_share_in_the_same_order_on_a_resume():
+    """TaskData.order: under DDP the ranks' shares are disjoint and equal (a rank with a batch
+    more would wait for the others at the end of the epoch); the order is the seed's and the
+    epoch's, so a resumed run draws the same one again."""
+    import torch
+
+    from seqlab.datamodule import TaskData
+
+    class Shares(TaskData):
+        def __init__(self):
+            super().__init__()
+            self.where, self.now = (0, 1), 0
+
+        def rank_and_world(self):
+            return self.where
+
+        def epoch(self):
+            return self.now
+
+        def train_dataloader(self):
+            pass
+
+        def val_dataloader(self):
+            pass
+
+    data = Shares()
+    torch.manual_seed(5)
+    shares = []
+    for rank in range(3):
+        data.where = (rank, 3)
+        shares.append(data.order(10).tolist())
+    assert [len(s) for s in shares] == [3, 3, 3] and len(set(sum(shares, []))) == 9
+    data.where = (0, 1)
+    first = data.order(10).tolist()
+    data.now = 1
+    assert data.order(10).tolist() != first and sorted(first) == list(range(10))
+    data.now, _ = 0, torch.rand(3)  # (the global generator moved on: the epoch's order stays)
+    assert data.order(10).tolist() == first and data.order(10, shuffle=False).tolist() == list(range(10))

@@ -76,12 +76,12 @@ def _text(batch, vocab=VOCAB):
 
 def test_seed_batches():
     dm = make_data("gru_toy_tutorial")
-    assert [(_text(x), _text(y)) for x, y in dm.batches] == [
+    assert [(_text(x), _text(y)) for x, y in dm.made] == [
         (["Mat", "hMa"], ["ath", "Mat"]),
         (["thM", "ath"], ["hMa", "thM"]),
         (["Mat", "hMa"], ["ath", "Mat"]),
     ]
-    streams = make_data("gru_toy_tutorial", layout="streams").batches
+    streams = make_data("gru_toy_tutorial", layout="streams").made
     # streams: the 19 input characters cut into two 9-character streams, "MathMathM" and "athMathMa"
     assert [(_text(x), _text(y)) for x, y in streams] == [
         (["Mat", "ath"], ["ath", "thM"]),
@@ -110,7 +110,7 @@ def test_bad_data_settings_name_the_key(kwargs, key):
 def test_hidden_state_is_carried_over_the_batches_of_an_epoch():
     torch.manual_seed(0)
     m = make_model("gru_toy_tutorial", {"vocab": VOCAB}, hidden_size=3)
-    batches = make_data("gru_toy_tutorial", layout="streams").batches
+    batches = make_data("gru_toy_tutorial", layout="streams").made
     m.on_train_epoch_start()
     for b in batches:
         assert m.training_loss(b).requires_grad
@@ -119,7 +119,7 @@ def test_hidden_state_is_carried_over_the_batches_of_an_epoch():
     _, hs = m.model(torch.cat([x for x, _ in batches], 1))  # one pass over the whole streams
     torch.testing.assert_close(h, hs[:, -1])
     # with the tutorial's cut the state is carried too, though the rows do not continue each other
-    cut = make_data("gru_toy_tutorial", layout="tutorial").batches
+    cut = make_data("gru_toy_tutorial", layout="tutorial").made
     m.on_train_epoch_start()
     assert m.carried_state("train", 2) is None
     m.training_loss(cut[0])

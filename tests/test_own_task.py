@@ -2,7 +2,10 @@
 checkpoints answer from any folder, and its mistakes are one line each."""
 
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +156,37 @@ def test_a_loader_of_an_iterable_dataset_trains(mine, tmp_path):
     copy = edited(mine, tmp_path, old, loader)
     proc = run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy, in_process=True)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_a_plain_loader_resumed_mid_epoch_says_its_place_is_lost(mine, tmp_path):
+    """A torch DataLoader (no state_dict()) stopped mid-epoch: the resume warns that the epoch
+    starts afresh, and still trains on."""
+    plain = (
+        "        data = torch.utils.data.TensorDataset(*self.examples(self.hparams.n_train, seed=1))\n"
+        "        return torch.utils.data.DataLoader(data, batch_size=self.hparams.batch_size, shuffle=True)"
+    )
+    old = (
+        "        return self.batches(*self.examples(self.hparams.n_train, seed=1), batch_size=self.hparams.batch_size)"
+    )
+    copy, run = edited(mine, tmp_path, old, plain), tmp_path / "run"
+    args = ["--config-dir", "conf", "experiment=digits", "trainer.enable_progress_bar=false", "data.n_train=1000000"]
+    job = subprocess.Popen(
+        [sys.executable, "-m", "seqlab.train", *args, "callbacks.step_checkpoint.every_n_train_steps=2"]
+        + ["trainer.max_epochs=1", f"hydra.run.dir={run}"],
+        cwd=copy,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.ckpt").exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=120) == 128 + signal.SIGTERM, job.stderr.read()[-3000:]
+    proc = run_cli("seqlab.train", f"resume={run}", "trainer.limit_train_batches=12", cwd=copy)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("warning: ")]
+    assert "stopped in the middle of an epoch, and its training loader kept no position" in line
+    assert "return self.batches(…) from train_dataloader()" in line
 
 
 def forget_digits():

@@ -1,7 +1,8 @@
 """seqlab: small sequence models as Lightning modules driven by Hydra configs.
 
-The task API: `seqlab.Task` (a LightningModule) and `seqlab.TaskData` (a LightningDataModule),
-`seqlab.SeqlabError` for a value a task cannot use, `seqlab.types` for annotated arguments.
+The task API: `seqlab.Task` (a LightningModule) and `seqlab.TaskData` (a LightningDataModule;
+`seqlab.Batches` for its resumable loaders), `seqlab.SeqlabError` for a value a task cannot use,
+`seqlab.types` for annotated arguments.
 Imported when first named, so that `import seqlab` stays light.
 """
 
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 PUBLIC = {
     "Task": "seqlab.module",
     "TaskData": "seqlab.datamodule",
+    "Batches": "seqlab.datamodule",
     "SeqlabError": "seqlab.errors",
     "evaluating": "seqlab.module",
     "types": "seqlab.types",

@@ -24,8 +24,8 @@ class ResumableLoader(DataLoader):
     batch instead of reading the epoch again from its start. For datasets that yield whole
     batches, drawn the same way for the same epoch (see the tasks' data.py)."""
 
-    def __init__(self, dataset: IterableDataset, consumed_fn):
-        super().__init__(dataset, batch_size=None)
+    def __init__(self, dataset: IterableDataset, consumed_fn, **loader_args):
+        super().__init__(dataset, batch_size=None, **loader_args)
         self.consumed_fn = consumed_fn
         self.skip = 0
 
@@ -43,18 +43,31 @@ class ResumableLoader(DataLoader):
         self.skip = int(state.get("consumed", 0))
 
 
-class TensorBatches(IterableDataset):
-    """Batches cut from tensors of examples (dimension 0), in a new order each epoch."""
+class Batches(IterableDataset):
+    """Each epoch, the examples `order()` lists (indices), `batch_size` at a time, made by `take(rows)`."""
 
-    def __init__(self, tensors, batch_size: int, order):
-        self.tensors, self.batch_size, self.order = tensors, batch_size, order
+    def __init__(self, order, batch_size: int, take):
+        self.order, self.batch_size, self.take = order, batch_size, take
 
     def __iter__(self):
         for rows in self.order().split(self.batch_size):
-            yield tuple(t[rows] for t in self.tensors)
+            yield self.take(rows)
 
     def __len__(self):
-        return math.ceil(len(self.tensors[0]) / self.batch_size)
+        return math.ceil(len(self.order()) / self.batch_size)
+
+
+class Listed(IterableDataset):
+    """Batches made beforehand, read in their order."""
+
+    def __init__(self, batches: list):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
 
 
 def returns_batches(method):
@@ -148,15 +161,20 @@ class TaskData(L.LightningDataModule, abc.ABC):
                 f"number of rows; got {got or 'none'} (e.g. self.batches(x, y, batch_size=32))"
             )
         tensors = [t.to(self.device()) for t in tensors]
-        n = len(tensors[0])
+        order = functools.partial(self.order, len(tensors[0]), shuffle)
+        return self.resumable(Batches(order, batch_size, lambda rows: tuple(t[rows] for t in tensors)))
 
-        def order():
-            if not shuffle:
-                return torch.arange(n, device=tensors[0].device)
+    def order(self, n: int, shuffle: bool = True) -> torch.Tensor:
+        """This epoch's indices of `n` examples, on the training device: a new order each epoch
+        (drawn from the seed and the epoch, so a resumed run draws it again) unless shuffle=False;
+        under DDP each rank's equal share (unequal ones would leave a rank waiting for the others)."""
+        rank, world = self.rank_and_world()
+        if shuffle:
             g = torch.Generator().manual_seed(torch.initial_seed() + self.epoch())
-            return torch.randperm(n, generator=g).to(tensors[0].device)
-
-        return self.resumable(TensorBatches(tensors, batch_size, order))
+            rows = torch.randperm(n, generator=g)
+        else:
+            rows = torch.arange(n)
+        return rows[: n // world * world][rank::world].to(self.device())
 
     def use_model(self, module) -> None:
         """Called with the trained module before evaluating a checkpoint, e.g. to encode other
@@ -183,5 +201,9 @@ class TaskData(L.LightningDataModule, abc.ABC):
         done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
         return done if done < self.trainer.num_training_batches else 0
 
-    def resumable(self, dataset: IterableDataset) -> ResumableLoader:
-        return ResumableLoader(dataset, self._consumed)
+    def resumable(self, batches: IterableDataset | list, **loader_args) -> ResumableLoader:
+        """A training loader that resumes in the middle of an epoch: `batches` yields whole batches,
+        the same ones for the same epoch (a list of them, or e.g. Batches(self.order, …)).
+        `loader_args`: DataLoader's (pin_memory, num_workers)."""
+        dataset = batches if isinstance(batches, IterableDataset) else Listed(batches)
+        return ResumableLoader(dataset, self._consumed, **loader_args)

@@ -443,12 +443,14 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
     counted = loop.get("epoch_progress", {}).get("current", {}).get("processed", 0)
     cut, done = counted > done, max(done, counted)
     batches = loop.get("epoch_loop.batch_progress", {})
-    if (
-        cfg.get("resume")
-        and batches.get("current", {}).get("processed")
-        and not batches.get("is_last_batch")
-        and not cut
-    ):
+    mid_epoch = batches.get("current", {}).get("processed") and not batches.get("is_last_batch") and not cut
+    if mid_epoch and cfg.get("train", True) and not loop.get("state_dict", {}).get("combined_loader") and not rank():
+        warn(  # (a loader with state_dict()/load_state_dict() keeps it; Lightning would skip nothing)
+            f"{ckpt_path} stopped in the middle of an epoch, and its training loader kept no position (it has no "
+            f"state_dict()): the epoch goes on from a fresh start, so some batches are read twice and others not "
+            f"at all; return self.batches(…) from train_dataloader() to resume in place"
+        )
+    if cfg.get("resume") and mid_epoch:
         saved, data = start.get("datamodule_hyper_parameters", {}), OmegaConf.to_container(cfg.data, resolve=True)
         if changed := next((k for k in saved if k in data and data[k] != saved[k]), None):  # (mid-epoch)
             raise SeqlabError(

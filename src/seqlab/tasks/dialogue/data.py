@@ -10,6 +10,7 @@ memorisation: validation and test read the training pairs. Each example knows ev
 data gives for its prompt (its references), so a reply counts as right when it matches any.
 """
 
+import functools
 import re
 from typing import Literal
 
@@ -17,7 +18,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
-from seqlab.datamodule import TaskData
+from seqlab.datamodule import Batches, TaskData
 from seqlab.errors import SeqlabError, warn
 from seqlab.textfiles import read_json_records, resolve
 from seqlab.types import NonNegativeInt, PositiveInt, Rate
@@ -252,19 +253,23 @@ class DialogueDataModule(TaskData):
         self.prepare()
         return {"src_vocab": list(self.src_vocab.itos), "tgt_vocab": list(self.tgt_vocab.itos)}
 
-    def _loader(self, part: int, shuffle: bool, bs: int) -> DataLoader:
+    def _loader(self, part: int, bs: int) -> DataLoader:
         data = PairData(self.splits[part], self.src_vocab, self.tgt_vocab)
         # (pinned batches copy to a GPU without making the step wait)
-        return DataLoader(
-            data, batch_size=bs, shuffle=shuffle, collate_fn=collate, pin_memory=self.device().type == "cuda"
-        )
+        return DataLoader(data, batch_size=bs, collate_fn=collate, pin_memory=self.device().type == "cuda")
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(0, True, self.hparams.batch_size)
+        data = PairData(self.splits[0], self.src_vocab, self.tgt_vocab)
+        batches = Batches(
+            functools.partial(self.order, len(data)),
+            self.hparams.batch_size,
+            lambda rows: collate([data[i] for i in rows.tolist()]),
+        )
+        return self.resumable(batches, pin_memory=self.device().type == "cuda")
 
     # Evaluation decodes every reply: bigger batches mean fewer decoding loops (same results).
     def val_dataloader(self) -> DataLoader:
-        return self._loader(1, False, max(self.hparams.batch_size, EVAL_BS))
+        return self._loader(1, max(self.hparams.batch_size, EVAL_BS))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(2, False, max(self.hparams.batch_size, EVAL_BS))
+        return self._loader(2, max(self.hparams.batch_size, EVAL_BS))

@@ -98,6 +98,8 @@ class DialogueModule(Task):
         memory, src_pad = state
         logits = self.model.decode(tokens, memory, src_pad)[:, -1].float()
         logits[:, [UNK, PAD, SOS]] = float("-inf")  # never said: not words
+        if tokens.size(1) == 1:  # (every reply in the data has a word: an empty one is no answer)
+            logits[:, EOS] = float("-inf")
         return logits.log_softmax(-1), state
 
     def decode(self, src: torch.Tensor, beam_width: int, max_len: int) -> Hypotheses:

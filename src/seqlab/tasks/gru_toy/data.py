@@ -73,17 +73,19 @@ class GRUToyDataModule(TaskData):
                 f"(and the targets one further); use a longer text or smaller data.batch_size/data.seq_len"
             )
         self.vocab = vocab
-        self.batches = make_batches(torch.tensor([vocab.index(c) for c in text]), batch_size, seq_len, layout)
+        self.made = make_batches(torch.tensor([vocab.index(c) for c in text]), batch_size, seq_len, layout)
 
     def model_kwargs(self) -> dict:
         return {"vocab": list(self.vocab)}
 
     def _loader(self) -> DataLoader:
-        batches = [(x.to(self.device()), y.to(self.device())) for x, y in self.batches]
-        return DataLoader(batches, batch_size=None, shuffle=False)  # in order: the state is carried
+        return DataLoader(self.on_device(), batch_size=None, shuffle=False)  # in order: the state is carried
+
+    def on_device(self) -> list:
+        return [(x.to(self.device()), y.to(self.device())) for x, y in self.made]
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader()
+        return self.resumable(self.on_device())
 
     def val_dataloader(self) -> DataLoader:
         return self._loader()
