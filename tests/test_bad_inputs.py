@@ -264,7 +264,10 @@ CONFIG_CASES = [
     (["name=gru", "toy"], "part of a value the shell split at a space (quote it whole: 'name=gru toy')"),
     (["--model.hidden_size=16"], "overrides are written key=value without dashes, e.g. model.hidden_size=16"),
     (["experiment=gru_toy", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 trains on nothing"),
-    (["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"], "puts every job of the sweep in one folder"),
+    (
+        ["-m", "experiment=gru_toy", "seed=1,2", "hydra.sweep.subdir=same"],
+        "can put several jobs of the sweep in one folder",
+    ),
     (["-m", "experiment=gru_toy,subseq"], "sweep one experiment at a time"),
     (["data.min_freq=100000"], "has 0 character(s) seen data.min_freq=100000 times; pass a larger data.train_frac"),
     (["experiment=gru_toy", "model.hidden_size=${nope}"], "model.hidden_size: Interpolation key 'nope' not found"),
@@ -403,6 +406,21 @@ CONFIG_CASES = [
         ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.direction=maximize"],
         "hydra.sweeper.direction=maximize but model.monitor_mode=min (val/loss); drop hydra.sweeper.direction",
     ),
+    (  # (Lightning's CSV logger divides by it at the first logged step)
+        ["experiment=gru_toy", "logger=csv", "+logger.csv.flush_logs_every_n_steps=0"],
+        "logger.csv.flush_logs_every_n_steps must be an integer >= 1, got 0; pass e.g. "
+        "logger.csv.flush_logs_every_n_steps=1",
+    ),
+    (
+        [
+            "-m",
+            "experiment=gru_toy",
+            "hparams_search=gru_toy_optuna",
+            "hydra.sweeper.sampler._target_=optuna.samplers.RandomSampler",
+        ],
+        "not an argument of RandomSampler; pick a sampler with its own settings instead: hydra/sweeper/sampler=random",
+    ),
+    (["ckpt_path=https://example.com/runs/last.ckpt"], "ckpt_path=https://example.com/runs/last.ckpt is a URL"),
 ]
 
 
@@ -601,6 +619,34 @@ def test_a_run_without_loggers(tmp_path):
     assert list(tmp_path.glob("outputs/gru_toy/runs/*/checkpoints/last.ckpt"))
 
 
+def test_settings_that_would_quietly_miss(tmp_path):
+    """A checkpoint name with a metric the task does not log, validation on no batches, TensorBoard
+    events kept outside the run folder; float16 weights that overflow; a sweep's job folders named
+    by its swept key."""
+    tiny = ["experiment=gru_toy", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+    code, out, err = cli(
+        "train",
+        *tiny,
+        "callbacks.model_checkpoint.filename='best-{epoch:02d}-{val_loss:.3f}'",
+        "trainer.limit_val_batches=0.0",
+        f"logger.tensorboard.save_dir={tmp_path / 'tbs'}",
+        cwd=tmp_path,
+    )
+    assert code == 0, err[-3000:]
+    assert "warning: callbacks.model_checkpoint.filename names {val_loss}, which the gru_toy task does not log" in err
+    assert "so no best checkpoint was kept; trainer.limit_val_batches=0.0 validates on nothing" in err
+    assert f"TensorBoard:     tensorboard --logdir {tmp_path / 'tbs'}\n" in out
+    assert list((tmp_path / "tbs").rglob("events.out.tfevents.*"))
+    msg = one_error(*cli("train", *tiny, "trainer.precision=16-true", "seed=1", cwd=tmp_path / "b")[::2])
+    assert "training loss is not finite" in msg and msg.endswith(
+        "trainer.precision=16-true computes in float16, too coarse here: pass 32-true or bf16-mixed"
+    )
+    few = ["trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    sweep = ["-m", *tiny, *few, "seed=1,2", "hydra.sweep.subdir=s${seed}", f"hydra.sweep.dir={tmp_path / 'sw'}"]
+    code, _, err = cli("train", *sweep, cwd=tmp_path)
+    assert code == 0 and {p.name for p in (tmp_path / "sw").glob("s*")} == {"s1", "s2"}, err[-3000:]
+
+
 def test_a_users_configs_with_mistakes(tmp_path):
     """A file named like one of seqlab's (never read: seqlab's comes first), an experiment file
     that picks an option that is not there, a search over a key the config has not."""
@@ -640,6 +686,35 @@ def test_optuna_storage_that_cannot_be_used(tmp_path):
     msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
     assert "study 'gru_toy' in" in msg and "began to maximize and this search would minimize" in msg
     assert "hydra.sweeper.study_name=gru_toy_2" in msg and not left_behind(tmp_path)
+
+
+def test_variables_left_in_the_environment(tmp_path, monkeypatch):
+    """A rank variable from a torchrun session, a port that is no number, Lightning's Trainer
+    defaults (which the config's values replace), and an OpenMP thread count of 0."""
+    with monkeypatch.context() as m:
+        m.setenv("LOCAL_RANK", "1")
+        msg = one_error(*cli("train", "experiment=gru_toy", cwd=tmp_path)[::2])
+        assert "the environment's LOCAL_RANK=1 makes this process rank 1 of a launch, but no launcher" in msg
+        assert "unset LOCAL_RANK, or start the run with torchrun" in msg and not left_behind(tmp_path)
+    with monkeypatch.context() as m:
+        m.setenv("MASTER_PORT", "abc")
+        msg = one_error(*cli("train", "experiment=gru_toy", "trainer=ddp_cpu", cwd=tmp_path)[::2])
+        assert "the environment's MASTER_PORT=abc is not a port number" in msg and not left_behind(tmp_path)
+    with monkeypatch.context() as m:
+        m.setenv("PL_TRAINER_MAX_EPOCHS", "1")
+        code, _, err = cli("train", "experiment=gru_toy", "trainer.max_epochs=0", cwd=tmp_path)
+        assert "warning: the environment's PL_TRAINER_MAX_EPOCHS is not read: the config sets trainer.max_epochs" in err
+        assert "trainer.max_epochs=0 trains on nothing" in one_error(code, err)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from seqlab.commands import train; train()", "experiment=gru_toy"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "0"},
+    )
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: the environment's OMP_NUM_THREADS=0 is not a number of threads; set it to 1 or more, or unset it"
+    ), proc.stderr[-3000:]
 
 
 def test_an_empty_root_variable(tmp_path, monkeypatch):
@@ -743,6 +818,15 @@ def test_training_from_a_checkpoint_of_another_size(checkpoints, small_text, tmp
         )[::2]
     )
     assert "model.hidden_size (32 there, 48 here)" in msg and not left_behind(tmp_path)
+
+
+def test_a_checkpoint_at_a_url(checkpoints, tmp_path):
+    msg = one_error(*cli("generate", "ckpt_path=s3://bucket/runs/last.ckpt", "prompt=the", cwd=tmp_path)[::2])
+    assert (
+        msg
+        == "error: ckpt_path=s3://bucket/runs/last.ckpt is a URL, and seqlab reads local files; download it, "
+        + ("then pass its path")
+    )
 
 
 def test_eval_with_an_option_the_task_does_not_take(checkpoints, tmp_path):

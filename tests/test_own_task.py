@@ -158,6 +158,56 @@ def test_a_loader_of_an_iterable_dataset_trains(mine, tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
 
 
+def test_code_that_changed_since_and_its_dependencies(mine, tmp_path):
+    """A package the task imports that is not installed; a respond() default its own annotation
+    refuses; an experiment without a name; a run resumed after its network's code changed."""
+    copy = edited(mine, tmp_path / "a", "import seqlab\n", "import seqlab\nimport no_such_package_here\n")
+    msg = one_line_error(
+        run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy, in_process=True)
+    )
+    assert msg.startswith("error: data._target_=digits.task.DigitsData: ") and msg.endswith(
+        "digits/task.py, line 5, imports 'no_such_package_here', which is not installed; install it (pip install …) "
+        "or drop that import"
+    )
+    (last,) = mine.glob("outputs/digits/runs/*/checkpoints/last.ckpt")
+    copy = edited(
+        mine, tmp_path / "b", "threshold: seqlab.types.Fraction = 0.5", "threshold: seqlab.types.Fraction = 5"
+    )
+    msg = one_line_error(run_cli("seqlab.generate", f"ckpt_path={last}", "prompt=1234", cwd=copy, in_process=True))
+    assert msg == (
+        "error: the digits task's respond() has a default its own annotation refuses (threshold must be a number "
+        "in (0, 1), got 5); fix the default in its code"
+    )
+    copy = edited(
+        mine,
+        tmp_path / "e",
+        "    def train_dataloader(self):",
+        "    def prepare_data(self):\n        import urllib.request\n\n"
+        "        urllib.request.urlopen('file:///no/such/data.zip')\n\n    def train_dataloader(self):",
+    )
+    msg = one_line_error(
+        run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy, in_process=True)
+    )
+    assert msg.startswith("error: a download failed (") and msg.endswith(
+        "); check the network and the address, or put the data in place first"
+    )
+    copy = edited(mine, tmp_path / "c", "name: digits", "", file="conf/experiment/digits.yaml")
+    proc = run_cli(
+        "seqlab.train", "--config-dir", "conf", "experiment=digits", "trainer.max_epochs=0", cwd=copy, in_process=True
+    )
+    assert "warning: conf/experiment/digits.yaml sets no name, so its runs go under the default experiment's" in (
+        proc.stderr
+    )
+    copy = edited(mine, tmp_path / "d", "self.rnn = torch.nn.GRU(", "self.rnn = torch.nn.LSTM(")
+    shutil.copytree(last.parents[1], copy / "run")
+    msg = one_line_error(run_cli("seqlab.train", "resume=run", "trainer.max_epochs=3", cwd=copy, in_process=True))
+    assert msg == (
+        "error: resume=run has another network than this run: rnn.bias_hh_l0 is [96] there, [128] here; no setting "
+        "differs, so DigitsTask's code has changed since; use the code the checkpoint was trained with, or start a "
+        "new run"
+    )
+
+
 def test_a_plain_loader_resumed_mid_epoch_says_its_place_is_lost(mine, tmp_path):
     """A torch DataLoader (no state_dict()) stopped mid-epoch: the resume warns that the epoch
     starts afresh, and still trains on."""
@@ -320,6 +370,18 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
             "error: DigitsData.batches() takes tensors with one row per example, all with the same number of rows; "
             "got [256, 8], [10] (e.g. self.batches(x, y, batch_size=32))",
         ),
+        (
+            "        return self.batches(*self.examples(1024, seed=2), batch_size=256, shuffle=False)",
+            "        return [self.examples(256, seed=2)]",
+            "error: DigitsData.val_dataloader() returned a list, which Lightning reads as one loader per item; "
+            "return its batches (e.g. return self.batches(x, y, batch_size=32), or a DataLoader)",
+        ),
+        (
+            "        super().__init__(**common)  # the optimizer",
+            "        self.init_metrics({})\n        super().__init__(**common)  # the optimizer",
+            "error: DigitsTask.__init__ calls self.init_metrics() before super().__init__(**common); call "
+            "super().__init__(**common) first",
+        ),
     ],
     ids=[
         "no evaluate",
@@ -340,6 +402,8 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "a metric that is not one",
         "a loader not returned",
         "tensors of two lengths",
+        "a list for a loader",
+        "init_metrics before super().__init__",
     ],  # fmt: skip
 )
 def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expected):

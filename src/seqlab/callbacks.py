@@ -68,9 +68,12 @@ class StopOnNonFinite(L.Callback):
             return
         step, self.first_bad = int(self.first_bad), None
         ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+        fix = "lower model.optimizer.lr or set trainer.gradient_clip_val"
+        if str(p := trainer.precision).startswith("16"):  # (float16 ends at 65504, and rounds Adam's eps to 0)
+            fix = f"trainer.precision={p} computes in float16, too coarse here: pass 32-true or bf16-mixed"
         raise SeqlabError(
             f"training loss is not finite (NaN or inf) at step {step} (epoch {trainer.current_epoch}); "
-            f"last good checkpoint: {ckpt}; lower model.optimizer.lr or set trainer.gradient_clip_val"
+            f"last good checkpoint: {ckpt}; {fix}"
         )
 
 

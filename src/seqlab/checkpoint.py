@@ -21,11 +21,18 @@ from seqlab.errors import SeqlabError
 NOT_ARCHITECTURE = ("optimizer", "scheduler", "monitor", "monitor_mode")
 
 
+def local(path: str) -> None:
+    """A checkpoint's path, not a URL (https://, s3://: a path would read it as folders)."""
+    if re.match(r"[a-z][\w+.-]*://", str(path)):
+        raise SeqlabError(f"ckpt_path={path} is a URL, and seqlab reads local files; download it, then pass its path")
+
+
 def read_checkpoint(path: str | None) -> dict:
     if not path:
         raise SeqlabError(
             "no checkpoint given; pass ckpt_path=<a .ckpt file> (runs keep them in outputs/*/runs/*/checkpoints)"
         )
+    local(path)
     p = Path(path).expanduser()
     if p.is_dir():
         found = sorted(p.rglob("*.ckpt"), key=lambda c: (c.name != "last.ckpt", len(c.parts)))
@@ -210,7 +217,15 @@ def check_against_run(path: str, model, data: dict | None = None, resumed: bool 
                 for k, v in (data or {}).items()
                 if k in saved_data and saved_data[k] != v and not isinstance(v, (list, dict))
             ]
-        what = ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, a, b in differ) or f"the shape of {sorted(clash)[0]}"
+        what = ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, a, b in differ)
+        if not differ:  # no setting differs: the task's code builds another network now
+            k = sorted(clash)[0]
+            there, here = (list(sd[k].shape) if k in sd else "absent" for sd in (saved, ours))
+            what = f"{k} is {there} there, {here} here"
+            fix = (
+                f"no setting differs, so {type(model).__name__}'s code has changed since; use the code the checkpoint "
+                f"was trained with, or start a new run"
+            )
         if resumed and differ:  # (a config file or an environment variable may have changed it, not an override)
             key, there, _ = differ[0]
             fix = (

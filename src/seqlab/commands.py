@@ -27,6 +27,11 @@ def _run(tool: str):
         os.getcwd()
     except FileNotFoundError:
         _fail("the current folder was removed after the shell entered it; cd to a folder that exists")
+    threads = os.environ.get("OMP_NUM_THREADS", "1").strip()
+    if not all(n.isdigit() and int(n) > 0 for n in threads.split(",")):  # (OpenMP would say it, loaded with torch)
+        _fail(
+            f"the environment's OMP_NUM_THREADS={threads} is not a number of threads; set it to 1 or more, or unset it"
+        )
     before = {s: signal.signal(s, _stop_while_importing) for s in STOP_SIGNALS}
     try:
         main = importlib.import_module(f"seqlab.{tool}").main

@@ -117,6 +117,11 @@ class Task(L.LightningModule, abc.ABC):
     def init_metrics(self, metrics: dict[str, Metric]) -> None:
         """The task's evaluation metrics, one collection per stage (val/<name>, test/<name>).
         torchmetrics syncs them across devices when they are computed."""
+        if "_modules" not in vars(self):  # (torch's AttributeError would not name the cause)
+            raise SeqlabError(
+                f"{type(self).__name__}.__init__ calls self.init_metrics() before super().__init__(**common); "
+                f"call super().__init__(**common) first"
+            )
         if odd := next((k for k, m in dict(metrics).items() if not isinstance(m, Metric | MetricCollection)), None):
             raise SeqlabError(
                 f"{type(self).__name__}.init_metrics() got {odd} as a {type(metrics[odd]).__name__}; give torchmetrics "

@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -27,7 +28,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from seqlab.callbacks import GracefulStop, MovedRun, RunRecord
-from seqlab.checkpoint import check_against_run, read_checkpoint
+from seqlab.checkpoint import check_against_run, local, read_checkpoint
 from seqlab.errors import Interrupted, SeqlabError, warn
 from seqlab.module import STEPPING_KEYS
 from seqlab.run import launch, rundir
@@ -45,6 +46,12 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     set_output_dir(folder)  # (the paths derived from it resolve)
     check(cfg)
     together = launch.launcher()  # (torchrun, srun: every rank runs this command; rank 0 claims the folder)
+    if rank() > 0 and not together and "SEQLAB_RUN_DIR" not in os.environ:  # (else it would record nothing)
+        name = next(v for v in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if v in os.environ)
+        raise SeqlabError(
+            f"the environment's {name}={os.environ[name]} makes this process rank {rank()} of a launch, but no "
+            f"launcher started the others (no WORLD_SIZE above 1); unset {name}, or start the run with torchrun"
+        )
     if together and together.rank > 0:
         ctx.run_dir = launch.receive(together, folder.parent)
         ctx.stack.enter_context(redirect_stdout(ctx.stack.enter_context(open(os.devnull, "w"))))  # noqa: SIM115 (rank 0 reports)
@@ -99,9 +106,13 @@ def check(cfg: DictConfig) -> dict:
                 f"model.{key}",
             )
     plain = OmegaConf.to_container(cfg, resolve=True)
+    for name, key in ((n, n.removeprefix("PL_TRAINER_").lower()) for n in os.environ if n.startswith("PL_TRAINER_")):
+        if key in plain["trainer"]:  # (Lightning's defaults from the environment: the config's value wins)
+            warn(f"the environment's {name} is not read: the config sets trainer.{key}; pass trainer.{key}=… instead")
     if not str(plain["paths"].get("root_dir", ".")).strip():
         raise SeqlabError("paths.root_dir is empty; pass a folder (e.g. paths.root_dir=.) or leave it out")
     check_config(plain, HydraConfig.get().runtime.choices)
+    local(plain["ckpt_path"] or "")
     if not plain["train"] and not plain["test"]:
         raise SeqlabError(
             "train=false and test=false leave nothing to do; drop one of them (seqlab-eval ckpt_path=… "
@@ -388,6 +399,13 @@ def check_monitors(cfg: dict, model) -> None:
         "model.scheduler.monitor": (cfg["model"].get("scheduler") or {}).get("monitor"),
     }
     places |= {f"callbacks.{k}.monitor": v.get("monitor") for k, v in (cfg.get("callbacks") or {}).items() if v}
+    for k, v in (cfg.get("callbacks") or {}).items():  # ({val_loss:.3f}: a name the task never logs reads 0)
+        for name in re.findall(r"\{([^:}]*)", str((v or {}).get("filename", ""))):
+            if name not in ("epoch", "step", *known):
+                warn(
+                    f"callbacks.{k}.filename names {{{name}}}, which the {model.task} task does not log: it is written "
+                    f"as 0; use epoch, step or one of {', '.join(known)}"
+                )
     for key, value in places.items():
         if value is not None and value not in known:
             raise SeqlabError(
@@ -514,10 +532,13 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
         metrics[f"best/{monitor}"] = float(score)
     if cfg.get("train", True) and monitor not in metrics and rank() == 0:
         empty = trainer.num_val_batches and not any(trainer.num_val_batches)
+        limit = cfg.trainer.get("limit_val_batches")
         warn(
             f"{monitor} was never measured, so no best checkpoint was kept; "
             + (
-                f"{type(datamodule).__name__}.val_dataloader() gave no batches: give it the validation data"
+                f"trainer.limit_val_batches={limit} validates on nothing: drop it, or pass 1.0"
+                if limit == 0
+                else f"{type(datamodule).__name__}.val_dataloader() gave no batches: give it the validation data"
                 if empty  # (else e.g. fewer epochs than trainer.check_val_every_n_epoch)
                 else f"validate within the run's epochs (trainer.check_val_every_n_epoch="
                 f"{cfg.trainer.check_val_every_n_epoch})"
@@ -562,7 +583,12 @@ def hparams_of(cfg: DictConfig) -> dict:
 def report(cfg: DictConfig, out_dir: Path, metrics: dict, best: str | None) -> None:
     lines = [f"{k:>16s}: {v:.4f}" for k, v in sorted(metrics.items()) if "/" in k and not k.endswith("_step")]
     lines += [f"best checkpoint: {best}"] if best else []
-    lines += [f"run directory:   {out_dir}", f"TensorBoard:     tensorboard --logdir {out_dir}"]
+    boards = [  # (where each TensorBoard logger writes: the run folder, unless its save_dir is set elsewhere)
+        v["save_dir"] for v in (cfg.logger or {}).values() if v and v.get("_target_", "").endswith("TensorBoardLogger")
+    ]
+    lines += [f"run directory:   {out_dir}"] + [
+        f"TensorBoard:     tensorboard --logdir {os.path.abspath(d)}" for d in boards[:1]
+    ]
     monitor = cfg.model.monitor
     print("\n".join(lines + ([f"{monitor} = {metrics[monitor]:.4f}"] if monitor in metrics else [])))
 

@@ -8,6 +8,7 @@ import inspect
 import multiprocessing
 import re
 import sys
+import urllib.error
 from pathlib import Path
 
 import hydra
@@ -93,6 +94,8 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
         )
     if isinstance(e, multiprocessing.TimeoutError):  # (joblib's, for hydra.launcher.timeout)
         return "a job of the parallel sweep ran longer than hydra.launcher.timeout allows; raise it, or drop it"
+    if isinstance(e, urllib.error.URLError):  # (a task's own download: a fault of the network, not a bug)
+        return f"a download failed ({e.reason}); check the network and the address, or put the data in place first"
     if isinstance(e, MemoryError):
         then = ctx.continues() if ctx else "start it again"
         return f"out of memory (the machine's, or a limit such as ulimit -v); use a smaller model or batch; {then}"

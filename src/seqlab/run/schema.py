@@ -11,7 +11,9 @@ import contextlib
 import difflib
 import functools
 import importlib
+import importlib.util
 import inspect
+import traceback
 import typing
 from collections.abc import Iterable
 from importlib import resources
@@ -23,7 +25,7 @@ import yaml
 from pydantic import ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, warn
 from seqlab.types import PositiveInt, Probability
 
 # Trainer arguments seqlab passes itself, and what sets them.
@@ -99,6 +101,14 @@ def locate(key: str, node) -> type:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
+        top = (e.name or "").partition(".")[0]
+        if top and not (module_name + ".").startswith(e.name + ".") and importlib.util.find_spec(top) is None:
+            at = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<")][-1]
+            raise SeqlabError(  # (a package the module imports is not installed)
+                f"{key}._target_={target}: {at.filename}, line {at.lineno}, imports {top!r}, which is not "
+                f"installed; install it (pip install …) or drop that import",
+                key,
+            ) from None
         if e.name is None or not (module_name + ".").startswith(e.name + "."):
             raise  # the module is there, an import inside it failed: its traceback is the story
         raise SeqlabError(
@@ -220,6 +230,8 @@ def error_line(prefix: str, target, model, error: dict, values: dict) -> str:
         close = difflib.get_close_matches(str(name), known, n=1)
         hint = f"did you mean {join(prefix, close[0])}=…?" if close else f"drop it, or remove it with ~{key} where a "
         hint += "" if close else f"config sets it (its arguments: {', '.join(known)})"
+        if prefix == "hydra.sweeper.sampler" and not close:  # (a new _target_ keeps the old sampler's settings)
+            hint = "pick a sampler with its own settings instead: hydra/sweeper/sampler=random (or tpe, cmaes, …)"
         return f"{key} is not an argument of {getattr(target, '__name__', target)}; {hint}"
     if error["type"] == "missing" and len(error["loc"]) == 1:
         return f"{key} has no value; set {key}=… in the config"
@@ -384,6 +396,7 @@ def check_config(cfg: dict, choices: dict) -> None:
     check_trainer(cfg["trainer"])
     for key, node in [(f"{g}.{k}", v) for g in ("callbacks", "logger") for k, v in (cfg[g] or {}).items() if v]:
         check_arguments(key, locate(key, node), args(node))
+        check_divisors(key, node)
 
 
 def check_trainer(trainer: dict) -> None:
@@ -415,9 +428,7 @@ def check_trainer(trainer: dict) -> None:
             f"trainer.max_time={show(limit, quote=False)} trains on nothing; pass a time DD:HH:MM:SS (e.g. "
             f"trainer.max_time=00:01:00:00) or null"
         )
-    for key in ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
-        if isinstance(trainer.get(key), int) and trainer[key] < 1:  # Lightning divides by them, mid-run
-            raise SeqlabError(f"trainer.{key} must be an integer >= 1, got {trainer[key]}; pass e.g. trainer.{key}=1")
+    check_divisors("trainer", trainer)
     if isinstance(every := trainer.get("val_check_interval"), (int, float)) and not every > 0:  # (divides by it)
         raise SeqlabError(
             f"trainer.val_check_interval must be > 0 (a fraction of an epoch, or a number of batches), got "
@@ -439,6 +450,12 @@ def check_trainer(trainer: dict) -> None:
             f"trainer.strategy={strategy} forks processes after torch has started its threads, which hangs on "
             f"the CPU; use trainer=ddp_cpu (processes spawned afresh) or torchrun"
         )
+    port = os.environ.get("MASTER_PORT")
+    if port is not None and "ddp" in strategy and not (port.isdigit() and 0 < int(port) < 2**16):
+        raise SeqlabError(  # (Lightning reads it as an int when it starts the processes)
+            f"the environment's MASTER_PORT={port} is not a port number, and trainer.strategy={strategy} reads it; "
+            f"set a free port (export MASTER_PORT=29500) or unset it"
+        )
     launched = "NODE_RANK" in os.environ or any(
         e.detect() for e in (envs.TorchElasticEnvironment, envs.SLURMEnvironment)
     )
@@ -447,6 +464,15 @@ def check_trainer(trainer: dict) -> None:
             f"trainer.num_nodes={nodes} needs a launcher that starts the command on every node "
             f"(torchrun --nnodes={nodes} …, or srun under SLURM); alone, pass trainer.num_nodes=1"
         )
+
+
+DIVISORS = ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps", "flush_logs_every_n_steps")
+
+
+def check_divisors(key: str, node: dict) -> None:
+    """Counts Lightning divides by, mid-run (a ZeroDivisionError after the first steps)."""
+    for name in (n for n in DIVISORS if isinstance(node.get(n), int) and node[n] < 1):
+        raise SeqlabError(f"{key}.{name} must be an integer >= 1, got {node[name]}; pass e.g. {key}.{name}=1")
 
 
 def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: str = "") -> dict:
@@ -462,6 +488,15 @@ def check_options(tool: str, given: dict, fixed: list[str], respond=None, task: 
                 f"the {task} task's respond{inspect.signature(respond)} does not fit seqlab-{tool}, which calls "
                 f"respond(prompt, <its options>) and takes {', '.join(fixed)} itself; {fix}"
             )
+        defaults = {n: p.default for n, p in params.items() if n != "prompt" and p.default is not p.empty}
+        defaults = {n: v for n, v in defaults.items() if v is not None}
+        try:  # (its own default, outside its annotation, would answer silently)
+            check_arguments("", respond, defaults, provided=None)
+        except SeqlabError as e:
+            raise SeqlabError(
+                f"the {task} task's respond() has a default its own annotation refuses ({str(e).split(';')[0]}); "
+                f"fix the default in its code"
+            ) from None
     takes = [*fixed, *(p for p in params if p != "prompt")]
     for name in given:
         if name not in takes and f"{name}.<key>" not in takes:
@@ -533,6 +568,12 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
                 raise SeqlabError(
                     f"{file} lacks a first line '# @package _global_'; without it its keys land under "
                     f"{group}.*, where nothing reads them; give it '# @package _global_' as its first line"
+                )
+            inherits = "experiment" in str(settings.get("defaults"))  # (another experiment, picked first, names it)
+            if group == "experiment" and "name" not in settings and not inherits:  # (filed under the default's name)
+                warn(
+                    f"{file} sets no name, so its runs go under the default experiment's (outputs/<its name>/); add "
+                    f"'name: {option}'"
                 )
             if not isinstance(settings.get("defaults", []), list):
                 raise SeqlabError(

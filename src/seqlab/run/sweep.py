@@ -349,16 +349,19 @@ def check_sweep(overrides: list[str], hc, first) -> None:
             "hydra/launcher=slurm and trainer=ddp for jobs of several GPUs (or hydra/launcher=parallel on one machine)"
         )
 
-    for o in OverridesParser.create().parse_overrides(overrides):
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    for o in parsed:
         if o.key_or_group in ("experiment", "name") and o.is_sweep_override():  # (jobs in the first's folder)
             raise SeqlabError(
                 f"{o.input_line} sweeps over {o.key_or_group}s, whose jobs would share one sweep folder; "
                 f"sweep one {o.key_or_group} at a time: -m {o.key_or_group}={next(o.sweep_string_iterator())} …"
             )
-        if o.key_or_group == "hydra.sweep.subdir" and "hydra.job." not in o.input_line:
+        apart = "hydra.job." in o.input_line or (swept and all(f"${{{k}}}" in o.input_line for k in swept))
+        if o.key_or_group == "hydra.sweep.subdir" and not apart:  # (a job's number, or every swept value)
             raise SeqlabError(
-                f"{o.input_line} puts every job of the sweep in one folder; keep ${{hydra.job.num}} in it, "
-                f"e.g. 'hydra.sweep.subdir=${{hydra.job.num}}_{o.get_value_element_as_str()}'"
+                f"{o.input_line} can put several jobs of the sweep in one folder; keep ${{hydra.job.num}} (or each "
+                f"swept key) in it, e.g. 'hydra.sweep.subdir=${{hydra.job.num}}_{o.get_value_element_as_str()}'"
             )
     launcher = str(OmegaConf.select(hc, "launcher._target_", default=""))
     if launcher.endswith("SlurmLauncher") and not shutil.which("sbatch"):
