@@ -165,7 +165,7 @@ def test_code_that_changed_since_and_its_dependencies(mine, tmp_path):
     msg = one_line_error(
         run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy, in_process=True)
     )
-    assert msg.startswith("error: data._target_=digits.task.DigitsData: ") and msg.endswith(
+    assert msg.startswith("error: model._target_=digits.task.DigitsTask: ") and msg.endswith(
         "digits/task.py, line 5, imports 'no_such_package_here', which is not installed; install it (pip install …) "
         "or drop that import"
     )
@@ -202,7 +202,8 @@ def test_code_that_changed_since_and_its_dependencies(mine, tmp_path):
     shutil.copytree(last.parents[1], copy / "run")
     msg = one_line_error(run_cli("seqlab.train", "resume=run", "trainer.max_epochs=3", cwd=copy, in_process=True))
     assert msg == (
-        "error: resume=run has another network than this run: rnn.bias_hh_l0 is [96] there, [128] here; no setting "
+        f"error: resume={copy / 'run'} has another network than this run: rnn.bias_hh_l0 is [96] there, [128] here; "
+        "no setting "
         "differs, so DigitsTask's code has changed since; use the code the checkpoint was trained with, or start a "
         "new run"
     )

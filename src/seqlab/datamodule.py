@@ -78,9 +78,10 @@ def returns_batches(method):
         loader = method(self, *args, **kwargs)
         if method.__name__ == "train_dataloader" and self.trainer is not None and (n := length(loader)) is not None:
             check_interval(self.trainer, n)
-        if not isinstance(loader, Iterable) or isinstance(loader, list | tuple | dict):
+        several = isinstance(loader, list | tuple | dict) and len(loader) > 0  # ([]: no batches, said after the run)
+        if not isinstance(loader, Iterable) or several:
             got = "None" if loader is None else f"a {type(loader).__name__}"
-            why = ", which Lightning reads as one loader per item" * isinstance(loader, list | tuple | dict)
+            why = ", which Lightning reads as one loader per item" * several
             raise SeqlabError(
                 f"{type(self).__name__}.{method.__name__}() returned {got}{why}; return its batches "
                 f"(e.g. return self.batches(x, y, batch_size=32), or a DataLoader)"
