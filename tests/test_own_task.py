@@ -383,6 +383,13 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
             "error: DigitsTask.__init__ calls self.init_metrics() before super().__init__(**common); call "
             "super().__init__(**common) first",
         ),
+        (
+            "    def training_loss(self, batch):",
+            "    def on_validation_epoch_end(self):\n        print('validation done')\n\n"
+            "    def training_loss(self, batch):",
+            "error: DigitsTask.on_validation_epoch_end() replaces seqlab's, which the run needs (the metrics, the "
+            "carried state, the checkpoint's record); call super().on_validation_epoch_end(…) in it",
+        ),
     ],
     ids=[
         "no evaluate",
@@ -405,6 +412,7 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "tensors of two lengths",
         "a list for a loader",
         "init_metrics before super().__init__",
+        "a hook without super()",
     ],  # fmt: skip
 )
 def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expected):

@@ -623,6 +623,18 @@ def kind(key: str, node, base) -> type:
                 f"def {name}{inspect.signature(method)}",
                 key,
             ) from None
+    from lightning import LightningModule
+
+    module = api and issubclass(base, LightningModule)  # (a data class's loader methods are its own)
+    hooks = [n for n in vars(base) if module and hasattr(LightningModule, n) and n != "configure_optimizers"]
+    for name in (n for n in hooks if n != "__init__" and getattr(cls, n) is not getattr(base, n)):
+        code = getattr(getattr(cls, name), "__code__", None)
+        if code is not None and "super" not in code.co_names:  # (Lightning's hint would blame a missing log())
+            raise SeqlabError(
+                f"{cls.__name__}.{name}() replaces seqlab's, which the run needs (the metrics, the carried state, "
+                f"the checkpoint's record); call super().{name}(…) in it",
+                key,
+            )
     ours = Path(resources.files("seqlab.conf")) / key / f"{getattr(cls, 'task', '')}.yaml"
     if api and ours.is_file() and yaml.safe_load(ours.read_text()).get("_target_") != node["_target_"]:
         raise SeqlabError(  # (a checkpoint names its task: the two would be taken for one another)
