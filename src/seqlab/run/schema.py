@@ -626,7 +626,7 @@ def kind(key: str, node, base) -> type:
     from lightning import LightningModule
 
     module = api and issubclass(base, LightningModule)  # (a data class's loader methods are its own)
-    hooks = [n for n in vars(base) if module and hasattr(LightningModule, n) and n != "configure_optimizers"]
+    hooks = [n for n in (vars(base) if module else ()) if hasattr(LightningModule, n) and n != "configure_optimizers"]
     for name in (n for n in hooks if n != "__init__" and getattr(cls, n) is not getattr(base, n)):
         code = getattr(getattr(cls, name), "__code__", None)
         if code is not None and "super" not in code.co_names:  # (Lightning's hint would blame a missing log())
