@@ -421,6 +421,11 @@ CONFIG_CASES = [
         "not an argument of RandomSampler; pick a sampler with its own settings instead: hydra/sweeper/sampler=random",
     ),
     (["ckpt_path=https://example.com/runs/last.ckpt"], "ckpt_path=https://example.com/runs/last.ckpt is a URL"),
+    (
+        ["experiment=gru_toy", "+logger.tensorboard.log_graph=true"],
+        "logger.tensorboard.log_graph=true draws the network from the task's example_input_array, which the gru_toy "
+        "task does not set; drop it",
+    ),
 ]
 
 

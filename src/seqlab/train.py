@@ -338,6 +338,13 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
             optimizer=optimizer,
         )
     check_monitors(plain, model)
+    graph = next((k for k, v in (plain.get("logger") or {}).items() if v and v.get("log_graph")), None)
+    if graph and model.example_input_array is None:  # (Lightning would warn twice and draw nothing)
+        raise SeqlabError(
+            f"logger.{graph}.log_graph=true draws the network from the task's example_input_array, which the "
+            f"{model.task} task does not set; drop it (or set self.example_input_array in the task's __init__)",
+            f"logger.{graph}.log_graph",
+        )
     start = start or (hydra.utils.to_absolute_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None)
     if start:
         check_against_run(start, model, plain["data"], resumed=bool(cfg.get("resume")))
