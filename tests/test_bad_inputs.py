@@ -421,6 +421,25 @@ CONFIG_CASES = [
         "not an argument of RandomSampler; pick a sampler with its own settings instead: hydra/sweeper/sampler=random",
     ),
     (["ckpt_path=https://example.com/runs/last.ckpt"], "ckpt_path=https://example.com/runs/last.ckpt is a URL"),
+    (["model/scheduler=cosine", "model.scheduler.T_max=0"], "model.scheduler.T_max must be an integer >= 1, got 0"),
+    (["model/scheduler=cosine", "trainer.max_epochs=-1"], "model.scheduler.T_max must be an integer >= 1, got -1"),
+    (
+        ["callbacks=ema", "+callbacks.ema.update_every_n_steps=0"],
+        "callbacks.ema.update_every_n_steps must be an integer >= 1, got 0",
+    ),
+    (
+        ["model/scheduler=plateau", "+model.scheduler.mode=max"],
+        "model.scheduler.mode=max but model.monitor_mode=min (val/loss); drop model.scheduler.mode",
+    ),
+    (
+        ["experiment=gru_toy", "model/scheduler=plateau"],
+        "model.scheduler follows val/loss each epoch, and the run validates every 5 epochs "
+        "(trainer.check_val_every_n_epoch=5); pass model.scheduler.frequency=5",
+    ),
+    (
+        ["experiment=dialogue", "data.min_freq=100000"],
+        "no word of the training pairs occurs data.min_freq=100000 times, so every word would read as <unk>",
+    ),
     (
         ["experiment=gru_toy", "+logger.tensorboard.log_graph=true"],
         "logger.tensorboard.log_graph=true draws the network from the task's example_input_array, which the gru_toy "
@@ -439,9 +458,13 @@ def test_bad_config_value(args, expected, tmp_path):
 def test_gpu_preset_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    msg = one_error(*cli("train", "trainer=gpu", cwd=tmp_path)[::2])  # Lightning's own refusal, named by its key
-    assert "trainer.accelerator=gpu is refused by Trainer (No supported gpu backend found!)" in msg
-    assert "trainer.accelerator=auto" in msg and not left_behind(tmp_path)
+    msg = one_error(*cli("train", "trainer=gpu", cwd=tmp_path)[::2])
+    assert msg.endswith(
+        "trainer.accelerator=gpu needs a GPU, and this machine has none (experiment=charlm); pass trainer=cpu"
+    )
+    msg = one_error(*cli("train", "experiment=arithmetic_gpu", cwd=tmp_path)[::2])
+    assert msg.endswith("(experiment=arithmetic_gpu); it is a GPU recipe: use experiment=arithmetic")
+    assert not left_behind(tmp_path)
 
 
 def test_run_folder_below_a_regular_file(tmp_path):
@@ -648,6 +671,9 @@ def test_settings_that_would_quietly_miss(tmp_path):
         "trainer.precision=16-true computes in float16, too coarse here: pass 32-true or bf16-mixed"
     )
     few = ["trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    late = ["callbacks=ema", "callbacks.ema.update_starting_at_step=1000"]  # (the average would hold the start)
+    msg = one_error(*cli("train", *tiny, *few, *late, cwd=tmp_path / "b")[::2])
+    assert msg.startswith("error: EMAWeightAveraging would not update its average once in this run (1 steps; ")
     sweep = ["-m", *tiny, *few, "seed=1,2", "hydra.sweep.subdir=s${seed}", f"hydra.sweep.dir={tmp_path / 'sw'}"]
     code, _, err = cli("train", *sweep, cwd=tmp_path)
     assert code == 0 and {p.name for p in (tmp_path / "sw").glob("s?")} == {"s1", "s2"}, err[-3000:]
@@ -1205,6 +1231,8 @@ def test_chat_follows_the_checkpoints_task(checkpoints, tmp_path):
     code, out, err = cli("chat", f"ckpt_path={checkpoints['charlm']}", "length=3", stdin="the\n\n", cwd=tmp_path)
     # (a reply of 3 characters, then its line end: a sampled character may itself be a newline)
     assert code == 0 and out[3] == "\n" and out[4:].startswith("Sorry") and out.count("\n") >= 2, err
+    code, out, err = cli("chat", f"ckpt_path={checkpoints['arithmetic']}", stdin="\ufeff12+7=?\n", cwd=tmp_path)
+    assert code == 0 and "Sorry" not in out and not err.strip(), err  # (a file's byte-order mark is not the question)
     code, out, err = cli("chat", f"ckpt_path={checkpoints['subseq']}", stdin="x y\n", cwd=tmp_path)
     assert code == 0 and "Sorry" in out and "(prompt 'x y' is not" in err and "Traceback" not in err
     # bytes that are not UTF-8 (stdin holds them as surrogate escapes)

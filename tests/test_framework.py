@@ -247,3 +247,11 @@ def test_each_rank_reads_its_own_equal_share_in_the_same_order_on_a_resume():
     assert data.order(10).tolist() != first and sorted(first) == list(range(10))
     data.now, _ = 0, torch.rand(3)  # (the global generator moved on: the epoch's order stays)
     assert data.order(10).tolist() == first and data.order(10, shuffle=False).tolist() == list(range(10))
+
+
+def test_a_windows_text_reads_as_lines(tmp_path):
+    """CRLF line ends are one line end, not a character to learn; a byte-order mark is no text."""
+    from seqlab.textfiles import read_text
+
+    (tmp_path / "w.txt").write_bytes("\ufeffone line\r\nanother\r\n".encode())
+    assert read_text(tmp_path / "w.txt") == "one line\nanother\n"

@@ -52,6 +52,9 @@ def test_its_checkpoint_answers_from_another_folder(mine, tmp_path):
     assert one_line_error(tool("seqlab.generate", "prompt=12ab")) == (
         "error: the prompt '12ab' must be digits; pass e.g. prompt=12345678"
     )
+    assert one_line_error(tool("seqlab.eval", "data.seq_len=0")).startswith(
+        "error: data.seq_len must be an integer >= 1"
+    )
     proc = tool("seqlab.eval", "data.seq_len=12", "trainer.enable_progress_bar=false")
     assert proc.returncode == 0 and "test/acc" in proc.stdout, proc.stderr[-3000:]
 
@@ -390,6 +393,12 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
             "error: DigitsTask.on_validation_epoch_end() replaces seqlab's, which the run needs (the metrics, the "
             "carried state, the checkpoint's record); call super().on_validation_epoch_end(…) in it",
         ),
+        (
+            "seed=1), batch_size=self.hparams.batch_size)",
+            "seed=1), batch_size=0)",
+            "error: DigitsData.batches() got batch_size=0; pass a whole number of examples, 1 or more (annotate the "
+            "data argument it comes from as seqlab.types.PositiveInt)",
+        ),
     ],
     ids=[
         "no evaluate",
@@ -413,6 +422,7 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "a list for a loader",
         "init_metrics before super().__init__",
         "a hook without super()",
+        "a batch size of 0",
     ],  # fmt: skip
 )
 def test_a_task_that_breaks_the_api_is_one_line(mine, tmp_path, old, new, expected):

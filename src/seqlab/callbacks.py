@@ -209,6 +209,25 @@ class RunRecord(L.Callback):
         checkpoint["seqlab_run"] = {"overrides": self.overrides}
 
 
+class AveragedInRun(L.Callback):
+    """A weight average (callbacks=ema) that would not update once in this run: at its end Lightning
+    would put the average, the untrained weights, in place of the trained ones. Refused as
+    training starts, when the run's steps are known."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for cb in (c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.WeightAveraging)):
+            steps = range(int(min(trainer.estimated_stepping_batches, 10**6)))
+            epochs = range(trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1)
+            if not any(cb.should_update(step_idx=s) for s in steps) and not any(
+                cb.should_update(epoch_idx=e) for e in epochs
+            ):
+                raise SeqlabError(
+                    f"{type(cb).__name__} would not update its average once in this run ({len(steps)} steps; "
+                    f"update_starting_at_step={getattr(cb, 'update_starting_at_step', None)}), and the untrained "
+                    f"weights would replace the trained ones; start it earlier, or train longer"
+                )
+
+
 class MovedRun(L.Callback):
     """Resuming a run folder that was moved or copied: the checkpoint callbacks' saved state
     names files in the old folder (the best checkpoint among them, which the test would then

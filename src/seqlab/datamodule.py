@@ -162,6 +162,11 @@ class TaskData(L.LightningDataModule, abc.ABC):
                 f"{type(self).__name__}.batches() takes tensors with one row per example, all with the same "
                 f"number of rows; got {got or 'none'} (e.g. self.batches(x, y, batch_size=32))"
             )
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise SeqlabError(
+                f"{type(self).__name__}.batches() got batch_size={batch_size!r}; pass a whole number of examples, 1 or "
+                f"more (annotate the data argument it comes from as seqlab.types.PositiveInt)"
+            )
         tensors = [t.to(self.device()) for t in tensors]
         order = functools.partial(self.order, len(tensors[0]), shuffle)
         return self.resumable(Batches(order, batch_size, lambda rows: tuple(t[rows] for t in tensors)))

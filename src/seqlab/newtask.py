@@ -24,7 +24,9 @@ from torchmetrics.classification import BinaryAccuracy
 class {cls}Data(seqlab.TaskData):
     task = "{name}"
 
-    def __init__(self, n_train: int, seq_len: int, batch_size: int):
+    def __init__(
+        self, n_train: seqlab.types.PositiveInt, seq_len: seqlab.types.PositiveInt, batch_size: seqlab.types.PositiveInt
+    ):
         super().__init__()  # saves the arguments: a checkpoint rebuilds the data from them
 
     def examples(self, n: int, seed: int):

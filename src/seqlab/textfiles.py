@@ -43,6 +43,7 @@ def read_text(path: Path, what: str = "data.path") -> str:
         raise SeqlabError(f"data file is {kind}: {path}; {fix}")
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not text
+        text = text.replace("\r\n", "\n")  # (a Windows file's line ends are not characters to learn)
     except UnicodeDecodeError as e:
         raise SeqlabError(
             f"data file is not UTF-8 text: {path} (byte {e.start}); convert it from its encoding, e.g. "

@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from seqlab.callbacks import GracefulStop, MovedRun, RunRecord
+from seqlab.callbacks import AveragedInRun, GracefulStop, MovedRun, RunRecord
 from seqlab.checkpoint import check_against_run, local, read_checkpoint
 from seqlab.errors import Interrupted, SeqlabError, warn
 from seqlab.module import STEPPING_KEYS
@@ -361,7 +361,7 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     loggers = [make(f"logger.{k}", v) for k, v in (plain.get("logger") or {}).items() if v]
     drop = (L.pytorch.callbacks.ProgressBar,) * (not plain["trainer"].get("enable_progress_bar", True))
     drop += (L.pytorch.callbacks.LearningRateMonitor,) * (not loggers)  # (Lightning refuses both, else)
-    callbacks = [c for c in callbacks if not isinstance(c, drop)] + [RunRecord(record or [])]
+    callbacks = [c for c in callbacks if not isinstance(c, drop)] + [RunRecord(record or []), AveragedInRun()]
     plugins = [*(plain["trainer"].get("plugins") or []), *([slurm] if slurm else [])]
     trainer = make("trainer", plain["trainer"] | {"plugins": plugins}, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer

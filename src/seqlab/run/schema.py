@@ -389,11 +389,38 @@ def check_config(cfg: dict, choices: dict) -> None:
         stepping = {k: v for k, v in args(sched).items() if k in STEPPING_KEYS}
         check_arguments("model.scheduler", L.pytorch.utilities.types.LRSchedulerConfig, stepping, ["scheduler"])
         check_arguments("model.scheduler", cls, args(sched, *STEPPING_KEYS), provided=["optimizer"])
+        check_divisors("model.scheduler", sched)
+        if sched.get("mode", model["monitor_mode"]) != model["monitor_mode"]:  # (it would cut the lr as it improves)
+            raise SeqlabError(
+                f"model.scheduler.mode={sched['mode']} but model.monitor_mode={model['monitor_mode']} "
+                f"({model['monitor']}); drop model.scheduler.mode: the schedule follows model.monitor_mode",
+                "model.scheduler.mode",
+            )
+        every = cfg["trainer"].get("check_val_every_n_epoch") or 1
+        if "monitor" in sched and sched.get("interval", "epoch") == "epoch" and every > sched.get("frequency", 1):
+            raise SeqlabError(  # (Lightning would find no value to step on, at the end of the first epoch)
+                f"model.scheduler follows {sched['monitor'] or model['monitor']} each epoch, and the run validates "
+                f"every {every} epochs (trainer.check_val_every_n_epoch={every}); pass "
+                f"model.scheduler.frequency={every}",
+                "model.scheduler.frequency",
+            )
     base = parameters(Task)[0]  # what every task module takes, through Task
     check_arguments("model", Task, {k: v for k, v in model.items() if k in base})
     if own := next((f"trainer.{k}" for k in ("logger", "callbacks") if k in cfg["trainer"]), None):  # (a file's)
         raise SeqlabError(f"{own} is seqlab's to set; drop it from the trainer config and pass {MANAGED[own]}")
     check_trainer(cfg["trainer"])
+    accelerator, gpu = cfg["trainer"].get("accelerator"), torch.cuda.is_available() or torch.backends.mps.is_available()
+    if accelerator in ("gpu", "cuda") and not gpu:  # (Lightning's refusal suggests auto: a GPU recipe on the CPU)
+        exp = str(choices.get("experiment"))
+        fix = (
+            f"it is a GPU recipe: use experiment={exp.removesuffix('_gpu')}"
+            if exp.endswith("_gpu")
+            else "pass trainer=cpu"
+        )
+        raise SeqlabError(
+            f"trainer.accelerator={accelerator} needs a GPU, and this machine has none (experiment={exp}); {fix}",
+            "trainer.accelerator",
+        )
     for key, node in [(f"{g}.{k}", v) for g in ("callbacks", "logger") for k, v in (cfg[g] or {}).items() if v]:
         check_arguments(key, locate(key, node), args(node))
         check_divisors(key, node)
@@ -466,7 +493,10 @@ def check_trainer(trainer: dict) -> None:
         )
 
 
-DIVISORS = ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps", "flush_logs_every_n_steps")
+DIVISORS = (  # (Trainer, CSVLogger, EMAWeightAveraging, CosineAnnealingLR and CosineAnnealingWarmRestarts, StepLR)
+    *("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps", "flush_logs_every_n_steps"),
+    *("update_every_n_steps", "T_max", "T_0", "step_size"),
+)
 
 
 def check_divisors(key: str, node: dict) -> None:

@@ -240,6 +240,11 @@ class DialogueDataModule(TaskData):
         if self.src_vocab is None:
             self.src_vocab = Vocab.build((t for a, _ in train for t in a), hp.min_freq, SPECIALS)
             self.tgt_vocab = Vocab.build((t for _, b in train for t in b), hp.min_freq, SPECIALS)
+            if min(len(self.src_vocab), len(self.tgt_vocab)) == len(SPECIALS):  # (every word would read as <unk>)
+                raise SeqlabError(
+                    f"no word of the training pairs occurs data.min_freq={hp.min_freq} times, so every word would "
+                    f"read as <unk>; pass a smaller data.min_freq (e.g. 1)"
+                )
 
     def use_model(self, module) -> None:
         """Encode with a trained model's vocabularies (evaluating a checkpoint on other data)."""
