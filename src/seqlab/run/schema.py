@@ -390,6 +390,10 @@ def check_config(cfg: dict, choices: dict) -> None:
         check_arguments("model.scheduler", L.pytorch.utilities.types.LRSchedulerConfig, stepping, ["scheduler"])
         check_arguments("model.scheduler", cls, args(sched, *STEPPING_KEYS), provided=["optimizer"])
         check_divisors("model.scheduler", sched)
+        if isinstance(low := sched.get("eta_min"), int | float) and low < 0:  # (torch would step to a negative lr)
+            raise SeqlabError(
+                f"model.scheduler.eta_min must be >= 0, got {show(low)}; pass e.g. model.scheduler.eta_min=0"
+            )
         if sched.get("mode", model["monitor_mode"]) != model["monitor_mode"]:  # (it would cut the lr as it improves)
             raise SeqlabError(
                 f"model.scheduler.mode={sched['mode']} but model.monitor_mode={model['monitor_mode']} "
