@@ -212,6 +212,16 @@ def test_code_that_changed_since_and_its_dependencies(mine, tmp_path):
     )
 
 
+def test_a_monitored_metric_that_is_not_a_number_says_so(mine, tmp_path):
+    update = 'self.metrics[stage]["loss"].update(F.binary_cross_entropy_with_logits(logits, y)'
+    copy = edited(mine, tmp_path, update, update + " * float('nan')")
+    config = copy / "conf" / "model" / "digits.yaml"
+    config.write_text(config.read_text().replace("monitor: val/acc", "monitor: val/loss").replace(": max", ": min"))
+    proc = run_cli("seqlab.train", "--config-dir", "conf", "experiment=digits", *FAST, cwd=copy, in_process=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning: val/loss is nan: DigitsTask.evaluate() gave its metric no finite number" in proc.stderr
+
+
 def test_a_plain_loader_resumed_mid_epoch_says_its_place_is_lost(mine, tmp_path):
     """A torch DataLoader (no state_dict()) stopped mid-epoch: the resume warns that the epoch
     starts afresh, and still trains on."""

@@ -551,6 +551,11 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
                 f"{cfg.trainer.check_val_every_n_epoch})"
             )
         )
+    if cfg.get("train", True) and not math.isfinite(metrics.get(monitor, 0.0)) and rank() == 0:
+        warn(  # (Lightning keeps a checkpoint anyway, and the value a sweep reads is none)
+            f"{monitor} is {metrics[monitor]}: {type(model).__name__}.evaluate() gave its metric no finite number, so "
+            f"no checkpoint was chosen by it; check what evaluate() updates"
+        )
     sources = (f"best/{monitor}", monitor, "test/" + monitor.split("/", 1)[-1])
     final = {k: metrics[src] for k, src in zip(hp_keys, sources, strict=True) if src in metrics}
     for lg in trainer.loggers:
