@@ -422,7 +422,10 @@ CONFIG_CASES = [
     ),
     (["ckpt_path=https://example.com/runs/last.ckpt"], "ckpt_path=https://example.com/runs/last.ckpt is a URL"),
     (["model/scheduler=cosine", "model.scheduler.T_max=0"], "model.scheduler.T_max must be an integer >= 1, got 0"),
-    (["model/scheduler=cosine", "trainer.max_epochs=-1"], "model.scheduler.T_max must be an integer >= 1, got -1"),
+    (
+        ["model/scheduler=cosine", "trainer.max_epochs=-1"],
+        "model/scheduler=cosine runs over trainer.max_epochs, and -1",
+    ),
     (["model/scheduler=cosine", "model.scheduler.eta_min=-1"], "model.scheduler.eta_min must be >= 0, got -1"),
     (
         ["callbacks=ema", "+callbacks.ema.update_every_n_steps=0"],

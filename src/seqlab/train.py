@@ -421,6 +421,13 @@ def check_monitors(cfg: dict, model) -> None:
                 f"before the run)",
                 key,
             )
+    sched, every = cfg["model"].get("scheduler") or {}, cfg["trainer"].get("check_val_every_n_epoch") or 1
+    if "monitor" in sched and sched.get("interval", "epoch") == "epoch" and every > sched.get("frequency", 1):
+        raise SeqlabError(  # (Lightning would find no value to step on, at the end of the first epoch)
+            f"model.scheduler follows {sched['monitor'] or cfg['model']['monitor']} each epoch, and the run validates "
+            f"every {every} epochs (trainer.check_val_every_n_epoch={every}); pass model.scheduler.frequency={every}",
+            "model.scheduler.frequency",
+        )
 
 
 def slurm_requeue():

@@ -389,7 +389,20 @@ def check_config(cfg: dict, choices: dict) -> None:
         stepping = {k: v for k, v in args(sched).items() if k in STEPPING_KEYS}
         check_arguments("model.scheduler", L.pytorch.utilities.types.LRSchedulerConfig, stepping, ["scheduler"])
         check_arguments("model.scheduler", cls, args(sched, *STEPPING_KEYS), provided=["optimizer"])
-        check_divisors("model.scheduler", sched)
+    base = parameters(Task)[0]  # what every task module takes, through Task
+    check_arguments("model", Task, {k: v for k, v in model.items() if k in base})
+    if own := next((f"trainer.{k}" for k in ("logger", "callbacks") if k in cfg["trainer"]), None):  # (a file's)
+        raise SeqlabError(f"{own} is seqlab's to set; drop it from the trainer config and pass {MANAGED[own]}")
+    check_trainer(cfg["trainer"])
+    if sched:  # (after the trainer's: a cosine schedule's T_max is trainer.max_epochs, which Lightning judges)
+        tied = "T_max" in sched and sched["T_max"] == cfg["trainer"].get("max_epochs")
+        if tied and sched["T_max"] == -1:
+            raise SeqlabError(
+                "model/scheduler=cosine runs over trainer.max_epochs, and -1 has no end; pass trainer.max_epochs="
+                "<epochs>, or model.scheduler.T_max=<epochs>",
+                "model.scheduler.T_max",
+            )
+        check_divisors("model.scheduler", {k: v for k, v in sched.items() if not (tied and k == "T_max")})
         if isinstance(low := sched.get("eta_min"), int | float) and low < 0:  # (torch would step to a negative lr)
             raise SeqlabError(
                 f"model.scheduler.eta_min must be >= 0, got {show(low)}; pass e.g. model.scheduler.eta_min=0"
@@ -400,19 +413,6 @@ def check_config(cfg: dict, choices: dict) -> None:
                 f"({model['monitor']}); drop model.scheduler.mode: the schedule follows model.monitor_mode",
                 "model.scheduler.mode",
             )
-        every = cfg["trainer"].get("check_val_every_n_epoch") or 1
-        if "monitor" in sched and sched.get("interval", "epoch") == "epoch" and every > sched.get("frequency", 1):
-            raise SeqlabError(  # (Lightning would find no value to step on, at the end of the first epoch)
-                f"model.scheduler follows {sched['monitor'] or model['monitor']} each epoch, and the run validates "
-                f"every {every} epochs (trainer.check_val_every_n_epoch={every}); pass "
-                f"model.scheduler.frequency={every}",
-                "model.scheduler.frequency",
-            )
-    base = parameters(Task)[0]  # what every task module takes, through Task
-    check_arguments("model", Task, {k: v for k, v in model.items() if k in base})
-    if own := next((f"trainer.{k}" for k in ("logger", "callbacks") if k in cfg["trainer"]), None):  # (a file's)
-        raise SeqlabError(f"{own} is seqlab's to set; drop it from the trainer config and pass {MANAGED[own]}")
-    check_trainer(cfg["trainer"])
     accelerator, gpu = cfg["trainer"].get("accelerator"), torch.cuda.is_available() or torch.backends.mps.is_available()
     if accelerator in ("gpu", "cuda") and not gpu:  # (Lightning's refusal suggests auto: a GPU recipe on the CPU)
         exp = str(choices.get("experiment"))
