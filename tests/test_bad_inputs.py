@@ -1193,6 +1193,17 @@ def test_a_continue_line_quotes_a_path_with_spaces(tmp_path):
     assert line == f"continue with: seqlab-train resume='{run}'"
 
 
+def test_the_tensorboard_line_can_be_pasted(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from seqlab.train import report
+
+    board = tmp_path / "my boards"
+    logger = {"tb": {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "save_dir": str(board)}}
+    report(OmegaConf.create({"model": {"monitor": "val/loss"}, "logger": logger}), tmp_path, {"val/loss": 1.0}, None)
+    assert f"TensorBoard:     tensorboard --logdir '{board}'\n" in capsys.readouterr().out
+
+
 def test_an_option_without_annotation_is_typed_by_its_default():
     from seqlab.errors import SeqlabError
     from seqlab.run.schema import check_options

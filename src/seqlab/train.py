@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -606,7 +607,7 @@ def report(cfg: DictConfig, out_dir: Path, metrics: dict, best: str | None) -> N
         v["save_dir"] for v in (cfg.logger or {}).values() if v and v.get("_target_", "").endswith("TensorBoardLogger")
     ]
     lines += [f"run directory:   {out_dir}"] + [
-        f"TensorBoard:     tensorboard --logdir {os.path.abspath(d)}" for d in boards[:1]
+        f"TensorBoard:     tensorboard --logdir {shlex.quote(os.path.abspath(d))}" for d in boards[:1]
     ]
     monitor = cfg.model.monitor
     print("\n".join(lines + ([f"{monitor} = {metrics[monitor]:.4f}"] if monitor in metrics else [])))
