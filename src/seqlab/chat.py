@@ -29,7 +29,9 @@ def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> in
     while True:
         if prompt:
             prompt()
-        line = lines.readline(LONGEST + 1).removeprefix("\ufeff" * (n == 0))  # (a file's byte-order mark)
+        line = lines.readline(LONGEST + 1)
+        if n == 0:  # (a file's byte-order mark is not the first message)
+            line = line.removeprefix("\ufeff")
         if not line:
             return n
         if len(line) > LONGEST:  # (binary input, /dev/zero: a line with no end)

@@ -44,17 +44,19 @@ class ResumableLoader(DataLoader):
 
 
 class Batches(IterableDataset):
-    """Each epoch, the examples `order()` lists (indices), `batch_size` at a time, made by `take(rows)`."""
+    """Each epoch, the examples `order()` lists (indices), `batch_size` at a time, made by `take(rows)`.
+    An epoch's order changes, its length does not: it is counted once."""
 
     def __init__(self, order, batch_size: int, take):
         self.order, self.batch_size, self.take = order, batch_size, take
+        self.length = math.ceil(len(order()) / batch_size)
 
     def __iter__(self):
         for rows in self.order().split(self.batch_size):
             yield self.take(rows)
 
     def __len__(self):
-        return math.ceil(len(self.order()) / self.batch_size)
+        return self.length
 
 
 class Listed(IterableDataset):

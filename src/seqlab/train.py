@@ -604,7 +604,9 @@ def report(cfg: DictConfig, out_dir: Path, metrics: dict, best: str | None) -> N
     lines = [f"{k:>16s}: {v:.4f}" for k, v in sorted(metrics.items()) if "/" in k and not k.endswith("_step")]
     lines += [f"best checkpoint: {best}"] if best else []
     boards = [  # (where each TensorBoard logger writes: the run folder, unless its save_dir is set elsewhere)
-        v["save_dir"] for v in (cfg.logger or {}).values() if v and v.get("_target_", "").endswith("TensorBoardLogger")
+        v.save_dir
+        for k, v in (cfg.logger or {}).items()
+        if v and issubclass(locate(f"logger.{k}", OmegaConf.to_container(v)), L.pytorch.loggers.TensorBoardLogger)
     ]
     lines += [f"run directory:   {out_dir}"] + [
         f"TensorBoard:     tensorboard --logdir {shlex.quote(os.path.abspath(d))}" for d in boards[:1]

@@ -163,6 +163,11 @@ def compose(tool: str, overrides: list[str]):
     return task
 
 
+def options(group: str, overrides: list[str]) -> list[str]:
+    """The options of a config group: seqlab's and those of the user's folders the overrides add."""
+    return sorted({p.stem for d in [Path(CONF_DIR), *searched(overrides)] for p in d.glob(f"{group}/*.yaml")})
+
+
 def searched(overrides: list[str]) -> list[Path]:
     """The user's config folders an override list adds (--config-dir, or a resumed run's)."""
     paths = [a.partition("=[")[2].rstrip("]") for a in overrides if a.startswith("hydra.searchpath=")][-1:]

@@ -178,7 +178,7 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
     and ',') taken as typed; a value with commas outside -m is a sweep."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from seqlab.run.cli import CONF_DIR, is_group
+    from seqlab.run.cli import is_group, options
 
     parser, checked = OverridesParser.create(), []
     for i, a in enumerate(overrides):
@@ -208,9 +208,9 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
         if group and parsed.is_add() and not a.startswith("++"):  # (every group of ours has a default)
             raise SeqlabError(f"{parsed.key_or_group} has a default option already; write {a.lstrip('+')} (without +)")
         if group and parsed.value() is None and not parsed.is_delete():
-            options = sorted(p.stem for p in (Path(CONF_DIR) / parsed.key_or_group).glob("*.yaml"))
             raise SeqlabError(
-                f"{a} picks no option of the {parsed.key_or_group} group; pick one of {', '.join(options)}, "
+                f"{a} picks no option of the {parsed.key_or_group} group; pick one of "
+                f"{', '.join(options(parsed.key_or_group, overrides))}, "
                 f"or drop it to keep the default"
             )
         if parsed.is_sweep_override() and not sweeping:

@@ -303,13 +303,8 @@ def grid_jobs(overrides: list[str]) -> tuple[list[list[str]], int]:
         elif o.is_discrete_sweep():
             try:
                 if isinstance(o.value(), Glob):  # (the options of a config group: ours and the user's folders)
-                    group = o.key_or_group
-                    found = [
-                        p.stem
-                        for d in [Path(cli.CONF_DIR), *cli.searched(overrides)]
-                        for p in d.glob(f"{group}/*.yaml")
-                    ]
-                    choices.append([f"{o.get_key_element()}={v}" for v in o.value().filter(sorted(set(found)))])
+                    found = o.value().filter(cli.options(o.key_or_group, overrides))
+                    choices.append([f"{o.get_key_element()}={v}" for v in found])
                 else:
                     choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
             except ValueError as e:  # range() with a step of 0
