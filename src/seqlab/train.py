@@ -61,6 +61,7 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     if together and together.rank == 0:
         launch.publish(together, ctx.run_dir, folder.parent, ctx.stack)
     set_output_dir(ctx.run_dir)
+    ctx.hold_run_dir()
     os.environ["SEQLAB_RUN_DIR"] = str(ctx.run_dir)  # (the processes Lightning starts for other devices run here)
     ctx.stack.callback(os.environ.pop, "SEQLAB_RUN_DIR", None)
     with (

@@ -57,6 +57,26 @@ class Context:
     overrides: list[str] = field(default_factory=list)
     sweep_job: bool = False
     run_dir: Path | None = None
+    replaced: bool = False  # the folder at run_dir's path was made anew while the command ran
+
+    def hold_run_dir(self) -> None:
+        """Keep the run's folder open while the command runs (its inode cannot be reused meanwhile),
+        and on the way out note whether the folder at its path is still it: after an rm -rf, the next
+        checkpoint's save makes a new one."""
+        fd = os.open(self.run_dir, os.O_RDONLY)
+
+        def release(*_):
+            try:
+                self.replaced = not os.path.samestat(os.fstat(fd), self.run_dir.stat())
+            except FileNotFoundError:
+                self.replaced = True
+            finally:
+                os.close(fd)
+
+        self.stack.push(release)
+
+    def removed(self) -> bool:
+        return self.run_dir is not None and (self.replaced or not self.run_dir.is_dir())
 
     def continues(self) -> str:
         if self.run_dir is not None and (self.run_dir / "checkpoints" / "last.ckpt").is_file():

@@ -82,7 +82,7 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
     if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:  # a config file of the user's
         at = e.problem_mark
         return f"{at.name} is not valid YAML: {e.problem} at line {at.line + 1}, column {at.column + 1}; fix it"
-    if isinstance(e, FileNotFoundError) and ctx and ctx.run_dir and not ctx.run_dir.is_dir():
+    if isinstance(e, FileNotFoundError) and ctx and ctx.removed():
         return (
             f"the run folder {ctx.run_dir} was removed while the command ran, and its checkpoints with it; start again"
         )
