@@ -255,6 +255,7 @@ CONFIG_CASES = [
     (["experiment=dialogue", "data.language=klingon"], "data.language=klingon picks a chatterbot corpus"),
     (["data.path=nope.txt", "hydra.job.chdir=true"], "nope.txt; set data.path="),
     (["name=.hidden"], "not starting with '.'"),
+    (["experiment=gru_toy", "name=???"], "name=??? leaves it unset: ??? is the config's mark for a value still to"),
     # slips of typing and of the shell, each with its fix
     (["seqlab-train", "experiment=gru_toy"], "'seqlab-train' is not key=value: a stray word"),
     (["model.hidden_size", "=", "16"], "write no spaces around =, e.g. model.hidden_size=16"),
@@ -934,6 +935,8 @@ def test_a_glob_of_options_is_a_grid():
 
 
 def test_options_a_tool_does_not_take(checkpoints, tmp_path):
+    msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "prompt=???", cwd=tmp_path)[::2])
+    assert msg == "error: prompt=??? leaves it unset: ??? is the config's mark for a value still to give; give a value"
     msg = one_error(*cli("eval", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
     assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer.<key>"
     msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
@@ -1251,7 +1254,7 @@ def test_chat_follows_the_checkpoints_task(checkpoints, tmp_path):
     code, out, err = cli("chat", f"ckpt_path={checkpoints['subseq']}", stdin="x y\n", cwd=tmp_path)
     assert code == 0 and "Sorry" in out and "(prompt 'x y' is not" in err and "Traceback" not in err
     # bytes that are not UTF-8 (stdin holds them as surrogate escapes)
-    code, out, err = cli("chat", f"ckpt_path={checkpoints['charlm']}", stdin="\udcff\udcfe\n", cwd=tmp_path)
+    code, out, err = cli("chat", f"ckpt_path={checkpoints['charlm']}", stdin="caf\udce9\n", cwd=tmp_path)
     assert code == 0 and "Sorry" in out and "(the line is not UTF-8 text; type it in UTF-8)" in err
     msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "lenght=5", stdin="hi\n", cwd=tmp_path)[::2])
     assert msg.startswith("error: unknown option 'lenght': did you mean length=") and "charlm checkpoint" in msg

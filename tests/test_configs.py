@@ -152,3 +152,13 @@ def test_a_task_without_the_interface_says_what_is_missing():
     assert not Tiny.responds()
     with pytest.raises(SeqlabError, match="the tiny task answers no prompts"):
         Tiny(optimizer={}, scheduler={}, monitor="val/loss", monitor_mode="min").respond("hi")
+
+
+@pytest.mark.parametrize("tool", ["eval", "generate", "chat"])
+def test_the_checkpoint_tools_help_lists_their_own_settings_not_the_training_groups(tool):
+    from conftest import run_cli
+
+    out = run_cli(f"seqlab.{tool}", "--help", in_process=True).stdout
+    assert out.startswith(f"seqlab-{tool}: ") and "ckpt_path: null" in out
+    assert "Configuration groups" not in out and "experiment:" not in out
+    assert "== Configuration groups ==" in run_cli("seqlab.train", "--help", in_process=True).stdout

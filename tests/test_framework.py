@@ -209,6 +209,33 @@ def test_sampling_draws_where_its_generator_lives(monkeypatch):
     assert torch.equal(next_token(logits.float(), 1e-300, make_generator(7)), logits.float().argmax(-1))
 
 
+def test_overfitting_draws_the_same_batches_every_epoch():
+    """debug=overfit (trainer.overfit_batches): each epoch's draw is epoch 0's, so the few batches
+    it trains on are the same ones every epoch; otherwise each epoch draws anew."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from seqlab.datamodule import TaskData
+
+    class Rows(TaskData):
+        def train_dataloader(self):
+            pass
+
+        def val_dataloader(self):
+            pass
+
+    data, cpu = Rows(), SimpleNamespace(root_device=torch.device("cpu"))
+    for overfit, same in ((3, True), (0, False)):
+        orders = []
+        for epoch in (0, 4):
+            data.trainer = SimpleNamespace(
+                current_epoch=epoch, overfit_batches=overfit, global_rank=0, world_size=1, strategy=cpu
+            )
+            orders.append(data.order(100).tolist())
+        assert (orders[0] == orders[1]) is same
+
+
 def test_each_rank_reads_its_own_equal_share_in_the_same_order_on_a_resume():
     """TaskData.order: under DDP the ranks' shares are disjoint and equal (a rank with a batch
     more would wait for the others at the end of the epoch); the order is the seed's and the

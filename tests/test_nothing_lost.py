@@ -282,10 +282,20 @@ def test_closed_output_and_input(run, tmp_path):
 
 
 def test_chat_input_that_is_not_lines_of_text(run, tmp_path):
-    """A line with no end (/dev/zero, a binary file) is refused before it fills the memory."""
-    chat = f"head -c 300000 /dev/zero | {sys.executable} -m seqlab.chat ckpt_path={run}/checkpoints/last.ckpt"
-    proc = subprocess.run(chat, shell=True, capture_output=True, text=True, cwd=tmp_path)
-    assert one_line_error(proc) == "error: a line of input is longer than 100,000 characters; send one message a line"
+    """A line with no end (/dev/zero) is refused before it fills the memory; an over-long line that
+    ends is skipped, and the chat goes on."""
+    chat = f"{sys.executable} -m seqlab.chat ckpt_path={run}/checkpoints/last.ckpt length=2"
+    proc = subprocess.run(f"{chat} < /dev/zero", shell=True, capture_output=True, text=True, cwd=tmp_path)
+    assert one_line_error(proc) == "error: the input has no line ends (binary data?); send text, one message a line"
+    long = f"{'x' * 150_000}\nMa\n"
+    proc = subprocess.run(chat, shell=True, capture_output=True, text=True, cwd=tmp_path, input=long)
+    replies = proc.stdout.splitlines()
+    assert proc.returncode == 0 and replies[0].startswith("Sorry") and len(replies) >= 2, proc.stderr[-2000:]
+    assert "(a message is at most 100,000 characters; that line was skipped)" in proc.stderr
+    utf16 = subprocess.run(chat, shell=True, capture_output=True, cwd=tmp_path, input="Ma\n".encode("utf-16"))
+    assert one_line_error(subprocess.CompletedProcess([], utf16.returncode, "", utf16.stderr.decode())) == (
+        "error: the input is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8 <file>)"
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT])

@@ -220,9 +220,11 @@ def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
         f"hydra.run.dir={tmp_path}/run",
         f"paths.root_dir={tmp_path}",
         timeout=420,
-        env={"OMP_NUM_THREADS": "1"},
+        env={"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": ""},  # (the warnings a user sees)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the spawned processes are as quiet as the command: no library's notes (path:line: …)
+    assert "site-packages" not in proc.stderr, proc.stderr[-3000:]
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["value"] is not None and result["best_checkpoint"]
     # Only rank 0 logs: one validation, one val/loss point (the main process and the spawned

@@ -32,12 +32,16 @@ def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> in
         line = lines.readline(LONGEST + 1)
         if n == 0:  # (a file's byte-order mark is not the first message)
             line = line.removeprefix("\ufeff")
+            if line.startswith(("\udcff\udcfe", "\udcfe\udcff")):  # (stdin keeps undecodable bytes as these)
+                raise SeqlabError("the input is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8 <file>)")
         if not line:
             return n
-        if len(line) > LONGEST:  # (binary input, /dev/zero: a line with no end)
-            raise SeqlabError(f"a line of input is longer than {LONGEST:,} characters; send one message a line")
+        if len(line) > LONGEST and not skip_rest(lines):
+            raise SeqlabError("the input has no line ends (binary data?); send text, one message a line")
         try:
-            if any("\udc80" <= c <= "\udcff" for c in line):  # (stdin keeps undecodable bytes as these)
+            if len(line) > LONGEST:
+                raise SeqlabError(f"a message is at most {LONGEST:,} characters; that line was skipped")
+            if any("\udc80" <= c <= "\udcff" for c in line):
                 raise SeqlabError("the line is not UTF-8 text; type it in UTF-8")
             reply = answer(module, line.strip(), options) if line.strip() else empty_reply
         except SeqlabError as e:  # a line this task cannot read: say why, and go on
@@ -45,6 +49,15 @@ def chat(module, lines, out, options: dict, empty_reply: str, prompt=None) -> in
             reply = empty_reply
         print(reply or "...", file=out, flush=True)  # a model that says <eos> at once still gets a line
         n += 1
+
+
+def skip_rest(lines, chunks: int = 1000) -> bool:
+    """Read to the end of an over-long line; False where no end comes (/dev/zero)."""
+    for _ in range(chunks):
+        chunk = lines.readline(LONGEST)
+        if not chunk or chunk.endswith("\n"):
+            return True
+    return False
 
 
 def run(cfg: DictConfig, ctx: Context) -> int:

@@ -196,7 +196,10 @@ class TaskData(L.LightningDataModule, abc.ABC):
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
+        """The epoch whose data to draw: 0 in every epoch under trainer.overfit_batches (debug=overfit),
+        so the same few batches come back (Lightning can stop a sampler's shuffling, not a draw's)."""
+        t = self.trainer
+        return t.current_epoch if t is not None and not t.overfit_batches else 0
 
     def rank_and_world(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)

@@ -155,7 +155,8 @@ class Task(L.LightningModule, abc.ABC):
 
     def on_train_epoch_end(self):
         if self._loss_steps:
-            self.log("train/loss", self._loss_sum / self._loss_steps)  # the epoch's mean (what a plateau follows)
+            # The epoch's mean over every rank: a plateau schedule that follows it steps alike on each.
+            self.log("train/loss", self._loss_sum / self._loss_steps, sync_dist=True)
         self._loss_sum, self._loss_steps = None, 0
 
     def validation_step(self, batch, batch_idx: int):

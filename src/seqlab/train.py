@@ -33,7 +33,7 @@ from seqlab.checkpoint import check_against_run, local, read_checkpoint
 from seqlab.errors import Interrupted, SeqlabError, warn
 from seqlab.module import STEPPING_KEYS
 from seqlab.run import launch, rundir
-from seqlab.run.cli import Context, given, resume_command, tool_main
+from seqlab.run.cli import Context, given, quiet_libraries, resume_command, tool_main
 from seqlab.run.explain import one_line
 from seqlab.run.schema import as_numbers, builds, check_arguments, check_config, locate, parameters, show
 
@@ -363,10 +363,18 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     loggers = [make(f"logger.{k}", v) for k, v in (plain.get("logger") or {}).items() if v]
     drop = (L.pytorch.callbacks.ProgressBar,) * (not plain["trainer"].get("enable_progress_bar", True))
     drop += (L.pytorch.callbacks.LearningRateMonitor,) * (not loggers)  # (Lightning refuses both, else)
-    callbacks = [c for c in callbacks if not isinstance(c, drop)] + [RunRecord(record or []), AveragedInRun()]
+    callbacks = [c for c in callbacks if not isinstance(c, drop)] + [RunRecord(record or []), AveragedInRun(), Quiet()]
     plugins = [*(plain["trainer"].get("plugins") or []), *([slurm] if slurm else [])]
     trainer = make("trainer", plain["trainer"] | {"plugins": plugins}, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
+
+
+class Quiet(L.Callback):
+    """What the command silences of the libraries, silenced too in each process Lightning spawns for
+    a device (trainer=ddp_cpu): a fresh interpreter, without the command's warning filters."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        quiet_libraries()
 
 
 def plain_value(v) -> bool:

@@ -15,7 +15,13 @@ import hydra
 import yaml
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    InterpolationToMissingValueError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
 
 from seqlab.errors import SeqlabError
 
@@ -72,6 +78,9 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
     for err in (e, e.__cause__):  # (Hydra raises its own error from OmegaConf's, which names the key)
         if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and err.full_key and err.parent_node is not None:
             return deleted(err.full_key, "", overrides) or unknown_key(err, overrides)
+        unset = [k for k, _, v in (a.lstrip("+~").partition("=") for a in overrides) if v.strip("'\"") == "???"]
+        if unset and isinstance(err, (MissingMandatoryValue, InterpolationToMissingValueError)):  # (or read in a path)
+            return f"{unset[0]}=??? leaves it unset: ??? is the config's mark for a value still to give; give a value"
         if isinstance(err, OmegaConfBaseException) and err.full_key:
             message = f"{err.full_key}: {str(err.msg).strip().splitlines()[0]}"
             typed = [a for a in overrides if "${" in a and a.lstrip("+~").partition("=")[0] != err.full_key]
