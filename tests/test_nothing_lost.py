@@ -298,20 +298,26 @@ def test_chat_input_that_is_not_lines_of_text(run, tmp_path):
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT])
-def test_a_terminals_and_a_schedulers_other_signals(sig, tmp_path):
-    """SIGHUP (a closed terminal), SIGUSR1 (a scheduler's warning), SIGQUIT (Ctrl-\\) stop a run as
-    Ctrl-C does: at a step, last.ckpt written, one line, 128 + the signal."""
-    run = tmp_path / "run"
+def training(run):
+    """A run in its own process that trains on until stopped, once its first last.ckpt is written."""
     job = subprocess.Popen(
         [sys.executable, "-m", "seqlab.train", *GRU, "trainer.max_epochs=100000", f"hydra.run.dir={run}"],
-        cwd=tmp_path,
+        cwd=run.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     while not (run / "checkpoints" / "last.ckpt").exists() and job.poll() is None:
         time.sleep(0.05)
+    return job
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT])
+def test_a_terminals_and_a_schedulers_other_signals(sig, tmp_path):
+    """SIGHUP (a closed terminal), SIGUSR1 (a scheduler's warning), SIGQUIT (Ctrl-\\) stop a run as
+    Ctrl-C does: at a step, last.ckpt written, one line, 128 + the signal."""
+    run = tmp_path / "run"
+    job = training(run)
     job.send_signal(sig)
     err = job.communicate(timeout=120)[1]
     assert job.returncode == 128 + sig, err[-3000:]
@@ -322,15 +328,7 @@ def test_a_terminals_and_a_schedulers_other_signals(sig, tmp_path):
 def test_a_run_folder_removed_while_it_trains(tmp_path):
     """rm -rf of the run's folder mid-run: one line (no writer thread's traceback), exit 2."""
     run = tmp_path / "run"
-    job = subprocess.Popen(
-        [sys.executable, "-m", "seqlab.train", *GRU, "trainer.max_epochs=100000", f"hydra.run.dir={run}"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while not (run / "checkpoints" / "last.ckpt").exists() and job.poll() is None:
-        time.sleep(0.05)
+    job = training(run)
     subprocess.run(["rm", "-rf", str(run)], check=True)
     err = job.communicate(timeout=120)[1]
     assert job.returncode == 2 and "Traceback" not in err, err[-3000:]
