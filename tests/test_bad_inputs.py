@@ -233,6 +233,10 @@ CONFIG_CASES = [
         "hydra.sweeper.max_batch_size must be an integer >= 1 or null, got 0",
     ),
     (["-m", "experiment=gru_toy", "model.cell=gru,lstm"], "unknown config key 'model.cell'"),
+    (
+        ["-m", "experiment=gru_toy", "hydra/launcher=parallel", "hydra.launcher.n_jobs=1000", "seed=1,2"],
+        "hydra.launcher.n_jobs=1000 but this machine has",
+    ),
     (["-m", "experiment=gru_toy", "--cfg", "job"], "--cfg, --info and --help print and run nothing; drop -m"),
     (["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"], "BasicSweeper does not support sweep type"),
     (
@@ -800,6 +804,19 @@ def test_a_config_file_that_is_not_yaml(tmp_path):
     (tmp_path / "mine" / "experiment" / "broken.yaml").write_text("# @package _global_\nmodel:\n  hidden_size: [4\n")
     msg = one_error(*cli("train", "--config-dir", str(tmp_path / "mine"), "experiment=broken", cwd=tmp_path)[::2])
     assert "is not valid YAML" in msg and "broken.yaml" in msg and not left_behind(tmp_path)
+    mine = tmp_path / "mine" / "experiment"
+    for header in ("", "# @package _global_\n"):  # (a list has no keys to land anywhere: named first)
+        (mine / "listed.yaml").write_text(f"{header}- override /data: gru_toy\n")
+        msg = one_error(*cli("train", "--config-dir", str(tmp_path / "mine"), "experiment=listed", cwd=tmp_path)[::2])
+        assert (
+            msg
+            == f"error: {mine}/listed.yaml holds a list where a config's keys belong; write it as key: value "
+            + ("lines (defaults:, model:, trainer:, …)")
+        )
+    (mine / "latin.yaml").write_bytes(b"# @package _global_\nname: caf\xe9\n")
+    msg = one_error(*cli("train", "--config-dir", str(tmp_path / "mine"), "experiment=latin", cwd=tmp_path)[::2])
+    assert msg == f"error: {mine}/latin.yaml is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
+    assert not left_behind(tmp_path)
 
 
 # ---- checkpoints that do not fit the run ---------------------------------------------------------

@@ -380,3 +380,13 @@ def test_keys_and_files_that_nothing_would_read(tmp_path):
     )
     assert "give it '# @package _global_' as its first line" in msg
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_terminal_one_column_wide(tmp_path):
+    """COLUMNS=1: the run completes and reports (Lightning's table of test metrics, which the report
+    repeats, divided by its width)."""
+    proc = run_cli(
+        "seqlab.train", *GRU, "trainer.max_epochs=1", "hydra.run.dir=run", cwd=tmp_path, env={"COLUMNS": "1"}
+    )
+    assert proc.returncode == 0 and "test/loss:" in proc.stdout, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "result.json").is_file()

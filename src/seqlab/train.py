@@ -545,7 +545,8 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             best = ""
         if cfg.get("test", True):  # the best checkpoint; else what the run starts from, or the current weights
             test_from = best or (ckpt_path if not cfg.get("train", True) else None)
-            trainer.test(model, datamodule=datamodule, ckpt_path=test_from, weights_only=True)
+            # (the report lists the test metrics: Lightning's table too would say them twice)
+            trainer.test(model, datamodule=datamodule, ckpt_path=test_from, weights_only=True, verbose=False)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if stop.received is not None:  # a signal after the last step: the run is complete, say so anyway
             raise Interrupted(

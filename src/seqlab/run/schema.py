@@ -592,11 +592,22 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
                 raise SeqlabError(f"{mine} has the name of one of seqlab's own configs, which is read instead; {fix}")
     for group, option in (a.split("=", 1) for a in overrides if a.split("=")[0] in ("experiment", "hparams_search")):
         for file in (f for d in folders for f in [d / group / f"{option.removesuffix('.yaml')}.yaml"] if f.is_file()):
-            text = file.read_text()
+            try:
+                text = file.read_text()
+            except UnicodeDecodeError as e:
+                line = e.object[: e.start].count(b"\n") + 1
+                raise SeqlabError(
+                    f"{file} is not UTF-8 text (byte {e.object[e.start]:#x} on line {line}); save it as UTF-8"
+                ) from None
             with file.open() as stream:  # (read from the file, a YAML error names it and the line)
                 settings = yaml.safe_load(stream)
             if not settings:
                 raise SeqlabError(f"{file} is empty; give it the settings of the {group}")
+            if not isinstance(settings, dict):
+                raise SeqlabError(
+                    f"{file} holds a {type(settings).__name__} where a config's keys belong; write it as key: value "
+                    f"lines (defaults:, model:, trainer:, …)"
+                )
             header = [line for line in text.splitlines() if line.strip()][:3]  # (Hydra reads its leading comments)
             if not any(line.startswith("#") and "@package _global_" in line for line in header):
                 raise SeqlabError(

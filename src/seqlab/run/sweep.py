@@ -374,5 +374,11 @@ def check_sweep(overrides: list[str], hc, first) -> None:
             f"trainer.strategy={first.trainer.strategy} starts processes of its own, which a parallel launcher's "
             f"workers cannot; drop hydra/launcher=parallel (the jobs then run one after another)"
         )
+    cores, jobs = os.cpu_count() or 1, OmegaConf.select(hc, "launcher.n_jobs")
+    if launcher.endswith("JoblibLauncher") and isinstance(jobs, int) and jobs > cores:  # (a worker process each)
+        raise SeqlabError(
+            f"hydra.launcher.n_jobs={jobs} but this machine has {cores} CPU cores; pass hydra.launcher.n_jobs={cores} "
+            f"(or -1: one job per core)"
+        )
     if launcher.endswith("JoblibLauncher"):  # its settings are joblib.Parallel's: joblib checks them
         make("hydra.launcher", {**OmegaConf.to_container(hc.launcher, resolve=True), "_target_": "joblib.Parallel"})
