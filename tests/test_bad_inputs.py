@@ -6,6 +6,7 @@ dozens of cases cheap; test_framework.py and test_runs.py run others as real sub
 """
 
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -103,6 +104,7 @@ CONFIG_CASES = [
     # a flag where a number goes (lax pydantic would read true as 1), a string where a list goes
     (["experiment=gru_toy", "model.hidden_size=true"], "model.hidden_size must be an integer >= 1, got true"),
     (["experiment=gru_toy", "trainer.max_epochs=true"], "trainer.max_epochs must be an integer or null, got true"),
+    (["experiment=gru_toy", "trainer.max_epochs=1.5"], "or null, got 1.5; pass e.g. trainer.max_epochs=1"),
     (
         ["model/scheduler=multistep", "model.scheduler.milestones=abc"],
         "model.scheduler.milestones must be a list of integers, got 'abc'",
@@ -674,6 +676,12 @@ def test_settings_that_would_quietly_miss(tmp_path):
     assert "so no best checkpoint was kept; trainer.limit_val_batches=0.0 validates on nothing" in err
     assert f"TensorBoard:     tensorboard --logdir {tmp_path / 'tbs'}\n" in out
     assert list((tmp_path / "tbs").rglob("events.out.tfevents.*"))
+    code, out, err = cli("train", *tiny, "trainer.max_steps=3", cwd=tmp_path)  # (gru_toy validates every 5th)
+    never = (
+        "warning: val/loss was never measured, so no best checkpoint was kept; validation comes in every 5th epoch "
+        "(trainer.check_val_every_n_epoch=5), which the run did not reach; pass trainer.check_val_every_n_epoch=1"
+    )
+    assert code == 0 and never in err, err[-3000:]
     (tmp_path / "b").mkdir()
     msg = one_error(*cli("train", *tiny, "trainer.precision=16-true", "seed=1", cwd=tmp_path / "b")[::2])
     assert "training loss is not finite" in msg and msg.endswith(
@@ -896,6 +904,16 @@ def test_checkpoint_paths_that_are_not_checkpoints(checkpoints, tmp_path):
     )
     assert "is not a PyTorch checkpoint file" in one_error(
         *cli("generate", f"ckpt_path={notes}", "prompt=the", cwd=tmp_path)[::2]
+    )
+    (tmp_path / "dict.ckpt").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    msg = one_error(*cli("eval", f"ckpt_path={tmp_path / 'dict.ckpt'}", cwd=tmp_path)[::2])
+    assert msg == f"error: {tmp_path / 'dict.ckpt'} is a Python pickle, not a checkpoint of seqlab-train's; pass a " + (
+        ".ckpt it wrote"
+    )
+    os.mkfifo(tmp_path / "pipe.ckpt")
+    msg = one_error(*cli("generate", f"ckpt_path={tmp_path / 'pipe.ckpt'}", "prompt=the", cwd=tmp_path)[::2])
+    assert msg == f"error: ckpt_path={tmp_path / 'pipe.ckpt'} is not a regular file (a pipe or a device); pass a " + (
+        ".ckpt file"
     )
     assert "resume= takes a run folder" in one_error(
         *cli("train", f"resume={checkpoints['charlm']}", cwd=tmp_path)[::2]

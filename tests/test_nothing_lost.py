@@ -390,3 +390,13 @@ def test_a_terminal_one_column_wide(tmp_path):
     )
     assert proc.returncode == 0 and "test/loss:" in proc.stdout, proc.stderr[-3000:]
     assert (tmp_path / "run" / "result.json").is_file()
+
+
+def test_hydra_verbose_turns_on_debug_logging(tmp_path):
+    """hydra.verbose=true: every library's debug records on stderr, as Hydra's own runs give them."""
+    proc = run_cli(
+        "seqlab.train", *GRU, "trainer.max_epochs=1", "hydra.verbose=true", "hydra.run.dir=run", cwd=tmp_path
+    )
+    assert proc.returncode == 0 and "][DEBUG] " in proc.stderr, proc.stderr[-3000:]
+    quiet = run_cli("seqlab.train", *GRU, "trainer.max_epochs=1", "hydra.run.dir=run2", cwd=tmp_path)
+    assert quiet.returncode == 0 and "][DEBUG] " not in quiet.stderr

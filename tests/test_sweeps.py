@@ -194,3 +194,12 @@ def test_a_failed_job_is_listed_with_its_reason_and_the_sweep_goes_on(tmp_path):
     assert [r["status"] for r in rows[::2]] == ["ok", "ok"] and rows[1]["status"].startswith(f"failed: {why}")
     assert "sweep summary (3 jobs)" in proc.stdout  # printed although a job failed
     assert "Traceback" not in (sweep / rows[1]["job"] / "train.log").read_text()
+
+
+def test_hydra_mode_multirun_on_the_command_line_is_minus_m():
+    """Hydra reads hydra.mode=MULTIRUN as -m: a comma list is then a sweep, not a slip."""
+    from seqlab.run.cli import parse
+
+    line = parse(["experiment=gru_toy", "hydra.mode=MULTIRUN", "model.hidden_size=4,6"], "train", [])
+    assert line.multirun and "model.hidden_size=4,6" in line.overrides
+    assert not parse(["experiment=gru_toy"], "train", []).multirun

@@ -38,6 +38,8 @@ def read_checkpoint(path: str | None) -> dict:
         found = sorted(p.rglob("*.ckpt"), key=lambda c: (c.name != "last.ckpt", len(c.parts)))
         example = f"e.g. ckpt_path={found[0]}" if found else "(it holds none)"
         raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, {example}")
+    if p.exists() and not p.is_file():  # (a pipe or a device: reading one might never end)
+        raise SeqlabError(f"ckpt_path={p} is not a regular file (a pipe or a device); pass a .ckpt file")
     if not p.is_file():
         gone = " (a link that leads nowhere)" if p.is_symlink() else ""
         gone = (
@@ -50,7 +52,9 @@ def read_checkpoint(path: str | None) -> dict:
         raise SeqlabError(f"checkpoint not found: {p}{gone}; pass ckpt_path=<path to a .ckpt file>")
     with p.open("rb") as f:
         head = f.read(2)
-    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch's zip format, or its older pickle
+    if head[:1] == b"\x80":  # (seqlab-train writes torch's zip format, never a bare pickle)
+        raise SeqlabError(f"{p} is a Python pickle, not a checkpoint of seqlab-train's; pass a .ckpt it wrote")
+    if head[:2] != b"PK":
         raise SeqlabError(f"{p} is not a PyTorch checkpoint file; pass a .ckpt written by seqlab-train")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)

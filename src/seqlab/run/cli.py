@@ -116,6 +116,7 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
         ns, overrides = parser.parse_known_args(argv)
     except argparse.ArgumentError as e:
         raise SeqlabError(f"{e} (seqlab-{tool} --hydra-help lists these flags)") from None
+    ns.multirun = ns.multirun or "hydra.mode=MULTIRUN" in (a.lstrip("+") for a in overrides)  # (Hydra's -m)
     flags = [
         a for a in argv if a not in overrides and a not in ns.config_dir and not a.startswith(("-cd", "--config-d"))
     ]
@@ -278,6 +279,12 @@ def sweep_or_run(line: CommandLine, run, ctx: Context):
     if line.multirun or HydraConfig.get().mode == RunMode.MULTIRUN:  # (an hparams_search sets MULTIRUN itself)
         return sweep.run_sweep(line, cfg, run, ctx)
     ctx.overrides = recorded(HydraConfig.get())
+    if verbose := HydraConfig.get().verbose:  # (Hydra's flag: debug logging of every logger, or those named)
+        import logging
+
+        logging.basicConfig(stream=sys.stderr, format="[%(name)s][%(levelname)s] %(message)s")
+        for name in [None] if verbose is True else [verbose] if isinstance(verbose, str) else verbose:
+            logging.getLogger(name).setLevel(logging.DEBUG)
     return run(cfg, ctx)
 
 

@@ -245,6 +245,9 @@ def error_line(prefix: str, target, model, error: dict, values: dict) -> str:
     plain = isinstance(default, (bool, int, float, str, list, tuple))  # (a class's own default fits its rules)
     example = default if plain else example_of(schema)
     given = values.get(name, error.get("input"))
+    whole = [x for x in schema.get("anyOf", [schema]) if x.get("type") == "integer"]
+    if isinstance(given, float) and not given.is_integer() and whole:  # (1.5 where a count goes: not null)
+        example = example_of(whole[0])
     options = [v for x in schema.get("anyOf", [schema]) for v in x.get("enum", [x["const"]] if "const" in x else [])]
     example = next((o for o in options if isinstance(given, str) and str(o).lower() == given.lower()), example)
     got = f"{key} must be {describe(schema)}, got {show(values.get(name, error.get('input')))}"
