@@ -268,6 +268,7 @@ CONFIG_CASES = [
     (["model.hidden_size:16"], "write model.hidden_size=16 (overrides use =, not :)"),
     (["model.cell=“gru”"], "has typographic quotes; use straight quotes"),
     (["model.dropout=0.1,"], "ends with a comma; drop it (model.dropout=0.1)"),
+    (["-m", "model.hidden_size=4,,8"], "has an empty value between commas; drop it: model.hidden_size=4,8"),
     (["name=gru", "toy"], "part of a value the shell split at a space (quote it whole: 'name=gru toy')"),
     (["--model.hidden_size=16"], "overrides are written key=value without dashes, e.g. model.hidden_size=16"),
     (["experiment=gru_toy", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 trains on nothing"),
@@ -584,6 +585,11 @@ def test_a_run_folder_built_from_settings_is_checked_too(tmp_path):
     assert code == 0, err
     msg = one_error(*cli("train", *args, cwd=tmp_path)[::2])
     assert "hydra.run.dir=outputs/gru_toy/fixed already holds a run; continue it with resume=" in msg
+    quick = ["experiment=gru_toy", "debug=fast_dev_run", "hydra.run.dir=quick"]  # (it keeps no checkpoint)
+    code, out, _ = cli("train", *quick, cwd=tmp_path)
+    assert code == 0 and "run directory:" in out and "TensorBoard:" not in out
+    msg = one_error(*cli("train", *quick, cwd=tmp_path)[::2])
+    assert msg == "error: hydra.run.dir=quick already holds a run; pass a new folder"
 
 
 def test_a_failed_sweep_never_removes_a_folder_it_did_not_make(tmp_path):
@@ -1016,7 +1022,7 @@ def test_eval_of_no_batches(checkpoints, tmp_path):
     msg = one_error(
         *cli("eval", f"ckpt_path={checkpoints['subseq']}", "trainer.limit_test_batches=0", cwd=tmp_path)[::2]
     )
-    assert "trainer.limit_test_batches=0 tests on nothing" in msg
+    assert "trainer.limit_test_batches=0 tests on nothing" in msg and "test=false" not in msg  # (eval only tests)
 
 
 def test_relative_paths_are_read_from_where_the_command_started(checkpoints, small_text, tmp_path):

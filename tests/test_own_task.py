@@ -29,6 +29,7 @@ def mine(tmp_path_factory):
 def test_the_scaffold_refuses_to_overwrite_and_bad_names(mine, capsys):
     assert newtask.main(["digits", str(mine)]) == 2 and "digits/__init__.py exists" in capsys.readouterr().err
     assert newtask.main(["my-task"]) == 2 and "cannot name a Python package" in capsys.readouterr().err
+    assert newtask.main(["outputs", str(mine)]) == 2 and "share a folder with the task's" in capsys.readouterr().err
     assert newtask.main(["random", str(mine)]) == 2 and "already a Python module's name" in capsys.readouterr().err
     assert newtask.main(["données", str(mine)]) == 2 and "has letters outside ASCII" in capsys.readouterr().err
     assert newtask.main(["mytask", "/proc/seqlab_none"]) == 2 and "error: cannot write /proc/seqlab_none" in (

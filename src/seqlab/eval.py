@@ -18,7 +18,7 @@ TAKES = ["ckpt_path", "data.<key>", "trainer.<key>"]  # seqlab-eval's own option
 def run(cfg: DictConfig, ctx: Context) -> dict:
     given = OmegaConf.to_container(cfg, resolve=True)
     check_options("eval", {k: v for k, v in given.items() if k != "paths"}, TAKES)
-    check_trainer(given["trainer"])
+    check_trainer(given["trainer"], "eval")
     module, ckpt = load_module(cfg.ckpt_path)
     devices, nodes = given["trainer"].get("devices"), given["trainer"].get("num_nodes") or 1
     one = devices in (1, "1") or isinstance(devices, list) and len(devices) == 1

@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         why = "cannot name a Python package"
     elif not name.isascii():  # (Hydra reads experiment=données only quoted)
         why = "has letters outside ASCII, which a command-line override cannot take unquoted"
-    elif name in ("seqlab", "conf", "tests"):
-        why = "would hide seqlab's package or the task's own folders"
+    elif name in ("seqlab", "conf", "tests", "outputs"):
+        why = "would hide seqlab's package or share a folder with the task's configs, tests or runs"
     elif len(name) > 60:
         why = "is longer than 60 characters (it names the runs' folders)"
     elif name in ours:

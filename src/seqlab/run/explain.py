@@ -254,6 +254,8 @@ def parse_hint(a: str, overrides: list[str], i: int) -> str:
         return f"{a!r} holds several overrides; write each as a word of its own: {re.sub(SEVERAL, ' ', a)}"
     if any(q in value for q in "“”‘’"):
         return f"{a!r} has typographic quotes; use straight quotes ' or \" (or none): {key}={value.strip('“”‘’')}"
+    if ",," in value or value.startswith(","):
+        return f"{a!r} has an empty value between commas; drop it: {key}={','.join(v for v in value.split(',') if v)}"
     if value.endswith(","):
         return f"{a!r} ends with a comma; drop it ({key}={value.rstrip(',')}), or add -m and a second value to sweep"
     for opening, closing in ("[]", "{}", "()"):

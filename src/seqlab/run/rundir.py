@@ -87,7 +87,8 @@ def claim_given(stack: ExitStack, path: str, setting: str = "hydra.run.dir") -> 
     if run := next((p for p in folder.parents if holds_run(p)), None):
         raise SeqlabError(f"{setting}={path} is inside the run {run}; pass a folder outside it")
     if holds_run(folder):
-        raise SeqlabError(f"{setting}={path} already holds a run; continue it with resume={path}, or pass a new folder")
+        again = f"continue it with resume={path}, or " if (folder / "checkpoints").is_dir() else ""  # (fast_dev_run)
+        raise SeqlabError(f"{setting}={path} already holds a run; {again}pass a new folder")
     if any(folder.iterdir()):
         raise SeqlabError(
             f"{setting}={path} is a folder with files in it; a run needs a new or empty folder (e.g. "

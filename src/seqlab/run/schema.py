@@ -433,7 +433,7 @@ def check_config(cfg: dict, choices: dict) -> None:
         check_divisors(key, node)
 
 
-def check_trainer(trainer: dict) -> None:
+def check_trainer(trainer: dict, tool: str = "train") -> None:
     """The Trainer's arguments against its signature, and what Lightning lets through that would
     hang, waste or quietly spoil a run (Lightning checks the rest when the Trainer is built)."""
     import os
@@ -446,7 +446,7 @@ def check_trainer(trainer: dict) -> None:
     for key in ("max_epochs", "max_steps", "limit_train_batches", "limit_test_batches"):
         if trainer.get(key) == 0:
             fix = "1 or more (-1: no limit)" if key.startswith("max") else "1 or more batches, or a fraction in (0, 1]"
-            skip = "; to skip testing: test=false" if "test" in key else ""
+            skip = "; to skip testing: test=false" if "test" in key and tool == "train" else ""
             raise SeqlabError(
                 f"trainer.{key}=0 {'tests' if 'test' in key else 'trains'} on nothing; pass trainer.{key}={fix}{skip}"
             )
