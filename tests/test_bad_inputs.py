@@ -684,8 +684,8 @@ def test_settings_that_would_quietly_miss(tmp_path):
     assert list((tmp_path / "tbs").rglob("events.out.tfevents.*"))
     code, out, err = cli("train", *tiny, "trainer.max_steps=3", cwd=tmp_path)  # (gru_toy validates every 5th)
     never = (
-        "warning: val/loss was never measured, so no best checkpoint was kept; validation comes in every 5th epoch "
-        "(trainer.check_val_every_n_epoch=5), which the run did not reach; pass trainer.check_val_every_n_epoch=1"
+        "warning: val/loss was never measured, so no best checkpoint was kept; it validates once every 5 epochs "
+        "(trainer.check_val_every_n_epoch=5), and the run ended first; pass trainer.check_val_every_n_epoch=1"
     )
     assert code == 0 and never in err, err[-3000:]
     (tmp_path / "b").mkdir()

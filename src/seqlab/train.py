@@ -565,8 +565,8 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
                 if limit == 0
                 else f"{type(datamodule).__name__}.val_dataloader() gave no batches: give it the validation data"
                 if empty  # (else e.g. fewer epochs than trainer.check_val_every_n_epoch)
-                else f"validation comes in every {every}th epoch (trainer.check_val_every_n_epoch={every}), which the "
-                f"run did not reach; pass trainer.check_val_every_n_epoch=1"
+                else f"it validates once every {every} epochs (trainer.check_val_every_n_epoch={every}), and the run "
+                f"ended first; pass trainer.check_val_every_n_epoch=1"
                 if (every := cfg.trainer.get("check_val_every_n_epoch")) and every > 1
                 else "check trainer.val_check_interval against the run's length"
             )

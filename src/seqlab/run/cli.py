@@ -68,8 +68,8 @@ class Context:
         def release(*_):
             try:
                 self.replaced = not os.path.samestat(os.fstat(fd), self.run_dir.stat())
-            except FileNotFoundError:
-                self.replaced = True
+            except OSError as e:  # (another fault, e.g. EACCES, says nothing of a removal)
+                self.replaced = isinstance(e, FileNotFoundError)
             finally:
                 os.close(fd)
 
