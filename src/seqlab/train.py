@@ -620,7 +620,7 @@ def report(cfg: DictConfig, out_dir: Path, metrics: dict, best: str | None) -> N
         for k, v in (cfg.logger or {}).items()
         if v
         and issubclass(locate(f"logger.{k}", OmegaConf.to_container(v)), L.pytorch.loggers.TensorBoardLogger)
-        and not cfg.trainer.get("fast_dev_run")  # (Lightning's fast_dev_run logs nothing)
+        and not OmegaConf.select(cfg, "trainer.fast_dev_run")  # (Lightning's fast_dev_run logs nothing)
     ]
     lines += [f"run directory:   {out_dir}"] + [
         f"TensorBoard:     tensorboard --logdir {shlex.quote(os.path.abspath(d))}" for d in boards[:1]
