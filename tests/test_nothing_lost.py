@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ def kept(before: dict, run) -> bool:
     resumed run may add event files, rewrite last.ckpt and keep a better best-*.ckpt in place of
     the best one, as ModelCheckpoint(save_top_k=1) does: never lose one)."""
     now = files(run)
-    lasting = [k for k in before if k.parts[0] in ("tensorboard", ".hydra") or k.name == "last.ckpt"]
+    lasting = [k for k in before if k.parts[0] in ("tensorboard", "csv", ".hydra") or k.name == "last.ckpt"]
     return all(k in now for k in lasting) and len(list(run.glob("checkpoints/best-*.ckpt"))) == 1
 
 
@@ -400,3 +401,20 @@ def test_hydra_verbose_turns_on_debug_logging(tmp_path):
     assert proc.returncode == 0 and "][DEBUG] " in proc.stderr, proc.stderr[-3000:]
     quiet = run_cli("seqlab.train", *GRU, "trainer.max_epochs=1", "hydra.run.dir=run2", cwd=tmp_path)
     assert quiet.returncode == 0 and "][DEBUG] " not in quiet.stderr
+
+
+def test_a_resume_keeps_the_csv_metrics_of_the_runs_first_start(tmp_path):
+    """logger=many (TensorBoard and CSV): the resumed run writes its CSV rows beside the first
+    start's, which Lightning's CSV writer would otherwise empty."""
+    run = tmp_path / "run"
+    proc = run_cli("seqlab.train", *GRU, "logger=many", "trainer.max_epochs=1", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = files(run)
+    assert (run / "csv" / "version_0" / "metrics.csv").read_text().count("\n") > 1
+    proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0 and "site-packages" not in proc.stderr, proc.stderr[-3000:]
+    assert (
+        kept(before, run)
+        and (run / "csv" / "version_0" / "metrics.csv").read_bytes() == before[Path("csv/version_0/metrics.csv")]
+    )
+    assert "val/loss" in (run / "csv" / "version_1" / "metrics.csv").read_text()
