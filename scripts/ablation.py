@@ -95,6 +95,10 @@ def main():
     parser.add_argument("--add", nargs=2, metavar=("ROW", "RUN_DIR"), help="a finished run as a row (no training)")
     parser.add_argument("--threads", type=int, help="with --add: the threads that run had")
     args = parser.parse_args()
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads take a number of 1 or more")
+    if args.add and not (Path(args.add[1]) / "result.json").is_file():
+        parser.error(f"--add {args.add[0]} {args.add[1]}: no finished run there (no result.json); pass a run's folder")
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     store_path = ROOT / "outputs" / "ablation.json"
     store = json.loads(store_path.read_text()) if store_path.exists() else {}

@@ -184,6 +184,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also print Lightning's SimpleProfiler report per setting")
     ap.add_argument("overrides", nargs="*", help="extra key=value config overrides for both loops")
     args = ap.parse_args()
+    if min(*args.batch_sizes, args.reps, args.steps) < 1 or args.warmup < 0:
+        ap.error("--batch-sizes, --reps and --steps take numbers of 1 or more, --warmup 0 or more")
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda but this machine has no usable CUDA GPU; use --device cpu")
     warnings.filterwarnings("ignore")

@@ -268,6 +268,9 @@ def main() -> None:
     ap.add_argument("--curves-only", action="store_true", help="redraw the curves from outputs/results.json")
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     a = ap.parse_args()
+    if a.only:  # (argparse gives an override typed after --only to --only)
+        a.overrides += [n for n in a.only if "=" in n]
+        a.only = [n for n in a.only if "=" not in n] or sys.exit("error: --only names no experiment (e.g. charlm)")
     store_file = Path(a.out).with_suffix(".json")
     store = json.loads(store_file.read_text()) if store_file.is_file() else {}
     # Runs use the trainer's `accelerator: auto`: on a machine with a CUDA GPU every experiment trains there.

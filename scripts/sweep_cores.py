@@ -39,6 +39,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=150, help="training batches per job")
     args = parser.parse_args()
+    if args.batches < 1:
+        parser.error("--batches takes a number of 1 or more")
     cores = os.cpu_count()
     ways = [
         ("one after another (basic launcher, default threads)", []),

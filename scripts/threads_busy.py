@@ -46,6 +46,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error("--steps takes a number of 1 or more")
     cores = os.cpu_count()
     rows = [(f"idle, {t} thread(s)", steps(args.steps, t)) for t in (1, cores)]
     stop = mp.get_context("spawn").Event()

@@ -1312,3 +1312,24 @@ def test_links_that_lead_nowhere_and_a_sweep_folder_given_to_resume(tmp_path):
     (job / "last.ckpt").write_bytes(b"")
     msg = one_error(*cli("train", f"resume={tmp_path / 'sweep'}", cwd=tmp_path)[::2])
     assert f"no .hydra/); pass one of its jobs, e.g. resume={tmp_path / 'sweep' / '0'}" in msg
+
+
+@pytest.mark.parametrize(
+    "script,args,expected",
+    [
+        ("ablation.py", ["--jobs", "0"], "--jobs and --threads take a number of 1 or more"),
+        ("ablation.py", ["--add", "record", "nowhere"], "--add record nowhere: no finished run there"),
+        ("sweep_cores.py", ["--batches", "-5"], "--batches takes a number of 1 or more"),
+        ("benchmark_speed.py", ["--batch-sizes", "0"], "--batch-sizes, --reps and --steps take numbers of 1 or more"),
+        ("threads_busy.py", ["--steps", "0"], "--steps takes a number of 1 or more"),
+        ("reproduce.py", ["--only", "trainer.max_epochs=3"], "error: --only names no experiment (e.g. charlm)"),
+    ],
+)
+def test_the_scripts_refuse_bad_arguments(script, args, expected, tmp_path):
+    from conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert expected in proc.stderr.strip().splitlines()[-1]
