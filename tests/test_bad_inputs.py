@@ -1257,6 +1257,12 @@ def test_an_option_without_annotation_is_typed_by_its_default():
 
     assert check_options("generate", {"threshold": 1, "greedy": True}, [], respond) == {"threshold": 1, "greedy": True}
     assert check_options("generate", {"threshold": None, "greedy": "yes"}, [], respond) == {"greedy": "yes"}
+
+    def annotated(self, prompt, *, verbose: bool = False):
+        return prompt
+
+    # (pydantic reads yes as true for a flag: respond() gets the flag, not the word)
+    assert check_options("generate", {"verbose": "yes"}, [], annotated) == {"verbose": True}
     with pytest.raises(SeqlabError, match="threshold must be a number"):  # (a word where its default is a number)
         check_options("generate", {"threshold": "abc"}, [], respond)
 

@@ -560,14 +560,17 @@ def typed(field, value):
 
 
 def as_numbers(target, values: dict) -> dict:
-    """`values` with the number pydantic read where `target` takes one: a whole float for an int
-    (max_epochs=1e0), a quoted number (lr="1e-3"). pydantic accepts them, the class would not."""
+    """`values` with the number or flag pydantic read where `target` takes one: a whole float for an
+    int (max_epochs=1e0), a quoted number (lr="1e-3"), yes or on for true. pydantic accepts them,
+    the class would not."""
     fields = arguments_model(target).model_fields
     numbers = {}
     for k, v in values.items():
         if isinstance(v, float | str) and k in fields:
             with contextlib.suppress(pydantic.ValidationError):
-                numbers |= {k: n} if type(n := typed(fields[k], v)) in (int, float) and type(n) is not type(v) else {}
+                numbers |= (
+                    {k: n} if type(n := typed(fields[k], v)) in (int, float, bool) and type(n) is not type(v) else {}
+                )
     return values | numbers
 
 
