@@ -343,6 +343,12 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         ),
         (
             "    def train_dataloader(self):",
+            "    def model_kwargs(self):\n        return {'hidden_size': {1: 'a'}}\n\n    def train_dataloader(self):",
+            "error: DigitsData.model_kwargs() returns hidden_size as a dict; return plain values (numbers, strings, "
+            "lists, dicts of them with string keys): every checkpoint keeps them (e.g. tensor.tolist())",
+        ),
+        (
+            "    def train_dataloader(self):",
             "    def model_kwargs(self):\n        {'size': 3}\n\n    def train_dataloader(self):",
             "error: DigitsData.model_kwargs() returned NoneType; return a dict of plain values (an empty one if the "
             "model needs nothing from the data)",
@@ -423,6 +429,7 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "model_kwargs",
         "a metric never updated",
         "model_kwargs and the config set one key",
+        "model_kwargs with a dict keyed by numbers",
         "model_kwargs without a return",
         "configure_optimizers",
         "a task named like one of seqlab's",

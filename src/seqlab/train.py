@@ -310,7 +310,8 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     if odd := next((k for k, v in given.items() if not plain_value(v)), None):  # (checkpoints keep them)
         raise SeqlabError(
             f"{type(datamodule).__name__}.model_kwargs() returns {odd} as a {type(given[odd]).__name__}; return plain "
-            f"values (numbers, strings, lists, dicts of them): every checkpoint keeps them (e.g. tensor.tolist())"
+            f"values (numbers, strings, lists, dicts of them with string keys): every checkpoint keeps them (e.g. "
+            f"tensor.tolist())"
         )
     takes, _, more = parameters(module_cls)
     if unknown := [k for k in given if k not in takes and not more]:
