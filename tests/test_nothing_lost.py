@@ -418,3 +418,19 @@ def test_a_resume_keeps_the_csv_metrics_of_the_runs_first_start(tmp_path):
         and (run / "csv" / "version_0" / "metrics.csv").read_bytes() == before[Path("csv/version_0/metrics.csv")]
     )
     assert "val/loss" in (run / "csv" / "version_1" / "metrics.csv").read_text()
+
+
+def test_mixed_precision_on_the_cpu_says_what_it_runs_once(tmp_path):
+    """16-mixed on the CPU runs as bf16-mixed: Lightning's one accurate line, not also the model
+    summary's note that it cannot size bf16 weights."""
+    proc = run_cli(
+        "seqlab.train",
+        *GRU,
+        "trainer.max_epochs=1",
+        "trainer.precision=16-mixed",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+        env={"PYTHONWARNINGS": ""},
+    )
+    notes = [line for line in proc.stderr.splitlines() if "site-packages" in line]
+    assert proc.returncode == 0 and len(notes) == 1 and "bf16" in notes[0], proc.stderr

@@ -374,6 +374,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"lightning\.")
     # (seqlab's iterable datasets have a length, and each rank's share is cut to the same size)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\.pytorch\.utilities\.data")
+    # (the model summary cannot size bf16 weights, and says so: its table is still right)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\.pytorch\.utilities\.model_summary")
     # (a resumed run's checkpoints folder is not empty: it is the run's own)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\.pytorch\.callbacks\.model_checkpoint")
 
