@@ -133,6 +133,8 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
     if tool != "train" and ns.config_dir:  # (a checkpoint names its task, whose code it finds itself)
         raise SeqlabError(f"seqlab-{tool} reads the checkpoint's own task and settings; drop --config-dir")
     printing = any(getattr(ns, name) for name in PRINTING)
+    if ns.package and not ns.cfg:  # (Hydra would ignore it and train)
+        raise SeqlabError(f"-p {ns.package} picks the part of the config that --cfg prints; add --cfg job")
     if printing and ns.multirun:
         raise SeqlabError("--cfg, --info and --help print and run nothing; drop -m (the config they show is a job's)")
     if tool != "train" and (ns.multirun or any(a.lstrip("+~").startswith(("hydra.", "hydra/")) for a in overrides)):
