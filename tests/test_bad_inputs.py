@@ -1091,7 +1091,7 @@ def test_edited_checkpoints(checkpoints, tmp_path):
     ckpt["seqlab"]["task"] = "banana"
     torch.save(ckpt, tmp_path / "renamed.ckpt")
     msg = one_error(*cli("generate", f"ckpt_path={tmp_path / 'resized.ckpt'}", "prompt=the", cwd=tmp_path)[::2])
-    assert "its weights do not fit the network its own hyperparameters describe" in msg
+    assert "its weights do not fit the network its own hyperparameters describe in CharLMModule's code (code " in msg
     msg = one_error(*cli("generate", f"ckpt_path={tmp_path / 'renamed.ckpt'}", "prompt=the", cwd=tmp_path)[::2])
     assert "says it is a 'banana' checkpoint but names CharLMModule" in msg
 

@@ -163,8 +163,9 @@ def load_module(path: str, device: str = "cpu"):
         module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except (RuntimeError, TypeError, KeyError):  # weights that do not fit its own hyperparameters
         raise SeqlabError(
-            f"{path} does not load: its weights do not fit the network its own hyperparameters "
-            f"describe (an edited or damaged file); pass a .ckpt written by seqlab-train"
+            f"{path} does not load: its weights do not fit the network its own hyperparameters describe in "
+            f"{module_cls.__name__}'s code (code changed since it was trained, or an edited file); use the code it "
+            f"was trained with, or another .ckpt"
         ) from None
     return module.to(pick_device(device)).eval(), ckpt
 
