@@ -162,3 +162,10 @@ def test_the_checkpoint_tools_help_lists_their_own_settings_not_the_training_gro
     assert out.startswith(f"seqlab-{tool}: ") and "ckpt_path: null" in out
     assert "Configuration groups" not in out and "experiment:" not in out
     assert "== Configuration groups ==" in run_cli("seqlab.train", "--help", in_process=True).stdout
+
+
+def test_a_bare_info_flag_prints_hydras_report():
+    from conftest import run_cli
+
+    proc = run_cli("seqlab.train", "experiment=gru_toy", "--info", in_process=True)
+    assert proc.returncode == 0 and "Installed Hydra Plugins" in proc.stdout, proc.stderr[-2000:]

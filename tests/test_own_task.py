@@ -291,8 +291,15 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         (
             'class DigitsTask(seqlab.Task):\n    task = "digits"',
             "class DigitsTask(seqlab.Task):",
-            'error: model._target_=digits.task.DigitsTask declares no task name; give the class task = "<name>", '
-            "the same in its model and its data class",
+            'error: model._target_=digits.task.DigitsTask declares no task name; give the class task = "<name>" '
+            '(e.g. "my_task"), the same in its model and its data class',
+        ),
+        (
+            'class DigitsTask(seqlab.Task):\n    task = "digits"',
+            'class DigitsTask(seqlab.Task):\n    task = "digits-v2"',
+            "error: model._target_=digits.task.DigitsTask declares task = 'digits-v2', which is not a name of "
+            'letters, digits and _; give the class task = "<name>" (e.g. "my_task"), the same in its model and its '
+            "data class",
         ),
         (
             "class DigitsTask(",
@@ -421,6 +428,7 @@ def edited(mine, tmp_path, old: str, new: str, file: str = "digits/task.py"):
         "no evaluate",
         "no val_dataloader",
         "no task name",
+        "a task name with a dash",
         "class renamed",
         "two names",
         "no **common",

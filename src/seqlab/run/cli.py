@@ -294,7 +294,7 @@ def hydra_main(line: CommandLine, task):
     """Hydra's own main (its flags, sweeper and launcher) on this command line."""
     import hydra
 
-    sys.argv[1:] = [*line.flags, *line.overrides, f"hydra.job.name={line.tool}"]
+    sys.argv[1:] = [*line.overrides, f"hydra.job.name={line.tool}", *line.flags]  # (a bare --info takes no word)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # its errors reach the boundary, not its own report
     return hydra.main(config_path=CONF_DIR, config_name=line.tool, version_base="1.3")(task)()
 

@@ -699,10 +699,11 @@ def kind(key: str, node, base) -> type:
             f"model.scheduler; drop it and pick model/optimizer=… (a class of your own may be its _target_)",
             key,
         )
-    if api and not (isinstance(cls.task, str) and cls.task.isidentifier()):
+    if api and not (isinstance(cls.task, str) and cls.task.isidentifier()):  # (it names folders and configs)
+        said = f"task = {cls.task!r}, which is not a name of letters, digits and _" if cls.task else "no task name"
         raise SeqlabError(
-            f'{key}._target_={node["_target_"]} declares no task name; give the class task = "<name>", the same '
-            f"in its model and its data class",
+            f'{key}._target_={node["_target_"]} declares {said}; give the class task = "<name>" (e.g. "my_task"), '
+            f"the same in its model and its data class",
             key,
         )
     return cls
