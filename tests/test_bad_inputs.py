@@ -262,6 +262,7 @@ CONFIG_CASES = [
     (["experiment=dialogue", "data.language=klingon"], "data.language=klingon picks a chatterbot corpus"),
     (["data.path=nope.txt", "hydra.job.chdir=true"], "nope.txt; set data.path="),
     (["name=.hidden"], "not starting with '.'"),
+    (["model.monitor_mode=maximum"], "got 'maximum'; pass e.g. model.monitor_mode=max"),
     (["experiment=gru_toy", "name=???"], "name=??? leaves it unset: ??? is the config's mark for a value still to"),
     # slips of typing and of the shell, each with its fix
     (["seqlab-train", "experiment=gru_toy"], "'seqlab-train' is not key=value: a stray word"),
@@ -544,7 +545,22 @@ def test_run_states_probe_d(tmp_path):
     )
     assert code == 0 and "warning: callbacks.model_checkpoint.every_n_epochs=0 keeps no best checkpoint" in err
     assert f"warning: threads=64 but this machine has {os.cpu_count()} CPU cores" in err
-    assert "warning: model.monitor=val/loss with model.monitor_mode=max keeps the highest loss as the best" in err
+    assert (
+        "warning: model.monitor=val/loss with model.monitor_mode=max keeps the maximum as the best, the worst loss; "
+        "model.monitor_mode=min"
+    ) in err
+    code, _, err = cli(
+        "train",
+        "experiment=gru_toy",
+        "train=false",
+        "model.monitor=val/char_acc",
+        "model.monitor_mode=min",
+        cwd=tmp_path,
+    )
+    assert (
+        code == 0
+        and "model.monitor_mode=min keeps the minimum as the best, the worst accuracy; model.monitor_mode=max" in err
+    )
     msg = one_error(*cli("train", f"resume={run}", "model.monitor=train/loss", cwd=tmp_path)[::2])
     assert "resume= continues a run as it was started (model.monitor as composed then); drop model.monitor" in msg
     msg = one_error(*cli("train", f"resume={run}", "seed=7", "trainer.max_epochs=2", cwd=tmp_path)[::2])

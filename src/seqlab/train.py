@@ -142,11 +142,13 @@ def check(cfg: DictConfig) -> dict:
         off = next((a for a in ("save_top_k", "every_n_epochs") if v.get(a) == 0 and v.get("monitor")), None)
         if off and plain["test"]:
             warn(f"callbacks.{k}.{off}=0 keeps no best checkpoint: the test reads the last weights; pass 1 to keep one")
-    if "loss" in str(plain["model"].get("monitor")) and plain["model"].get("monitor_mode") == "max":
-        warn(  # (the best checkpoint and a sweep would follow the worst model)
-            f"model.monitor={plain['model']['monitor']} with model.monitor_mode=max keeps the highest loss as the "
-            f"best; a loss is minimised: model.monitor_mode=min"
-        )
+    monitor, mode = str(plain["model"].get("monitor")), plain["model"].get("monitor_mode")
+    for word, wrong, right, what in (("loss", "max", "min", "loss"), ("acc", "min", "max", "accuracy")):
+        if word in monitor.rpartition("/")[2] and mode == wrong:
+            warn(  # (the best checkpoint and a sweep would follow the worst model)
+                f"model.monitor={monitor} with model.monitor_mode={wrong} keeps the {wrong}imum as the best, the "
+                f"worst {what}; model.monitor_mode={right}"
+            )
     chosen = HydraConfig.get().runtime.choices.get("callbacks")
     if not checkpoints and plain["train"] and not plain["resume"] and chosen not in ("none", None):
         warn(  # (a callbacks option of the user's that replaced seqlab's)

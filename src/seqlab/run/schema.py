@@ -249,7 +249,8 @@ def error_line(prefix: str, target, model, error: dict, values: dict) -> str:
     if isinstance(given, float) and not given.is_integer() and whole:  # (1.5 where a count goes: not null)
         example = example_of(whole[0])
     options = [v for x in schema.get("anyOf", [schema]) for v in x.get("enum", [x["const"]] if "const" in x else [])]
-    example = next((o for o in options if isinstance(given, str) and str(o).lower() == given.lower()), example)
+    near = difflib.get_close_matches(given.lower(), [str(o) for o in options], n=1) if isinstance(given, str) else []
+    example = next((o for o in options if near and str(o) == near[0]), example)  # (Max, maximum: max)
     got = f"{key} must be {describe(schema)}, got {show(values.get(name, error.get('input')))}"
     return f"{got}; pass e.g. {key}={show(example, quote=False)}" if example is not None else f"{got}; fix {key}"
 
