@@ -1280,6 +1280,8 @@ def test_an_option_without_annotation_is_typed_by_its_default():
 
     # (pydantic reads yes as true for a flag: respond() gets the flag, not the word)
     assert check_options("generate", {"verbose": "yes"}, [], annotated) == {"verbose": True}
+    assert check_options("generate", {"verbose": "no"}, [], annotated) == {"verbose": False}
+    assert check_options("generate", {"verbose": 0}, [], annotated) == {"verbose": False}
     with pytest.raises(SeqlabError, match="threshold must be a number"):  # (a word where its default is a number)
         check_options("generate", {"threshold": "abc"}, [], respond)
 

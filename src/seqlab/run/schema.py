@@ -567,7 +567,7 @@ def as_numbers(target, values: dict) -> dict:
     fields = arguments_model(target).model_fields
     numbers = {}
     for k, v in values.items():
-        if isinstance(v, float | str) and k in fields:
+        if isinstance(v, int | float | str) and k in fields:  # (0 or no for a flag: false)
             with contextlib.suppress(pydantic.ValidationError):
                 numbers |= (
                     {k: n} if type(n := typed(fields[k], v)) in (int, float, bool) and type(n) is not type(v) else {}
