@@ -204,6 +204,7 @@ def test_seeded_deterministic_runs_are_identical(small_text, tmp_path):
 @pytest.mark.parametrize("task", ["dialogue", "subseq"])
 def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
     """Two processes over gloo, a few batches: runs, syncs metrics, only rank 0 writes logs."""
+    (tmp_path / "tmp").mkdir()
     small = {"charlm": ["model.hidden_size=32", "model.emb_dim=8"], "subseq": ["model.hidden_size=32"]}
     proc = run_cli(
         "seqlab.train",
@@ -220,9 +221,10 @@ def test_cpu_ddp_trains_each_kind_of_data(task, tmp_path):
         f"hydra.run.dir={tmp_path}/run",
         f"paths.root_dir={tmp_path}",
         timeout=420,
-        env={"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": ""},  # (the warnings a user sees)
+        env={"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "", "TMPDIR": str(tmp_path / "tmp")},  # (what a user sees)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list((tmp_path / "tmp").glob("tmp*"))  # (Lightning's spawn leaves a folder in TMPDIR, seqlab's goes)
     # the spawned processes are as quiet as the command: no library's notes (path:line: …)
     assert "site-packages" not in proc.stderr, proc.stderr[-3000:]
     result = json.loads((tmp_path / "run" / "result.json").read_text())

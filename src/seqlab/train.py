@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from contextlib import ExitStack, chdir, contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
@@ -64,6 +65,10 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     ctx.hold_run_dir()
     os.environ["SEQLAB_RUN_DIR"] = str(ctx.run_dir)  # (the processes Lightning starts for other devices run here)
     ctx.stack.callback(os.environ.pop, "SEQLAB_RUN_DIR", None)
+    if "spawn" in str(cfg.trainer.get("strategy")):  # (its processes hand back weights in /tmp folders they leave)
+        ctx.stack.callback(os.environ.update, {k: v for k, v in os.environ.items() if k == "TMPDIR"})
+        os.environ["TMPDIR"] = ctx.stack.enter_context(tempfile.TemporaryDirectory())
+        ctx.stack.callback(os.environ.pop, "TMPDIR")
     with (
         torch_threads(cfg.threads if cfg.threads != "auto" else shared_cores(hc, ctx) or idle_cores()),
         chdir(ctx.run_dir) if hc.job.chdir else nullcontext(),
