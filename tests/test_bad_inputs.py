@@ -287,8 +287,8 @@ CONFIG_CASES = [
     ),
     (
         ["experiment=gru_toy", "trainer.enable_checkpointing=false"],
-        "trainer.enable_checkpointing=false is refused by Trainer (Trainer was configured with "
-        "`enable_checkpointing=False` but found `ModelCheckpoint` in callbacks list.)",
+        "trainer.enable_checkpointing=false, but callbacks.model_checkpoint keeps checkpoints; for none pass "
+        "callbacks=none instead (such a run cannot be resumed)",
     ),
     (
         ["-m", "experiment=subseq", "hparams_search=arithmetic_optuna"],

@@ -135,6 +135,12 @@ def check(cfg: DictConfig) -> dict:
         for k, v in (plain["callbacks"] or {}).items()
         if v and issubclass(locate(f"callbacks.{k}", v), L.pytorch.callbacks.ModelCheckpoint)
     }
+    if plain["trainer"].get("enable_checkpointing") is False and checkpoints:  # (Lightning refuses the two)
+        raise SeqlabError(
+            f"trainer.enable_checkpointing=false, but callbacks.{next(iter(checkpoints))} keeps checkpoints; for none "
+            f"pass callbacks=none instead (such a run cannot be resumed)",
+            "trainer.enable_checkpointing",
+        )
     names = {}  # (two checkpoint callbacks writing one file would overwrite each other's)
     for k, v in checkpoints.items():
         if (other := names.setdefault((v.get("dirpath"), v.get("filename")), k)) != k:
