@@ -621,6 +621,12 @@ def test_a_failed_sweep_never_removes_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "x").mkdir()
     msg = one_error(*cli("train", "-m", "experiment=gru_toy", "model.hidden_size=0,-1", cwd=tmp_path / "x")[::2])
     assert "model.hidden_size must be" in msg and not (tmp_path / "x" / "outputs").exists()
+    refused = ["-m", "experiment=gru_toy", "model.hidden_size=4,8", "trainer.limit_train_batches=-5"]  # (by each job)
+    code, out, err = cli("train", *refused, cwd=tmp_path / "x")
+    assert code == 2 and "sweep summary (2 jobs): nothing was kept, so its folder is removed\n" in out, err[-2000:]
+    assert not (tmp_path / "x" / "outputs").exists()
+    code, out, err = cli("train", *refused, "hydra.sweep.dir=.", cwd=tmp_path)  # (the user's folder stays)
+    assert code == 2 and "summary.md\n" in out and "is removed" not in out and (tmp_path / "notes.txt").exists()
 
 
 def test_a_sweep_folder_that_cannot_be_written(tmp_path):

@@ -93,12 +93,15 @@ def write_summary(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def print_summary(sweep_dir: Path, planned: int | None = None) -> None:
-    """`planned`: how many jobs the sweep has (a grid's, or n_trials), so a stopped sweep says how many never ran."""
+def print_summary(sweep_dir: Path, planned: int | None = None, ended: bool = False) -> None:
+    """`planned`: how many jobs the sweep has (a grid's, or n_trials), so a stopped sweep says how many never ran.
+    `ended`: the sweep, which made its folder, failed or stopped: the folder goes unless a job kept a checkpoint."""
     rows = write_summary(sweep_dir)
     if rows:
         missing = f" of {planned}; {planned - len(rows)} did not run" if planned and planned > len(rows) else ""
-        print(f"sweep summary ({len(rows)} jobs{missing}): {sweep_dir / 'summary.md'}")
+        gone = ended and not any(sweep_dir.rglob("*.ckpt"))
+        where = "nothing was kept, so its folder is removed" if gone else sweep_dir / "summary.md"
+        print(f"sweep summary ({len(rows)} jobs{missing}): {where}")
         print((sweep_dir / "summary.md").read_text(), flush=True)
 
 
@@ -203,7 +206,8 @@ def run_sweep(line, first, run, ctx):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} holds a run; pass a new folder")
     if named and any(folder.glob("*/.hydra")):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder")
-    if named and folder.is_dir():  # (two sweeps given one folder: the second is refused)
+    ours = not (named and folder.is_dir())  # (a folder this sweep makes goes with it if no job keeps a checkpoint)
+    if not ours:  # (two sweeps given one folder: the second is refused)
         rundir.lock(ctx.stack, folder, f"hydra.sweep.dir={hc.sweep.dir} is in use by another sweep; pass a new folder")
     else:
         folder = rundir.make_folder(ctx.stack, folder, "hydra.sweep.dir", suffix=not named)
@@ -244,7 +248,7 @@ def run_sweep(line, first, run, ctx):
     try:
         result = cli.hydra_main(line, job)
     except Exception as e:
-        print_summary(folder, planned)
+        print_summary(folder, planned, ended=ours)
         rows = collect(folder)
         failed = [r["status"][len("failed: ") :] for r in rows if r["status"].startswith("failed: ")]
         if explain(e, line.overrides, ctx) is None and rows and not any(r["status"] == "ok" for r in rows):
@@ -253,7 +257,7 @@ def run_sweep(line, first, run, ctx):
             raise SeqlabError(f"no job of the sweep finished: {why}; the sweep summary lists each") from e
         raise
     except BaseException as e:
-        print_summary(folder, planned)
+        print_summary(folder, planned, ended=ours)
         if isinstance(e, Interrupted) and e.plain and any(folder.rglob("*.ckpt")):
             raise Interrupted(  # (jobs in other processes: a parallel launcher's)
                 e.signum,
