@@ -240,6 +240,7 @@ CONFIG_CASES = [
         "hydra.launcher.n_jobs=1000 but this machine has",
     ),
     (["-m", "experiment=gru_toy", "--cfg", "job"], "--cfg, --info and --help print and run nothing; drop -m"),
+    (["-m", "--run", "experiment=gru_toy"], "--run asks for one job and -m for a sweep; keep one"),
     (["-p", "model", "experiment=gru_toy"], "-p model picks the part of the config that --cfg prints; add --cfg job"),
     (["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"], "BasicSweeper does not support sweep type"),
     (

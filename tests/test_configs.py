@@ -169,3 +169,5 @@ def test_a_bare_info_flag_prints_hydras_report():
 
     proc = run_cli("seqlab.train", "experiment=gru_toy", "--info", in_process=True)
     assert proc.returncode == 0 and "Installed Hydra Plugins" in proc.stdout, proc.stderr[-2000:]
+    proc = run_cli("seqlab.train", "--run", "--cfg", "job", "experiment=gru_toy", in_process=True)  # (Hydra's --run)
+    assert proc.returncode == 0 and proc.stdout.startswith("name: gru_toy"), proc.stderr[-2000:]

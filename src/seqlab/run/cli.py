@@ -106,6 +106,7 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
 
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False, allow_abbrev=False)
     parser.add_argument("--multirun", "-m", action="store_true")
+    parser.add_argument("--run", "-r", action="store_true")  # (Hydra's: one job, as without -m)
     parser.add_argument("--config-dir", "-cd", action="append", default=[])
     parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
     parser.add_argument("--info", "-i", nargs="?", const="all", choices=INFO)
@@ -117,8 +118,10 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
     except argparse.ArgumentError as e:
         raise SeqlabError(f"{e} (seqlab-{tool} --hydra-help lists these flags)") from None
     ns.multirun = ns.multirun or "hydra.mode=MULTIRUN" in (a.lstrip("+") for a in overrides)  # (Hydra's -m)
-    flags = [
-        a for a in argv if a not in overrides and a not in ns.config_dir and not a.startswith(("-cd", "--config-d"))
+    flags = [  # (--run is what a command without -m does: not passed on)
+        a
+        for a in argv
+        if a not in overrides and a not in ns.config_dir and not a.startswith(("-cd", "--config-d", "--run", "-r"))
     ]
     for a in (a for a in overrides if a.startswith("-")):
         name, _, value = a.lstrip("-").replace("-", "_").partition("=")
@@ -132,6 +135,8 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
         raise SeqlabError(f"{a} is not an option; overrides are written key=value without dashes, e.g. {example}")
     if tool != "train" and ns.config_dir:  # (a checkpoint names its task, whose code it finds itself)
         raise SeqlabError(f"seqlab-{tool} reads the checkpoint's own task and settings; drop --config-dir")
+    if ns.run and ns.multirun:
+        raise SeqlabError("--run asks for one job and -m for a sweep; keep one")
     printing = any(getattr(ns, name) for name in PRINTING)
     if ns.package and not ns.cfg:  # (Hydra would ignore it and train)
         raise SeqlabError(f"-p {ns.package} picks the part of the config that --cfg prints; add --cfg job")
