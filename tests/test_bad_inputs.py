@@ -57,7 +57,7 @@ CONFIG_CASES = [
     # torch's own checks, named by the key: the value refused, torch's reason, the class's default
     (
         ["model.optimizer.lr=-1"],
-        "model.optimizer.lr=-1 is refused by Adam (Invalid learning rate: -1); pass another "
+        "model.optimizer.lr=-1 is refused by Adam (Invalid learning rate: -1.0); pass another "
         "value (its default: model.optimizer.lr=0.001)",
     ),
     (["model.optimizer.lr=nan"], "model.optimizer.lr=nan is refused by Adam"),
