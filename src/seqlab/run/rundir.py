@@ -41,7 +41,7 @@ def make_folder(stack: ExitStack, path: Path, setting: str, suffix: bool = True)
     lock(stack, folder, f"{setting}={folder} is in use by another run; pass a new folder")
 
     def undo(kind, error, tb):  # (runs before the unlock)
-        if kind is not None and not any(folder.rglob("*.ckpt")):
+        if kind is not None and not kept(folder):
             shutil.rmtree(folder, ignore_errors=True)
             for parent in reversed(made[:-1]):  # only if empty: another run may have started in it meanwhile
                 if any(parent.iterdir()):
@@ -62,6 +62,12 @@ def lock(stack: ExitStack, folder: Path, refusal: str) -> None:
         os.close(fd)
         raise SeqlabError(refusal) from None
     stack.callback(os.close, fd)
+
+
+def kept(folder: Path) -> bool:
+    """Whether a run or sweep folder holds a checkpoint: a failed command removes a folder it made
+    only when it kept none."""
+    return any(folder.rglob("*.ckpt"))
 
 
 def holds_run(folder: Path) -> bool:
@@ -96,7 +102,7 @@ def claim_given(stack: ExitStack, path: str, setting: str = "hydra.run.dir") -> 
         )
 
     def undo(kind, error, tb):
-        if kind is not None and not any(folder.rglob("*.ckpt")):
+        if kind is not None and not kept(folder):
             for p in folder.iterdir():
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
 

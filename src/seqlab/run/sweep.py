@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.errors import Interrupted, SeqlabError
+from seqlab.run import rundir
 
 
 def job_name(override_dirname: str, limit: int = 100) -> str:
@@ -99,7 +100,7 @@ def print_summary(sweep_dir: Path, planned: int | None = None, ended: bool = Fal
     rows = write_summary(sweep_dir)
     if rows:
         missing = f" of {planned}; {planned - len(rows)} did not run" if planned and planned > len(rows) else ""
-        gone = ended and not any(sweep_dir.rglob("*.ckpt"))
+        gone = ended and not rundir.kept(sweep_dir)
         where = "nothing was kept, so its folder is removed" if gone else sweep_dir / "summary.md"
         print(f"sweep summary ({len(rows)} jobs{missing}): {where}")
         print((sweep_dir / "summary.md").read_text(), flush=True)
@@ -155,7 +156,7 @@ def run_sweep(line, first, run, ctx):
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from seqlab.run import cli, rundir
+    from seqlab.run import cli
     from seqlab.run.explain import explain, quote
     from seqlab.run.schema import show
     from seqlab.train import check, set_output_dir
@@ -219,7 +220,7 @@ def run_sweep(line, first, run, ctx):
             f"written; pass e.g. hydra.sweeper.storage=sqlite:///{folder}/optuna.db"
         )
     if study and not study.exists():  # a study this sweep starts goes with a sweep that kept nothing
-        ctx.stack.push(lambda kind, *_: kind and not any(folder.rglob("*.ckpt")) and study.unlink(missing_ok=True))
+        ctx.stack.push(lambda kind, *_: kind and not rundir.kept(folder) and study.unlink(missing_ok=True))
     if storage:
         space = OmegaConf.to_container(hc.sweeper.params)
         done = keep_search_space(ctx, storage, str(hc.sweeper.study_name), space, study, hc.sweeper.direction)
@@ -258,7 +259,7 @@ def run_sweep(line, first, run, ctx):
         raise
     except BaseException as e:
         print_summary(folder, planned, ended=ours)
-        if isinstance(e, Interrupted) and e.plain and any(folder.rglob("*.ckpt")):
+        if isinstance(e, Interrupted) and e.plain and rundir.kept(folder):
             raise Interrupted(  # (jobs in other processes: a parallel launcher's)
                 e.signum,
                 f"{e.message}; the jobs that had begun keep their checkpoints: continue one with "
