@@ -207,8 +207,41 @@ def test_regularisers_tied_weights_weight_drop_and_embedding_dropout():
     assert not torch.equal(emb(x)[0], emb(x)[0]) and emb.drop.p == 0.0
     emb.eval()
     assert torch.equal(emb(x)[0], emb(x)[0])
-    with pytest.raises(Exception, match="model.weight_dropout drops the weights of a fused cell.*model.cell=gru"):
+    with pytest.raises(
+        Exception, match="model.weight_dropout is for the fused cells.*use model.cell=gru or model.weight_dropout=0"
+    ):
         _module(cell="grucell", weight_dropout=0.2)
+
+
+def test_locked_dropout_keeps_one_mask_per_window_and_the_stacked_layers_compute_the_same_network():
+    from seqlab.recurrent import LockedDropout
+
+    torch.manual_seed(0)
+    drop = LockedDropout(0.5).train()
+    masked = drop(torch.ones(3, 20, 6))
+    assert torch.equal(masked, masked[:, :1].expand(-1, 20, -1))  # the same units dropped at every step
+    assert masked.eq(0).any() and masked.eq(2).any()  # (kept units scaled by 1/(1-p))
+    assert torch.equal(drop.eval()(masked), masked)
+
+    # Two layers run one over another (the lock needs the gap between them) are the multi-layer
+    # LSTM's function: its weights, renamed, give the same outputs and state, carried or not.
+    x = torch.randint(0, 9, (2, 7))
+    locked = CharRNN(9, "lstm", 4, 8, 2, 0.3, locked_dropout=True)
+    plain = CharRNN(9, "lstm", 4, 8, 2, 0.3)
+    plain.load_state_dict(
+        {re.sub(r"rnn\.layers\.(\d)\.(\w+)_l0", r"rnn.\2_l\1", k): v for k, v in locked.state_dict().items()}
+    )
+    locked.eval(), plain.eval()
+    (a, ha), (b, hb) = locked(x), plain(x)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(locked(x, ha)[0], plain(x, hb)[0])
+    assert ha[0].shape == (2, 2, 8)
+    locked.train()
+    assert not torch.equal(locked(x)[0], locked(x)[0])
+    locked(x)[0].sum().backward()
+    assert locked.rnn.layers[1].weight_hh_l0.grad.abs().sum() > 0
+    with pytest.raises(Exception, match="model.locked_dropout is for the fused cells.*model.locked_dropout=false"):
+        _module(cell="rnncell", locked_dropout=True)
 
 
 def test_weight_average_is_what_validation_checkpoints_and_resume_use(small_text, tmp_path):

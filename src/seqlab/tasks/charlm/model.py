@@ -6,7 +6,7 @@ Pure torch.nn: usable without Lightning.
 import torch
 from torch import nn
 
-from seqlab.recurrent import WeightDrop
+from seqlab.recurrent import LockedDropout, Stacked, WeightDrop
 
 FUSED = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 UNROLLED = {"rnncell": nn.RNNCell, "grucell": nn.GRUCell}
@@ -41,7 +41,8 @@ class CharRNN(nn.Module):
     `dropout` on the recurrent output and between layers, `emb_dropout` on the embeddings (None:
     the same as `dropout`), `weight_dropout` on the recurrent weights (fused cells only) and
     `tie_weights` (the output layer reads the embedding matrix, through a projection to the
-    embedding width when the hidden layer is wider)."""
+    embedding width when the hidden layer is wider); with `locked_dropout` each dropout keeps one
+    mask for a whole window (fused cells only)."""
 
     def __init__(
         self,
@@ -54,23 +55,31 @@ class CharRNN(nn.Module):
         emb_dropout: float | None = None,
         weight_dropout: float = 0.0,
         tie_weights: bool = False,
+        locked_dropout: bool = False,
     ):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-        if weight_dropout and cell not in FUSED:
-            raise ValueError(f"weight_dropout is for the fused cells {tuple(FUSED)}, got {cell!r}")
+        if (weight_dropout or locked_dropout) and cell not in FUSED:
+            raise ValueError(f"weight_dropout and locked_dropout are for the fused cells {tuple(FUSED)}, got {cell!r}")
         self.cell, self.n_layers, self.hidden_size = cell, n_layers, hidden_size
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         rnn_dropout = dropout if n_layers > 1 else 0.0
-        if cell in FUSED:
-            self.rnn = FUSED[cell](emb_dim, hidden_size, n_layers, batch_first=True, dropout=rnn_dropout)
-            if weight_dropout:  # wrapped only when used: checkpoints without it keep their keys
-                self.rnn = WeightDrop(self.rnn, weight_dropout)
+        drop = LockedDropout if locked_dropout else nn.Dropout
+
+        def fused(n: int, first: bool = True):  # (wrapped only when used: checkpoints without it keep their keys)
+            inp = emb_dim if first else hidden_size
+            rnn = FUSED[cell](inp, hidden_size, n, batch_first=True, dropout=rnn_dropout if n > 1 else 0.0)
+            return WeightDrop(rnn, weight_dropout) if weight_dropout else rnn
+
+        if locked_dropout and n_layers > 1:
+            self.rnn = Stacked([fused(1, i == 0) for i in range(n_layers)], drop(dropout))
+        elif cell in FUSED:
+            self.rnn = fused(n_layers)
         else:
             self.rnn = UnrolledRNN(cell, emb_dim, hidden_size, n_layers, rnn_dropout)
-        self.emb_drop = nn.Dropout(dropout if emb_dropout is None else emb_dropout)
-        self.drop = nn.Dropout(dropout)
+        self.emb_drop = drop(dropout if emb_dropout is None else emb_dropout)
+        self.drop = drop(dropout)
         self.proj = nn.Linear(hidden_size, emb_dim) if tie_weights and emb_dim != hidden_size else nn.Identity()
         self.out = nn.Linear(emb_dim if tie_weights else hidden_size, vocab_size)
         if tie_weights:

@@ -56,6 +56,7 @@ class CharLMModule(Task):
         emb_dropout: Dropout | None,
         weight_dropout: Dropout,
         tie_weights: bool,
+        locked_dropout: bool = False,  # (checkpoints from before it had none)
         **common,
     ):
         super().__init__(**common)
@@ -67,13 +68,23 @@ class CharLMModule(Task):
                 f"({shown!r}…), so the TensorBoard samples cannot start; set model.sample_prompt to "
                 f"some of the text, or model.sample_length=0"
             )
-        if weight_dropout and cell not in FUSED:
-            raise SeqlabError(
-                f"model.weight_dropout drops the weights of a fused cell, and model.cell={cell} is the unrolled "
-                f"loop; use model.cell={cell.removesuffix('cell')} or model.weight_dropout=0"
-            )
+        for key, on in (("weight_dropout", weight_dropout), ("locked_dropout", locked_dropout)):
+            if on and cell not in FUSED:
+                raise SeqlabError(
+                    f"model.{key} is for the fused cells, and model.cell={cell} is the unrolled loop; use "
+                    f"model.cell={cell.removesuffix('cell')} or model.{key}={0 if key == 'weight_dropout' else 'false'}"
+                )
         self.model = CharRNN(
-            len(vocab), cell, emb_dim, hidden_size, n_layers, dropout, emb_dropout, weight_dropout, tie_weights
+            len(vocab),
+            cell,
+            emb_dim,
+            hidden_size,
+            n_layers,
+            dropout,
+            emb_dropout,
+            weight_dropout,
+            tie_weights,
+            locked_dropout,
         )
         # Token-weighted means over a whole pass (nats/char), and what they mean in other units.
         self.init_metrics({"loss": MeanMetric(), "ppl": Transformed(torch.exp), "bpc": Transformed(nats_to_bits)})
