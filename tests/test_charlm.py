@@ -247,10 +247,23 @@ def test_locked_dropout_keeps_one_mask_per_window_and_the_stacked_layers_compute
 def test_weight_average_is_what_validation_checkpoints_and_resume_use(small_text, tmp_path):
     common = [f"data.path={small_text}", *TINY_CHARLM, "trainer.limit_train_batches=6", "trainer.limit_val_batches=2"]
     common += ["callbacks=ema", "callbacks.ema.decay=0.5", "trainer.limit_test_batches=2"]
-    _, best = train(make_cfg([*common, "trainer.max_epochs=1"], tmp_path / "a"))
+    metrics, best = train(make_cfg([*common, "trainer.max_epochs=1"], tmp_path / "a"))
     ckpt = torch.load(best, weights_only=False)
     average, current = ckpt["state_dict"], ckpt["current_model_state"]
     assert average.keys() == current.keys() and any(not torch.equal(average[k], current[k]) for k in average)
+    # The run's own test reads the average too, as seqlab-eval of that checkpoint does (not the
+    # trained weights the checkpoint keeps beside it).
+    import lightning as L
+
+    from seqlab.checkpoint import load_datamodule, load_module
+
+    module, state = load_module(best)
+    plain = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_test_batches=2)
+    averaged = plain.test(module, datamodule=load_datamodule(state, best, {}), verbose=False)[0]["test/loss"]
+    assert metrics["test/loss"] == pytest.approx(averaged, abs=1e-6)
+    module.load_state_dict(current)
+    trained = plain.test(module, datamodule=load_datamodule(state, best, {}), verbose=False)[0]["test/loss"]
+    assert abs(trained - averaged) > 1e-4  # (the two differ: the check above can tell them apart)
     # Resumed, the run goes on from the weights it trained (not the average) and keeps averaging.
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     train(make_cfg([*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "b"))

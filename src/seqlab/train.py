@@ -559,6 +559,9 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             best = ""
         if cfg.get("test", True):  # the best checkpoint; else what the run starts from, or the current weights
             test_from = best or (ckpt_path if not cfg.get("train", True) else None)
+            # (a weight average's callback would load the trained weights a checkpoint keeps beside the
+            # average, which is what validation chose the best checkpoint by and what seqlab-eval reads)
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, L.pytorch.callbacks.WeightAveraging)]
             # (the report lists the test metrics: Lightning's table too would say them twice)
             trainer.test(model, datamodule=datamodule, ckpt_path=test_from, weights_only=True, verbose=False)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})

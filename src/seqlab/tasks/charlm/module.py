@@ -56,7 +56,7 @@ class CharLMModule(Task):
         emb_dropout: Dropout | None,
         weight_dropout: Dropout,
         tie_weights: bool,
-        locked_dropout: bool = False,  # (checkpoints from before it had none)
+        locked_dropout: bool,
         **common,
     ):
         super().__init__(**common)
