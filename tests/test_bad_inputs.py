@@ -1365,3 +1365,29 @@ def test_the_scripts_refuse_bad_arguments(script, args, expected, tmp_path):
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert expected in proc.stderr.strip().splitlines()[-1]
+
+
+def test_probe_l_folders_of_the_users(tmp_path):
+    """A folder of the user's files given as hydra.sweep.dir is refused as hydra.run.dir's is (the
+    sweep replaced its summary.csv); a working folder whose path holds $HOME is refused before the
+    loggers would write to the folder it expands to."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.csv").write_text("my,data\n")
+    args = [
+        "experiment=gru_toy",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+    ]
+    msg = one_error(*cli("train", "-m", *args, "seed=1,2", "hydra.sweep.dir=.", cwd=mine)[::2])
+    assert msg == (
+        "error: hydra.sweep.dir=. is a folder with files in it; a sweep needs a new or empty folder "
+        "(e.g. hydra.sweep.dir=./sweep)"
+    )
+    assert [p.name for p in mine.iterdir()] == ["summary.csv"] and (mine / "summary.csv").read_text() == "my,data\n"
+    odd = tmp_path / "runs$HOME"
+    odd.mkdir()
+    msg = one_error(*cli("train", *args, cwd=odd)[::2])
+    assert "holds a $ that the loggers would read as an environment variable" in msg
+    assert list(odd.iterdir()) == [] and not (tmp_path / "runs").exists()

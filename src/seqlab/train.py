@@ -196,6 +196,12 @@ def claim(cfg: DictConfig, ctx: Context, folder: Path) -> Path:
     hc, stack = HydraConfig.get(), ctx.stack
     if rank() > 0 and os.environ.get("SEQLAB_RUN_DIR"):  # a process Lightning started for another device
         return Path(os.environ["SEQLAB_RUN_DIR"])
+    if os.path.expandvars(folder) != str(folder):  # (Lightning's loggers expand $NAME in their folder)
+        raise SeqlabError(
+            f"the run folder {folder} holds a $ that the loggers would read as an environment variable (their "
+            f"files would go to {os.path.expandvars(folder)}); run from a folder without $ in its path, or pass "
+            f"hydra.run.dir=<such a folder>"
+        )
     if ctx.sweep_job:
         rundir.lock(stack, folder, f"{folder} is in use by another run")
         return folder

@@ -89,7 +89,9 @@ def claim_given(stack: ExitStack, path: str, setting: str = "hydra.run.dir") -> 
         return make_folder(stack, folder, setting, suffix=False)
     if not folder.is_dir():
         raise SeqlabError(f"{setting}={path} is a file, not a folder; pass a new folder (e.g. {folder.parent / 'run'})")
-    lock(stack, folder, f"{setting}={path} is in use by a run that is still going; pass a new folder")
+    lock(
+        stack, folder, f"{setting}={path} is in use by a {setting.split('.')[1]} that is still going; pass a new folder"
+    )
     if run := next((p for p in folder.parents if holds_run(p)), None):
         raise SeqlabError(f"{setting}={path} is inside the run {run}; pass a folder outside it")
     if holds_run(folder):
@@ -97,8 +99,8 @@ def claim_given(stack: ExitStack, path: str, setting: str = "hydra.run.dir") -> 
         raise SeqlabError(f"{setting}={path} already holds a run; {again}pass a new folder")
     if any(folder.iterdir()):
         raise SeqlabError(
-            f"{setting}={path} is a folder with files in it; a run needs a new or empty folder (e.g. "
-            f"{setting}={path.rstrip('/')}/run)"
+            f"{setting}={path} is a folder with files in it; a {setting.split('.')[1]} needs a new or empty "
+            f"folder (e.g. {setting}={path.rstrip('/')}/{setting.split('.')[1]})"
         )
 
     def undo(kind, error, tb):

@@ -207,11 +207,12 @@ def run_sweep(line, first, run, ctx):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} holds a run; pass a new folder")
     if named and any(folder.glob("*/.hydra")):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder")
-    ours = not (named and folder.is_dir())  # (a folder this sweep makes goes with it if no job keeps a checkpoint)
-    if not ours:  # (two sweeps given one folder: the second is refused)
-        rundir.lock(ctx.stack, folder, f"hydra.sweep.dir={hc.sweep.dir} is in use by another sweep; pass a new folder")
+    # (a new folder goes with the sweep if no job keeps a checkpoint; one given by hand is new or empty)
+    ours = not (named and folder.is_dir())  # (its removal, if no job keeps a checkpoint, is the sweep's to say)
+    if named:
+        folder = rundir.claim_given(ctx.stack, str(hc.sweep.dir), "hydra.sweep.dir")
     else:
-        folder = rundir.make_folder(ctx.stack, folder, "hydra.sweep.dir", suffix=not named)
+        folder = rundir.make_folder(ctx.stack, folder, "hydra.sweep.dir")
     storage = str(OmegaConf.select(hc, "sweeper.storage", default="") or "")
     study = Path(storage.removeprefix("sqlite:///")).absolute() if storage.startswith("sqlite:///") else None
     if study and not os.access(study.parent, os.W_OK):  # (else SQLAlchemy's error, deep inside Optuna)
