@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -1391,3 +1392,19 @@ def test_probe_l_folders_of_the_users(tmp_path):
     msg = one_error(*cli("train", *args, cwd=odd)[::2])
     assert "holds a $ that the loggers would read as an environment variable" in msg
     assert list(odd.iterdir()) == [] and not (tmp_path / "runs").exists()
+
+
+def test_a_users_file_named_as_a_library_hides_nothing_from_the_console_script(tmp_path):
+    """seqlab-train looks in the current folder for the user's own task code, after the installed
+    packages: a tensorboard.py or optuna.py there (probe L: a traceback, then a wrong diagnosis)
+    does not hide the library of that name."""
+    script = Path(sys.executable).parent / "seqlab-train"
+    for name in ("tensorboard", "optuna"):
+        (tmp_path / f"{name}.py").write_text("x = 1\n")
+    proc = subprocess.run(
+        [script, "experiment=gru_toy", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+         "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "hydra.run.dir=run"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))

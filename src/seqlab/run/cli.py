@@ -227,8 +227,8 @@ def command(tool: str, run, takes: list[str] = ()):
         with ExitStack() as stack:
             for s in STOP_SIGNALS:
                 stack.callback(signal.signal, s, signal.signal(s, stop))
-            if os.getcwd() not in sys.path:  # the user's own code, found as `python -m` finds it
-                sys.path.insert(0, os.getcwd())
+            if os.getcwd() not in sys.path:  # the user's own code; last, so a tensorboard.py there hides no package
+                sys.path.append(os.getcwd())
                 stack.callback(sys.path.remove, os.getcwd())
             setup_process()
             line, ctx = parse(sys.argv[1:], tool, list(takes)), Context(stack, command_name(tool))
