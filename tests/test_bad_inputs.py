@@ -1408,3 +1408,17 @@ def test_a_users_file_named_as_a_library_hides_nothing_from_the_console_script(t
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_a_time_limit_that_ended_a_run_is_named_and_a_resume_within_it_refused(tmp_path):
+    """trainer.max_time ended the run: a warning says so (it exited 0 in silence); a resume whose
+    time is used up is refused (it trained nothing, exit 0, and blamed val_check_interval)."""
+    args = ["experiment=gru_toy", "trainer.max_epochs=100000", "trainer.max_time=00:00:00:01"]
+    code, _, err = cli("train", *args, "trainer.enable_progress_bar=false", "hydra.run.dir=run", cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    assert "warning: trainer.max_time=00:00:00:01 ended the training after" in err
+    assert f"to train on: seqlab-train resume={tmp_path / 'run'} trainer.max_time=<a longer time>" in err
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    msg = one_error(*cli("train", "resume=run", cwd=tmp_path)[::2])
+    assert msg.startswith("error: the run has trained ") and "all that trainer.max_time=00:00:00:01 allows" in msg
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file()}

@@ -532,6 +532,16 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             f"train=false to test it)",
             "trainer.max_epochs",
         )
+    timer = next((c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer)), None)
+    used = next((v for k, v in start.get("callbacks", {}).items() if k.startswith("Timer")), {})
+    used = used.get("time_elapsed", {}).get("train", 0)  # (a checkpoint's timer keeps the time trained so far)
+    if ckpt_path and timer and used >= timer.time_remaining() and cfg.get("train", True):
+        whose = "the run" if cfg.get("resume") else f"ckpt_path={ckpt_path}"
+        raise SeqlabError(
+            f"{whose} has trained {used:.0f} s, all that trainer.max_time={cfg.trainer.max_time} allows; pass a "
+            f"larger trainer.max_time to train on (or train=false to test it)",
+            "trainer.max_time",
+        )
     if ckpt_path:
         rank() or print(
             f"starting from {ckpt_path} (step {start.get('global_step', 0)}, {done} epochs done)", file=sys.stderr
@@ -558,6 +568,12 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             begun = time.perf_counter()
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
             metrics["time/fit_s"] = time.perf_counter() - begun
+            if timer and timer.time_remaining() <= 0 and not trainer.interrupted and not rank():
+                epochs = f"{trainer.current_epoch} epoch{'s' * (trainer.current_epoch != 1)}"
+                warn(
+                    f"trainer.max_time={cfg.trainer.max_time} ended the training after {epochs}; to train on: "
+                    f"{resume_command(command, out_dir)} trainer.max_time=<a longer time>"
+                )
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best and not Path(best).is_file():  # (removed by hand, or another run's name in a copied last.ckpt)
