@@ -546,6 +546,13 @@ def test_run_states_probe_d(tmp_path):
         cwd=tmp_path,
     )
     assert code == 0 and "warning: callbacks.model_checkpoint.every_n_epochs=0 keeps no best checkpoint" in err
+    code2, _, err2 = cli(
+        "train", "experiment=gru_toy", "train=false", "trainer.limit_test_batches=1",
+        "callbacks.last_checkpoint.save_top_k=0", "+callbacks.model_checkpoint.every_n_train_steps=1", cwd=tmp_path,
+    )  # fmt: skip
+    assert code2 == 0, err2[-2000:]  # (probe L: each was silent, and a later resume= blamed the run)
+    assert "warning: callbacks.last_checkpoint.save_top_k=0 keeps no last.ckpt, which resume= continues from" in err2
+    assert "warning: callbacks.model_checkpoint.every_n_train_steps=1 judges val/loss at training steps" in err2
     assert f"warning: threads=64 but this machine has {os.cpu_count()} CPU cores" in err
     assert (
         "warning: model.monitor=val/loss with model.monitor_mode=max keeps the maximum as the best, the worst loss; "

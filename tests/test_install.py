@@ -88,6 +88,13 @@ def test_wheel_in_a_fresh_venv_runs_from_an_empty_folder(venv, tmp_path):
     )
     assert "Usage: seqlab-chat ckpt_path=" in _run([bin_ / "seqlab-chat", "--help"], empty).stdout
     assert _run([py, "-m", "seqlab.train", "--cfg", "job", "experiment=subseq"], empty).stdout.count("hidden_size") == 1
+    # python -m in the checkout's src/ imports the seqlab there, which has no configs: one line.
+    proc = subprocess.run([py, "-m", "seqlab.train"], cwd=ROOT / "src", capture_output=True, text=True, timeout=120)
+    assert (
+        proc.returncode == 1
+        and proc.stderr.startswith("error: the seqlab imported from ")
+        and "Traceback" not in (proc.stderr)
+    ), proc.stderr[-3000:]
 
     # A user's own experiment, in a folder of theirs, without editing the package.
     mine = tmp_path / "my_configs" / "experiment"

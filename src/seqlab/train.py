@@ -150,9 +150,17 @@ def check(cfg: DictConfig) -> dict:
                 f"callbacks.{other}.filename",
             )
     for k, v in checkpoints.items():
-        off = next((a for a in ("save_top_k", "every_n_epochs") if v.get(a) == 0 and v.get("monitor")), None)
-        if off and plain["test"]:
+        off = next((a for a in ("save_top_k", "every_n_epochs") if v.get(a) == 0), None)
+        if off and v.get("monitor") and plain["test"]:
             warn(f"callbacks.{k}.{off}=0 keeps no best checkpoint: the test reads the last weights; pass 1 to keep one")
+        if off and v.get("filename") == "last":
+            warn(f"callbacks.{k}.{off}=0 keeps no last.ckpt, which resume= continues from; pass 1 to keep it")
+        if v.get("monitor") and v.get("every_n_train_steps"):  # (Lightning's own warning is among those filtered)
+            warn(
+                f"callbacks.{k}.every_n_train_steps={v['every_n_train_steps']} judges {v['monitor']} at training "
+                f"steps, where it holds the last validation's value (none before the first): the best checkpoint can "
+                f"be stale or missing; for last.ckpt every N steps: callbacks.step_checkpoint.every_n_train_steps=N"
+            )
     monitor, mode = str(plain["model"].get("monitor")), plain["model"].get("monitor_mode")
     for word, wrong, right, what in (("loss", "max", "min", "loss"), ("acc", "min", "max", "accuracy")):
         if word in monitor.rpartition("/")[2] and mode == wrong:

@@ -24,7 +24,13 @@ from seqlab.errors import STOP_SIGNALS, Interrupted, SeqlabError
 from seqlab.run import sweep  # (registers the resolvers the configs use)
 from seqlab.run.schema import MANAGED
 
-CONF_DIR = str(resources.files("seqlab.conf"))
+try:
+    CONF_DIR = str(resources.files("seqlab.conf"))
+except ModuleNotFoundError:  # (python -m run in the checkout's src/: Python imports that seqlab first)
+    sys.exit(
+        f"error: the seqlab imported from {Path(__file__).parents[1]} has no configs (conf/ maps to seqlab.conf "
+        f"when it is installed); run from another folder, or install the checkout: pip install -e <its folder>"
+    )
 
 
 def is_group(key: str) -> bool:
