@@ -940,6 +940,10 @@ def test_checkpoint_paths_that_are_not_checkpoints(checkpoints, tmp_path):
     assert "is a folder; pass a .ckpt file in it" in one_error(
         *cli("generate", f"ckpt_path={folder}", "prompt=the", cwd=tmp_path)[::2]
     )
+    spaced = tmp_path / "my runs"  # (the example is pasted into a shell: quoted where it must be)
+    shutil.copytree(folder, spaced)
+    msg = one_error(*cli("generate", f"ckpt_path={spaced}", "prompt=the", cwd=tmp_path)[::2])
+    assert msg.endswith(f"e.g. 'ckpt_path={spaced / checkpoints['charlm'].name}'"), msg
     assert "is not a PyTorch checkpoint file" in one_error(
         *cli("generate", f"ckpt_path={notes}", "prompt=the", cwd=tmp_path)[::2]
     )
@@ -1399,6 +1403,11 @@ def test_probe_l_folders_of_the_users(tmp_path):
     msg = one_error(*cli("train", *args, cwd=odd)[::2])
     assert "holds a $ that the loggers would read as an environment variable" in msg
     assert list(odd.iterdir()) == [] and not (tmp_path / "runs").exists()
+    linked = tmp_path / "linked"  # (outputs/ a link to a folder that is gone: it said "File exists")
+    linked.mkdir()
+    (linked / "outputs").symlink_to(tmp_path / "gone")
+    msg = one_error(*cli("train", *args, cwd=linked)[::2])
+    assert f"{linked / 'outputs'} is a link to {tmp_path / 'gone'}, which is not there; make that folder" in msg
 
 
 def test_a_users_file_named_as_a_library_hides_nothing_from_the_console_script(tmp_path):

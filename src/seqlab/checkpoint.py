@@ -7,6 +7,7 @@ import inspect
 import os
 import pickle
 import re
+import shlex
 import sys
 import tempfile
 import zipfile
@@ -36,7 +37,7 @@ def read_checkpoint(path: str | None) -> dict:
     p = Path(path).expanduser()
     if p.is_dir():
         found = sorted(p.rglob("*.ckpt"), key=lambda c: (c.name != "last.ckpt", len(c.parts)))
-        example = f"e.g. ckpt_path={found[0]}" if found else "(it holds none)"
+        example = f"e.g. {shlex.quote(f'ckpt_path={found[0]}')}" if found else "(it holds none)"
         raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, {example}")
     if p.exists() and not p.is_file():  # (a pipe or a device: reading one might never end)
         raise SeqlabError(f"ckpt_path={p} is not a regular file (a pipe or a device); pass a .ckpt file")

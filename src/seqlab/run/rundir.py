@@ -16,6 +16,11 @@ def make_folder(stack: ExitStack, path: Path, setting: str, suffix: bool = True)
     that name made meanwhile (a run started in the same second) gives `path_1`, `path_2`, … instead."""
     path = Path(path).absolute()
     made = [p for p in (*reversed(path.parents), path) if not p.exists()]  # outermost first
+    if link := next((p for p in made if p.is_symlink()), None):
+        raise SeqlabError(
+            f"cannot create the run folder {path}: {link} is a link to {os.readlink(link)}, which is not there; "
+            f"make that folder, or set {setting}=<a writable folder>"
+        )
     if not (made[0].parent if made else path).is_dir():
         raise SeqlabError(
             f"cannot create the run folder {path}: {made[0].parent if made else path} is a file (Not a "
