@@ -244,7 +244,7 @@ def test_locked_dropout_keeps_one_mask_per_window_and_the_stacked_layers_compute
         _module(cell="rnncell", locked_dropout=True)
 
 
-def test_weight_average_is_what_validation_checkpoints_and_resume_use(small_text, tmp_path):
+def test_weight_average_is_what_validation_checkpoints_and_resume_use(small_text, tmp_path, capsys):
     common = [f"data.path={small_text}", *TINY_CHARLM, "trainer.limit_train_batches=6", "trainer.limit_val_batches=2"]
     common += ["callbacks=ema", "callbacks.ema.decay=0.5", "trainer.limit_test_batches=2"]
     metrics, best = train(make_cfg([*common, "trainer.max_epochs=1"], tmp_path / "a"))
@@ -269,6 +269,11 @@ def test_weight_average_is_what_validation_checkpoints_and_resume_use(small_text
     train(make_cfg([*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "b"))
     again = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
     assert again["epoch"] == 1 and again["callbacks"]["EMAWeightAveraging"]["latest_update_step"] == 12
+    # A new run from it without callbacks=ema starts from the average, and is told so.
+    capsys.readouterr()
+    plain_run = [c for c in common if not c.startswith("callbacks")]
+    train(make_cfg([*plain_run, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "c"))
+    assert "was trained with a weight average (callbacks=ema): without one this run" in capsys.readouterr().err
 
 
 def test_a_checkpoint_knows_its_text(tmp_path, capsys):

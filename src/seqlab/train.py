@@ -540,6 +540,12 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
             f"train=false to test it)",
             "trainer.max_epochs",
         )
+    averaged = any(isinstance(c, L.pytorch.callbacks.WeightAveraging) for c in trainer.callbacks)
+    if "current_model_state" in start and not averaged and cfg.get("train", True) and not rank():
+        warn(  # (Lightning's note names the callback class, not the setting)
+            f"ckpt_path={ckpt_path} was trained with a weight average (callbacks=ema): without one this run starts "
+            f"from the averaged weights; pass callbacks=ema to go on from the trained weights and their average"
+        )
     timer = next((c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer)), None)
     used = next((v for k, v in start.get("callbacks", {}).items() if k.startswith("Timer")), {})
     used = used.get("time_elapsed", {}).get("train", 0)  # (a checkpoint's timer keeps the time trained so far)
