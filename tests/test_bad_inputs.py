@@ -634,8 +634,10 @@ def test_a_failed_sweep_never_removes_a_folder_it_did_not_make(tmp_path):
     code, out, err = cli("train", *refused, cwd=tmp_path / "x")
     assert code == 2 and "sweep summary (2 jobs): nothing was kept, so its folder is removed\n" in out, err[-2000:]
     assert not (tmp_path / "x" / "outputs").exists()
-    code, out, err = cli("train", *refused, "hydra.sweep.dir=.", cwd=tmp_path)  # (the user's folder stays)
-    assert code == 2 and "summary.md\n" in out and "is removed" not in out and (tmp_path / "notes.txt").exists()
+    (tmp_path / "mine").mkdir()  # (an empty folder of the user's: it stays, what the sweep wrote in it goes)
+    code, out, err = cli("train", *refused, "hydra.sweep.dir=mine", cwd=tmp_path)
+    assert code == 2 and f"nothing was kept, so what it wrote in {tmp_path / 'mine'} is removed\n" in out, err[-2000:]
+    assert list((tmp_path / "mine").iterdir()) == [] and (tmp_path / "notes.txt").exists()
 
 
 def test_a_sweep_folder_that_cannot_be_written(tmp_path):

@@ -94,14 +94,14 @@ def write_summary(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def print_summary(sweep_dir: Path, planned: int | None = None, ended: bool = False) -> None:
+def print_summary(sweep_dir: Path, planned: int | None = None, ended: str | None = None) -> None:
     """`planned`: how many jobs the sweep has (a grid's, or n_trials), so a stopped sweep says how many never ran.
-    `ended`: the sweep, which made its folder, failed or stopped: the folder goes unless a job kept a checkpoint."""
+    `ended`: the sweep failed or stopped, and what of its folder goes unless a job kept a checkpoint."""
     rows = write_summary(sweep_dir)
     if rows:
         missing = f" of {planned}; {planned - len(rows)} did not run" if planned and planned > len(rows) else ""
         gone = ended and not rundir.kept(sweep_dir)
-        where = "nothing was kept, so its folder is removed" if gone else sweep_dir / "summary.md"
+        where = f"nothing was kept, so {ended} is removed" if gone else sweep_dir / "summary.md"
         print(f"sweep summary ({len(rows)} jobs{missing}): {where}")
         print((sweep_dir / "summary.md").read_text(), flush=True)
 
@@ -208,7 +208,7 @@ def run_sweep(line, first, run, ctx):
     if named and any(folder.glob("*/.hydra")):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder")
     # (a new folder goes with the sweep if no job keeps a checkpoint; one given by hand is new or empty)
-    ours = not (named and folder.is_dir())  # (its removal, if no job keeps a checkpoint, is the sweep's to say)
+    gone = f"what it wrote in {folder}" if named and folder.is_dir() else "its folder"  # (if no job keeps a checkpoint)
     if named:
         folder = rundir.claim_given(ctx.stack, str(hc.sweep.dir), "hydra.sweep.dir")
     else:
@@ -250,7 +250,7 @@ def run_sweep(line, first, run, ctx):
     try:
         result = cli.hydra_main(line, job)
     except Exception as e:
-        print_summary(folder, planned, ended=ours)
+        print_summary(folder, planned, ended=gone)
         rows = collect(folder)
         failed = [r["status"][len("failed: ") :] for r in rows if r["status"].startswith("failed: ")]
         if explain(e, line.overrides, ctx) is None and rows and not any(r["status"] == "ok" for r in rows):
@@ -259,7 +259,7 @@ def run_sweep(line, first, run, ctx):
             raise SeqlabError(f"no job of the sweep finished: {why}; the sweep summary lists each") from e
         raise
     except BaseException as e:
-        print_summary(folder, planned, ended=ours)
+        print_summary(folder, planned, ended=gone)
         if isinstance(e, Interrupted) and e.plain and rundir.kept(folder):
             raise Interrupted(  # (jobs in other processes: a parallel launcher's)
                 e.signum,
