@@ -37,6 +37,10 @@ ROWS = {
         "charlm_record + weight drop 0.2, embedding dropout 0.1, 32 epochs",
         ["experiment=charlm_record", "model.weight_dropout=0.2", "model.emb_dropout=0.1", "trainer.max_epochs=32"],
     ),
+    "record_locked": (
+        "charlm_record + locked (variational) dropout, bptt 64",
+        ["experiment=charlm_record", "model.locked_dropout=true", "data.bptt=64"],
+    ),
 }
 
 
