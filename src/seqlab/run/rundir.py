@@ -94,9 +94,8 @@ def claim_given(stack: ExitStack, path: str, setting: str = "hydra.run.dir") -> 
         return make_folder(stack, folder, setting, suffix=False)
     if not folder.is_dir():
         raise SeqlabError(f"{setting}={path} is a file, not a folder; pass a new folder (e.g. {folder.parent / 'run'})")
-    lock(
-        stack, folder, f"{setting}={path} is in use by a {setting.split('.')[1]} that is still going; pass a new folder"
-    )
+    kind = setting.split(".")[1]  # run or sweep (hydra.run.dir, hydra.sweep.dir)
+    lock(stack, folder, f"{setting}={path} is in use by a {kind} that is still going; pass a new folder")
     if run := next((p for p in folder.parents if holds_run(p)), None):
         raise SeqlabError(f"{setting}={path} is inside the run {run}; pass a folder outside it")
     if holds_run(folder):
@@ -104,8 +103,8 @@ def claim_given(stack: ExitStack, path: str, setting: str = "hydra.run.dir") -> 
         raise SeqlabError(f"{setting}={path} already holds a run; {again}pass a new folder")
     if any(folder.iterdir()):
         raise SeqlabError(
-            f"{setting}={path} is a folder with files in it; a {setting.split('.')[1]} needs a new or empty "
-            f"folder (e.g. {setting}={path.rstrip('/')}/{setting.split('.')[1]})"
+            f"{setting}={path} is a folder with files in it; a {kind} needs a new or empty "
+            f"folder (e.g. {setting}={path.rstrip('/')}/{kind})"
         )
 
     def undo(kind, error, tb):

@@ -207,8 +207,8 @@ def run_sweep(line, first, run, ctx):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} holds a run; pass a new folder")
     if named and any(folder.glob("*/.hydra")):
         raise SeqlabError(f"hydra.sweep.dir={hc.sweep.dir} already holds a sweep; pass a new folder")
-    # (a new folder goes with the sweep if no job keeps a checkpoint; one given by hand is new or empty)
-    gone = f"what it wrote in {folder}" if named and folder.is_dir() else "its folder"  # (if no job keeps a checkpoint)
+    # What a failed sweep that kept no checkpoint removes: a folder it made, or what it wrote in one given empty.
+    gone = f"what it wrote in {folder}" if named and folder.is_dir() else "its folder"
     if named:
         folder = rundir.claim_given(ctx.stack, str(hc.sweep.dir), "hydra.sweep.dir")
     else:

@@ -68,11 +68,11 @@ class CharLMModule(Task):
                 f"({shown!r}…), so the TensorBoard samples cannot start; set model.sample_prompt to "
                 f"some of the text, or model.sample_length=0"
             )
-        for key, on in (("weight_dropout", weight_dropout), ("locked_dropout", locked_dropout)):
+        for key, on, off in (("weight_dropout", weight_dropout, 0), ("locked_dropout", locked_dropout, "false")):
             if on and cell not in FUSED:
                 raise SeqlabError(
                     f"model.{key} is for the fused cells, and model.cell={cell} is the unrolled loop; use "
-                    f"model.cell={cell.removesuffix('cell')} or model.{key}={0 if key == 'weight_dropout' else 'false'}"
+                    f"model.cell={cell.removesuffix('cell')} or model.{key}={off}"
                 )
         self.model = CharRNN(
             len(vocab),
