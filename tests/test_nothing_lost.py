@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import one_line_error, run_cli
+from conftest import TINY_CHARLM, one_line_error, run_cli
 
 GRU = ["experiment=gru_toy", "trainer.enable_progress_bar=false", "trainer.check_val_every_n_epoch=1"]
 
@@ -75,6 +75,41 @@ def test_a_run_with_its_own_configs_resumes_from_another_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["hyper_parameters"]["hidden_size"] == 3  # the user's experiment, again
+    assert not (tmp_path / "b" / "outputs").exists()
+
+
+def test_a_runs_relative_data_path_is_read_from_where_it_started(small_text, tmp_path):
+    """data.path=corpus.txt, then resume= and seqlab-eval from another folder: the run's own file, not
+    ./corpus.txt there (a file seqlab-eval or the resume cannot find would be a refusal)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "corpus.txt").write_text(small_text.read_text())
+    (tmp_path / "b" / "corpus.txt").write_text("☃ж€ " * 500)  # (an alphabet of its own)
+    tiny = ["experiment=charlm", *TINY_CHARLM, "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
+    run = tmp_path / "run"
+    proc = run_cli(
+        "seqlab.train",
+        *tiny,
+        "data.path=corpus.txt",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path / "a",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli("seqlab.train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path / "b", in_process=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and f"data.path={tmp_path / 'a' / 'corpus.txt'}" in ckpt["seqlab_run"]["overrides"]
+    proc = run_cli("seqlab.eval", f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path / "b", in_process=True)
+    assert proc.returncode == 0 and "test/loss" in proc.stdout, proc.stderr[-3000:]
+    proc = run_cli(
+        "seqlab.eval",
+        f"ckpt_path={run}/checkpoints/last.ckpt",
+        "data.path=corpus.txt",
+        cwd=tmp_path / "b",
+        in_process=True,
+    )  # a path given now is the user's, read from here
+    assert "alphabet" in one_line_error(proc)
     assert not (tmp_path / "b" / "outputs").exists()
 
 
@@ -223,6 +258,17 @@ def test_machine_faults_a_library_wraps_or_that_come_before_the_run(tmp_path):
     assert proc.returncode == 2 and proc.stderr == (
         "error: the current folder was removed after the shell entered it; cd to a folder that exists\n"
     )
+    # … or while the libraries are imported (a path made absolute there finds no current folder)
+    code = (
+        "import importlib, os, sys; from seqlab import commands\n"
+        "def removing(name): os.rmdir(os.getcwd()); os.path.abspath('x')\n"
+        "importlib.import_module = removing; commands.train()"
+    )
+    gone.mkdir()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=gone, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr == (
+        "error: the current folder was removed while seqlab started; nothing was written: cd to a folder that exists\n"
+    ), proc.stderr
 
 
 def test_a_terminal_that_cannot_show_a_samples_characters(tmp_path):

@@ -200,13 +200,18 @@ class GracefulStop(L.Callback):
 
 class RunRecord(L.Callback):
     """Keeps in each checkpoint the overrides the run was trained with: `resume=` replays them,
-    so they always describe the state that checkpoint holds."""
+    so they always describe the state that checkpoint holds; and the folder it started in, where
+    its relative paths point (see checkpoint.in_start_folder)."""
 
     def __init__(self, overrides: list[str]):
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+
         self.overrides = list(overrides)
+        self.start = get_original_cwd() if HydraConfig.initialized() else os.getcwd()
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint["seqlab_run"] = {"overrides": self.overrides}
+        checkpoint["seqlab_run"] = {"overrides": self.overrides, "start": self.start}
 
 
 class AveragedInRun(L.Callback):

@@ -186,9 +186,21 @@ def data_class(ckpt: dict, path) -> type:
     return data_cls
 
 
+def in_start_folder(value, start: str | None):
+    """A run's relative paths (data.path=corpus.txt) mean what they meant in the folder it started
+    in, so that resume= and seqlab-eval read the same files from any folder. A value that names
+    nothing there is no path and stays as it is."""
+    if not isinstance(value, str) or not start or Path(value).name in ("", "..") or Path(value).is_absolute():
+        return value
+    there = Path(start) / value
+    return str(there) if there.exists() and Path(start).resolve() != Path.cwd().resolve() else value
+
+
 def load_datamodule(ckpt: dict, path, overrides: dict | None = None):
     """The task's data module with the hyperparameters it was trained with, and `overrides`."""
-    return data_class(ckpt, path)(**(dict(ckpt.get("datamodule_hyper_parameters", {})) | dict(overrides or {})))
+    start = ckpt.get("seqlab_run", {}).get("start")
+    saved = {k: in_start_folder(v, start) for k, v in ckpt.get("datamodule_hyper_parameters", {}).items()}
+    return data_class(ckpt, path)(**(saved | dict(overrides or {})))
 
 
 def check_against_run(path: str, model, data: dict | None = None, resumed: bool = False) -> None:

@@ -22,10 +22,16 @@ def _fail(message: str):
     raise SystemExit(2)
 
 
-def _run(tool: str):
-    try:  # (torch's libraries fail to load, with a fatal error of their own, from a removed folder)
+def _cwd_exists() -> bool:
+    try:
         os.getcwd()
+        return True
     except FileNotFoundError:
+        return False
+
+
+def _run(tool: str):
+    if not _cwd_exists():  # (torch's libraries fail to load, with a fatal error of their own, from a removed folder)
         _fail("the current folder was removed after the shell entered it; cd to a folder that exists")
     threads = os.environ.get("OMP_NUM_THREADS", "1").strip()
     if not all(n.isdigit() and int(n) > 0 for n in threads.split(",")):  # (OpenMP would say it, loaded with torch)
@@ -37,6 +43,10 @@ def _run(tool: str):
         main = importlib.import_module(f"seqlab.{tool}").main
     except MemoryError:
         _fail("not enough memory to load torch and Lightning (a limit such as ulimit -v?); nothing was written")
+    except FileNotFoundError:
+        if _cwd_exists():
+            raise
+        _fail("the current folder was removed while seqlab started; nothing was written: cd to a folder that exists")
     for s, handler in before.items():
         signal.signal(s, handler)
     main()  # (its value is for sweepers; a console script's return would become its exit status)

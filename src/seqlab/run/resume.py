@@ -6,7 +6,7 @@ with (so they always describe the state it holds); nothing is written before the
 import os
 from pathlib import Path
 
-from seqlab.checkpoint import find_code, read_checkpoint
+from seqlab.checkpoint import find_code, in_start_folder, read_checkpoint
 from seqlab.errors import SeqlabError
 
 # What a resumed run may not change: it is the same run (its best checkpoint follows one metric).
@@ -112,4 +112,14 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
         was = before.get(key(a), f"{key(a)} as composed then")
         raise SeqlabError(f"resume= continues a run as it was started ({was}); drop {a}, or start a new run")
     changed = {key(a) for a in new} | set(NOT_KEPT)
-    return [o for o in record["overrides"] if key(o) not in changed] + new
+    return [replayed(o, record.get("start")) for o in record["overrides"] if key(o) not in changed] + new
+
+
+def replayed(override: str, start: str | None) -> str:
+    """A recorded `data.path=corpus.txt`, replayed from another folder: the file where the run started
+    (as an absolute path that needs no quoting in an override)."""
+    name, _, value = override.partition("=")
+    if "." not in name or name.lstrip("+").startswith("hydra.") or name.startswith("~"):  # (groups, Hydra's keys)
+        return override
+    moved = in_start_folder(value, start)
+    return f"{name}={moved}" if not any(c in moved for c in " =,[]{}()'\"\\$:") else override
