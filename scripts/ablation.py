@@ -101,8 +101,19 @@ def main():
     args = parser.parse_args()
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--jobs and --threads take a number of 1 or more")
+    if args.add and args.add[0] not in ROWS:
+        parser.error(f"--add {args.add[0]}: no such row; the rows are {', '.join(ROWS)}")
     if args.add and not (Path(args.add[1]) / "result.json").is_file():
         parser.error(f"--add {args.add[0]} {args.add[1]}: no finished run there (no result.json); pass a run's folder")
+    if (
+        args.add
+        and not {"best/val/loss", "val/bpc"}
+        <= json.loads((Path(args.add[1]) / "result.json").read_text()).get("metrics", {}).keys()
+    ):
+        parser.error(
+            f"--add {args.add[0]} {args.add[1]}: not a char-LM run that validated (its result.json has no "
+            f"best/val/loss or val/bpc); pass a finished charlm run's folder"
+        )
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     store_path = ROOT / "outputs" / "ablation.json"
     store = json.loads(store_path.read_text()) if store_path.exists() else {}

@@ -29,6 +29,7 @@ from omegaconf import open_dict
 
 from seqlab.callbacks import GracefulStop
 from seqlab.run.cli import CONF_DIR
+from seqlab.run.explain import explain
 from seqlab.train import build
 
 # What one training example is, to count throughput.
@@ -192,10 +193,15 @@ def main() -> None:
     what = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# {what}; torch {torch.__version__}, lightning {L.__version__}")
     rows = []
-    for task in ["charlm", "subseq"] if args.task == "both" else [args.task]:
-        for batch_size in args.batch_sizes:
-            print(f"## {task}, batch {batch_size}", flush=True)
-            rows.append(compare(task, batch_size, args))
+    try:
+        for task in ["charlm", "subseq"] if args.task == "both" else [args.task]:
+            for batch_size in args.batch_sizes:
+                print(f"## {task}, batch {batch_size}", flush=True)
+                rows.append(compare(task, batch_size, args))
+    except Exception as e:  # a mistake in the overrides: seqlab-train's one line
+        if (message := explain(e, args.overrides)) is None:
+            raise
+        sys.exit(f"error: {message}")
     print("\n| task | batch | steps | plain | Lightning | ratio (median, min–max) | plain ms/step ", end="")
     print("| Lightning adds ms/step |")
     print("|---|---|---|---|---|---|---|---|")

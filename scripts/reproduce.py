@@ -307,6 +307,9 @@ def main() -> None:
     if not a.quick:
         for path in draw_curves(store, kind, Path(a.curves_dir)):
             print(f"curve: {path}")
+    failed = [n for n in names if any("error" in r for r in store[n][kind])]
+    if failed:
+        sys.exit(f"error: the runs of {', '.join(failed)} failed (their errors are above); the table marks them")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,8 @@ CONFIG_CASES = [
         "unknown config key 'model.cell'; the subseq model has: optimizer, scheduler",
     ),
     (["experiment=subseq", "data.path=x.txt"], "the subseq data has: seq_len, max_start"),
-    (["model.optimizer.lr=1e-3,3e-3"], "a value with commas is a sweep; add -m"),
+    (["model.optimizer.lr=1e-3,3e-3"], "a value with commas is a sweep; add -m to sweep it (a key that takes a list"),
+    (["model/optimizer=adam,adamw"], "model/optimizer=adam,adamw: a value with commas is a sweep; add -m to sweep it"),
     (["experiment=arithmetic_tutorial", "data.fixed=[]"], "data.fixed is an empty list"),
     (
         ["trainer.max_time=10m"],
@@ -243,7 +244,10 @@ CONFIG_CASES = [
     (["-m", "experiment=gru_toy", "--cfg", "job"], "--cfg, --info and --help print and run nothing; drop -m"),
     (["-m", "--run", "experiment=gru_toy"], "--run asks for one job and -m for a sweep; keep one"),
     (["-p", "model", "experiment=gru_toy"], "-p model picks the part of the config that --cfg prints; add --cfg job"),
-    (["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"], "BasicSweeper does not support sweep type"),
+    (
+        ["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"],
+        "model.hidden_size=interval(4,8) is a search range, and a grid sweep takes values; list some",
+    ),
     (
         ["-m", "experiment=gru_toy", "hparams_search=gru_toy_optuna", "hydra.sweeper.max_failure_rate=-1"],
         "hydra.sweeper.max_failure_rate must be a number in [0, 1]",
@@ -716,12 +720,13 @@ def test_settings_that_would_quietly_miss(tmp_path):
     assert "so no best checkpoint was kept; trainer.limit_val_batches=0.0 validates on nothing" in err
     assert f"TensorBoard:     tensorboard --logdir {tmp_path / 'tbs'}\n" in out
     assert list((tmp_path / "tbs").rglob("events.out.tfevents.*"))
-    code, out, err = cli("train", *tiny, "trainer.max_steps=3", cwd=tmp_path)  # (gru_toy validates every 5th)
+    code, out, err = cli("train", *tiny, "trainer.max_steps=3", "hydra/launcher=parallel", cwd=tmp_path)  # (every 5th)
     never = (
         "warning: val/loss was never measured, so no best checkpoint was kept; it validates once every 5 epochs "
         "(trainer.check_val_every_n_epoch=5), and the run ended first; pass trainer.check_val_every_n_epoch=1"
     )
     assert code == 0 and never in err, err[-3000:]
+    assert "warning: hydra/launcher=parallel acts on a sweep, and this is one run; add -m to sweep" in err
     (tmp_path / "b").mkdir()
     msg = one_error(*cli("train", *tiny, "trainer.precision=16-true", "seed=1", cwd=tmp_path / "b")[::2])
     assert "training loss is not finite" in msg and msg.endswith(
@@ -731,6 +736,9 @@ def test_settings_that_would_quietly_miss(tmp_path):
     late = ["callbacks=ema", "callbacks.ema.update_starting_at_step=1000"]  # (the average would hold the start)
     msg = one_error(*cli("train", *tiny, *few, *late, cwd=tmp_path / "b")[::2])
     assert msg.startswith("error: EMAWeightAveraging would not update its average once in this run (1 steps; ")
+    code, _, err = cli("train", *tiny, "debug=overfit", "trainer.limit_train_batches=2", cwd=tmp_path / "b")
+    assert code == 0 and "warning: trainer.overfit_batches=3 sets the batches: trainer.limit_train_batches=2" in err
+    assert all(line.startswith("warning: ") for line in err.splitlines()), err  # (nothing of Lightning's)
     sweep = ["-m", *tiny, *few, "seed=1,2", "hydra.sweep.subdir=s${seed}", f"hydra.sweep.dir={tmp_path / 'sw'}"]
     code, _, err = cli("train", *sweep, cwd=tmp_path)
     assert code == 0 and {p.name for p in (tmp_path / "sw").glob("s?")} == {"s1", "s2"}, err[-3000:]
@@ -783,8 +791,17 @@ def test_variables_left_in_the_environment(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setenv("LOCAL_RANK", "1")
         msg = one_error(*cli("train", "experiment=gru_toy", cwd=tmp_path)[::2])
-        assert "the environment's LOCAL_RANK=1 makes this process rank 1 of a launch, but no launcher" in msg
+        assert "the environment's LOCAL_RANK=1 makes this process rank 1 of a launch, but torchrun did not" in msg
         assert "unset LOCAL_RANK, or start the run with torchrun" in msg and not left_behind(tmp_path)
+    with monkeypatch.context() as m:  # (a job's variables, without srun)
+        for k, v in {"SLURM_JOB_ID": "9", "SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_JOB_NAME": "bash"}.items():
+            m.setenv(k, v)
+        msg = one_error(*cli("train", "experiment=gru_toy", cwd=tmp_path)[::2])
+        assert "SLURM_PROCID=1 makes this process rank 1 of a launch, but srun did not start it" in msg
+        m.setenv("SLURM_PROCID", "0")
+        m.setenv("SLURM_JOB_NAME", "train")  # (sbatch --ntasks=2, and seqlab-train without srun)
+        msg = one_error(*cli("train", "experiment=gru_toy", cwd=tmp_path)[::2])
+        assert msg.startswith("error: Lightning refuses this SLURM job's settings: ") and not left_behind(tmp_path)
     with monkeypatch.context() as m:
         m.setenv("MASTER_PORT", "abc")
         msg = one_error(*cli("train", "experiment=gru_toy", "trainer=ddp_cpu", cwd=tmp_path)[::2])
@@ -1015,16 +1032,23 @@ def test_a_glob_of_options_is_a_grid():
 
 def test_options_a_tool_does_not_take(checkpoints, tmp_path):
     msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "prompt=???", cwd=tmp_path)[::2])
-    assert msg == "error: prompt=??? leaves it unset: ??? is the config's mark for a value still to give; give a value"
+    assert msg == (
+        "error: prompt=???: the config reads ??? as a value still to give, never as text; add a character "
+        "(prompt='??? '), or type it to seqlab-chat"
+    )
+    code, out, _ = cli("generate", f"ckpt_path={checkpoints['charlm']}", "prompt=??? ", "length=3", cwd=tmp_path)
+    assert code == 0 and len(out) == 3 + 1  # (the fix it names works)
     msg = one_error(*cli("eval", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
-    assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer.<key>"
+    assert msg == "error: unknown option 'prompt': seqlab-eval takes ckpt_path, data.<key>, trainer, trainer.<key>"
+    code, out, _ = cli("eval", f"ckpt_path={checkpoints['charlm']}", "trainer=cpu", cwd=tmp_path)  # (its --help's)
+    assert code == 0 and "test/loss" in out
     msg = one_error(*cli("chat", f"ckpt_path={checkpoints['charlm']}", "prompt=the", cwd=tmp_path)[::2])
     assert msg.startswith("error: unknown option 'prompt': seqlab-chat takes ckpt_path, device, empty_reply, length")
     # a typo gets its correction; another idea that shares a prefix does not (length_penalty is not length)
     msg = one_error(*cli("eval", "experiment=charlm", f"ckpt_path={checkpoints['charlm']}", cwd=tmp_path)[::2])
     assert msg == (
         "error: unknown option 'experiment' (a checkpoint knows its experiment): seqlab-eval takes "
-        "ckpt_path, data.<key>, trainer.<key>"
+        "ckpt_path, data.<key>, trainer, trainer.<key>"
     )
     msg = one_error(*cli("generate", f"ckpt_path={checkpoints['charlm']}", "temprature=0", cwd=tmp_path)[::2])
     assert "unknown option 'temprature': did you mean temperature=…? seqlab-generate takes ckpt_path" in msg
@@ -1213,7 +1237,7 @@ GENERATE_CASES = [
         "device, length, temperature, seed (for this charlm checkpoint)",
     ),
     ("charlm", ["prompt=ΩΩ✓"], "no character of the prompt"),
-    ("charlm", [], "no prompt given"),
+    ("charlm", [], "the prompt is empty; pass e.g. prompt='the '"),  # (no prompt: the task's own example)
     ("charlm", ["prompt=the", "device=tpu"], "device='tpu' is not one of auto, cpu, cuda"),
     ("charlm", ["prompt=the", "seed=99999999999999999999"], "seed must be an integer from 0 to"),
     ("subseq", ["prompt=1 2 3"], "is not 10 numbers"),
@@ -1241,6 +1265,13 @@ def test_bad_generate_input(task, args, expected, checkpoints, tmp_path):
     code, _, err = cli("generate", f"ckpt_path={checkpoints[task]}", *args, cwd=tmp_path)
     assert expected in one_error(code, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # the user's folder, untouched
+
+
+def test_a_prompt_with_characters_the_model_lacks_is_answered_with_a_warning(checkpoints, tmp_path):
+    ckpt = f"ckpt_path={checkpoints['charlm']}"
+    code, out, err = cli("generate", ckpt, "prompt=the ☃日 will", "length=5", cwd=tmp_path)
+    assert code == 0 and len(out) == 5 + 1, (out, err)  # its continuation, then print's newline
+    assert err == "warning: this model's vocabulary has no '☃日': read as unknown\n"
 
 
 def test_closed_stdout_and_eval_on_several_devices(checkpoints, tmp_path):
@@ -1369,11 +1400,17 @@ def test_links_that_lead_nowhere_and_a_sweep_folder_given_to_resume(tmp_path):
         ("benchmark_speed.py", ["--batch-sizes", "0"], "--batch-sizes, --reps and --steps take numbers of 1 or more"),
         ("threads_busy.py", ["--steps", "0"], "--steps takes a number of 1 or more"),
         ("reproduce.py", ["--only", "trainer.max_epochs=3"], "error: --only names no experiment (e.g. charlm)"),
+        ("ablation.py", ["--add", "recrd", "RUN"], "--add recrd: no such row; the rows are charlm, ema"),
+        ("ablation.py", ["--add", "record", "RUN"], "RUN: not a char-LM run that validated"),
+        ("benchmark_speed.py", ["--task", "subseq", "model.hiden_size=3"], "unknown config key 'model.hiden_size'"),
+        ("reproduce.py", ["--quick", "--only", "gru_toy", "model.hiden_size=3"], "the runs of gru_toy failed"),
     ],
 )
 def test_the_scripts_refuse_bad_arguments(script, args, expected, tmp_path):
     from conftest import ROOT
 
+    (tmp_path / "RUN").mkdir()  # a finished run of another task
+    (tmp_path / "RUN" / "result.json").write_text('{"metrics": {"val/loss": 1.0, "best/val/loss": 1.0}}')
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *args], cwd=tmp_path, capture_output=True, text=True
     )

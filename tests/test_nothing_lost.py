@@ -78,6 +78,17 @@ def test_a_run_with_its_own_configs_resumes_from_another_folder(tmp_path):
     assert not (tmp_path / "b" / "outputs").exists()
 
 
+def test_callbacks_none_keeps_no_checkpoint_anywhere(tmp_path):
+    """Lightning adds a checkpoint callback of its own where a run has none: it wrote under
+    tensorboard/, the report named it, and resume= said the run kept none."""
+    run = tmp_path / "run"
+    proc = run_cli("seqlab.train", *GRU, "callbacks=none", "trainer.max_epochs=1", f"hydra.run.dir={run}",
+                   cwd=tmp_path, in_process=True)  # fmt: skip
+    assert proc.returncode == 0 and "best checkpoint" not in proc.stdout, proc.stderr[-3000:]
+    assert not list(tmp_path.rglob("*.ckpt")) and (run / "tensorboard").is_dir()
+    assert "kept no checkpoints" in one_line_error(run_cli("seqlab.train", f"resume={run}", cwd=tmp_path))
+
+
 def test_a_runs_relative_data_path_is_read_from_where_it_started(small_text, tmp_path):
     """data.path=corpus.txt, then resume= and seqlab-eval from another folder: the run's own file, not
     ./corpus.txt there (a file seqlab-eval or the resume cannot find would be a refusal)."""

@@ -37,6 +37,8 @@ def test_the_scaffold_refuses_to_overwrite_and_bad_names(mine, capsys):
     )
     (mine / "afile").write_text("")
     assert newtask.main(["mytask", str(mine / "afile")]) == 2 and "is a file, not a folder" in capsys.readouterr().err
+    assert newtask.main(["1abc"]) == 2 and "_, starting with a letter" in capsys.readouterr().err
+    assert newtask.main(["--help"]) == 0 and capsys.readouterr().out.startswith("seqlab-new-task <name> [folder]")
 
 
 def test_its_checkpoint_answers_from_another_folder(mine, tmp_path):

@@ -37,8 +37,12 @@ def read_checkpoint(path: str | None) -> dict:
     p = Path(path).expanduser()
     if p.is_dir():
         found = sorted(p.rglob("*.ckpt"), key=lambda c: (c.name != "last.ckpt", len(c.parts)))
-        example = f"e.g. {shlex.quote(f'ckpt_path={found[0]}')}" if found else "(it holds none)"
-        raise SeqlabError(f"ckpt_path={p} is a folder; pass a .ckpt file in it, {example}")
+        example = (
+            f"pass a .ckpt file in it, e.g. {shlex.quote(f'ckpt_path={found[0]}')}"
+            if found
+            else ("it holds no .ckpt file (a run keeps them in checkpoints/); pass a checkpoint's path")
+        )
+        raise SeqlabError(f"ckpt_path={p} is a folder; {example}")
     if p.exists() and not p.is_file():  # (a pipe or a device: reading one might never end)
         raise SeqlabError(f"ckpt_path={p} is not a regular file (a pipe or a device); pass a .ckpt file")
     if not p.is_file():

@@ -12,7 +12,7 @@ from seqlab.run.cli import Context, tool_main
 from seqlab.run.schema import check_arguments, check_options, check_trainer
 from seqlab.train import make
 
-TAKES = ["ckpt_path", "data.<key>", "trainer.<key>"]  # seqlab-eval's own options
+TAKES = ["ckpt_path", "data.<key>", "trainer", "trainer.<key>"]  # seqlab-eval's own options (trainer=gpu: a preset)
 
 
 def run(cfg: DictConfig, ctx: Context) -> dict:

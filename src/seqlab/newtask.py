@@ -152,6 +152,9 @@ def module_there(name: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
     if len(args) not in (1, 2) or args[0].startswith("-"):
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         return 2
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not (folder / name).is_dir() and (name in sys.stdlib_module_names or module_there(name)):
         why = "is already a Python module's name (the module and the task's package would hide one another)"
     if why:
-        print(f"error: {name!r} {why}; pass another name of lower-case ASCII letters, digits and _", file=sys.stderr)
+        rule = "lower-case ASCII letters, digits and _, starting with a letter"
+        print(f"error: {name!r} {why}; pass another name: {rule}", file=sys.stderr)
         return 2
     if folder.exists() and not folder.is_dir():
         print(f"error: {folder} is a file, not a folder; pass a folder to write the task into", file=sys.stderr)

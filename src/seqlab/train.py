@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from contextlib import ExitStack, chdir, contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 
@@ -50,9 +51,11 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
     together = launch.launcher()  # (torchrun, srun: every rank runs this command; rank 0 claims the folder)
     if rank() > 0 and not together and "SEQLAB_RUN_DIR" not in os.environ:  # (else it would record nothing)
         name = next(v for v in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if v in os.environ)
+        by = "srun" if name.startswith("SLURM") else "torchrun"
         raise SeqlabError(
-            f"the environment's {name}={os.environ[name]} makes this process rank {rank()} of a launch, but no "
-            f"launcher started the others (no WORLD_SIZE above 1); unset {name}, or start the run with torchrun"
+            f"the environment's {name}={os.environ[name]} makes this process rank {rank()} of a launch, but {by} "
+            f"did not start it (Lightning finds no {by} launch in the environment); unset {name}, or start the "
+            f"run with {by}"
         )
     if together and together.rank > 0:
         ctx.run_dir = launch.receive(together, folder.parent)
@@ -179,6 +182,9 @@ def check(cfg: DictConfig) -> dict:
             "resume= goes on writing the run's checkpoints, and these callbacks keep none (callbacks=none); drop "
             "the callbacks override"
         )
+    overfit, limit = plain["trainer"].get("overfit_batches"), plain["trainer"].get("limit_train_batches")
+    if overfit and limit not in (None, 1.0):  # (Lightning trains on the overfit batches, whatever the limit)
+        warn(f"trainer.overfit_batches={overfit} sets the batches: trainer.limit_train_batches={limit} is not read")
     if plain["resume"] and plain["trainer"].get("fast_dev_run"):
         raise SeqlabError(
             "trainer.fast_dev_run (debug=fast_dev_run) saves nothing, so it cannot continue a run; drop resume= "
@@ -393,7 +399,14 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     drop += (L.pytorch.callbacks.LearningRateMonitor,) * (not loggers)  # (Lightning refuses both, else)
     callbacks = [c for c in callbacks if not isinstance(c, drop)] + [RunRecord(record or []), AveragedInRun(), Quiet()]
     plugins = [*(plain["trainer"].get("plugins") or []), *([slurm] if slurm else [])]
-    trainer = make("trainer", plain["trainer"] | {"plugins": plugins}, callbacks=callbacks, logger=loggers or False)
+    settings = plain["trainer"] | {"plugins": plugins}
+    if settings.get("overfit_batches"):  # (seqlab's batches repeat then by themselves: no sampler to stop shuffling)
+        warnings.filterwarnings(
+            "ignore", category=UserWarning, module=r"lightning\.pytorch\.trainer\.connectors\.data_"
+        )
+    if not any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks):
+        settings["enable_checkpointing"] = False  # (callbacks=none: else Lightning's own would write in the logger's)
+    trainer = make("trainer", settings, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
 
 
@@ -483,7 +496,12 @@ def slurm_requeue():
         os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2") if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" else "USR1"
     )
     signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
-    return SLURMEnvironment(auto_requeue=True, requeue_signal=getattr(signal, f"SIG{name}"))
+    try:
+        return SLURMEnvironment(auto_requeue=True, requeue_signal=getattr(signal, f"SIG{name}"))
+    except RuntimeError as e:  # (its check of the job's srun settings, e.g. --ntasks without srun)
+        raise SeqlabError(
+            f"Lightning refuses this SLURM job's settings: {str(e).rstrip('.')}; nothing was kept"
+        ) from None
 
 
 def start_from(cfg: DictConfig, out_dir: Path) -> str | None:

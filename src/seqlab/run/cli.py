@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from seqlab.errors import STOP_SIGNALS, Interrupted, SeqlabError
+from seqlab.errors import STOP_SIGNALS, Interrupted, SeqlabError, warn
 from seqlab.run import sweep  # (registers the resolvers the configs use)
 from seqlab.run.schema import MANAGED
 
@@ -173,10 +173,14 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
                 check_options(tool, {top: None}, takes + ["the options of its task's respond()"] * (tool != "eval"))
         for a in (a for a in overrides if "=" in a and f"{a.split('=')[0].lstrip('+~')}.<key>" in takes):
             top = a.split("=")[0].lstrip("+~")  # e.g. data=gru_toy: another task's data, or a preset
-            raise SeqlabError(
-                f"{a}: seqlab-{tool} keeps the checkpoint's own {top}; change its settings with {top}.<key>=…"
-            )
-        overrides = [f"++{a}" if "=" in a and not a.startswith(("+", "~", "hydra.")) else a for a in overrides]
+            if top not in takes:  # (seqlab-eval trainer=gpu: a preset of the tool's own)
+                raise SeqlabError(
+                    f"{a}: seqlab-{tool} keeps the checkpoint's own {top}; change its settings with {top}.<key>=…"
+                )
+        picks = [a for a in overrides if a.partition("=")[0] in takes and is_group(a.partition("=")[0])]
+        overrides = [
+            f"++{a}" if "=" in a and not a.startswith(("+", "~", "hydra.")) and a not in picks else a for a in overrides
+        ]
     return CommandLine(tool, flags, overrides, ns.multirun, printing)
 
 
@@ -292,6 +296,8 @@ def sweep_or_run(line: CommandLine, run, ctx: Context):
     if line.multirun or HydraConfig.get().mode == RunMode.MULTIRUN:  # (an hparams_search sets MULTIRUN itself)
         return sweep.run_sweep(line, cfg, run, ctx)
     ctx.overrides = recorded(HydraConfig.get())
+    for a in (a for a in line.overrides if a.lstrip("+").startswith(("hydra/launcher=", "hydra/sweeper="))):
+        warn(f"{a} acts on a sweep, and this is one run; add -m to sweep")
     if verbose := HydraConfig.get().verbose:  # (Hydra's flag: debug logging of every logger, or those named)
         import logging
 

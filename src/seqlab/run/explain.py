@@ -80,6 +80,11 @@ def explain(e: BaseException, overrides: list[str], ctx=None) -> str | None:
             return deleted(err.full_key, "", overrides) or unknown_key(err, overrides)
         unset = [k for k, _, v in (a.lstrip("+~").partition("=") for a in overrides) if v.strip("'\"") == "???"]
         if unset and isinstance(err, (MissingMandatoryValue, InterpolationToMissingValueError)):  # (or read in a path)
+            if unset[0] == "prompt":  # (even quoted: OmegaConf reads the string ??? as its mark)
+                return (
+                    "prompt=???: the config reads ??? as a value still to give, never as text; add a character "
+                    "(prompt='??? '), or type it to seqlab-chat"
+                )
             return f"{unset[0]}=??? leaves it unset: ??? is the config's mark for a value still to give; give a value"
         if isinstance(err, OmegaConfBaseException) and err.full_key:
             message = f"{err.full_key}: {str(err.msg).strip().splitlines()[0]}"
@@ -224,8 +229,8 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
             )
         if parsed.is_sweep_override() and not sweeping:
             raise SeqlabError(
-                f"{a}: a value with commas is a sweep; add -m to sweep it, or write a list in brackets, "
-                f"e.g. '{parsed.key_or_group}=[{value}]'",
+                f"{a}: a value with commas is a sweep; add -m to sweep it"
+                + ("" if group else f" (a key that takes a list takes it in brackets: '{key}=[{value}]')"),
                 parsed.key_or_group,
             )
         checked.append(a)

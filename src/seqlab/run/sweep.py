@@ -229,6 +229,13 @@ def run_sweep(line, first, run, ctx):
         if done and isinstance(seed, int):  # (the same seed again would propose the trials it began with)
             line.overrides = [*line.overrides, f"hydra.sweeper.sampler.seed={seed + done}"]
     line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]
+    exclude = "hydra.job.config.override_dirname.exclude_keys"
+    if not any(o.startswith(exclude + "=") for o in line.overrides):  # (job folders named by what differs)
+        parsed = OverridesParser.create().parse_overrides([o for o in line.overrides if not o.startswith("hydra.")])
+        swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+        fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()]
+        keys = [k for k in hc.job.config.override_dirname.exclude_keys if k not in swept] + fixed
+        line.overrides.append(f"{exclude}=[{','.join(dict.fromkeys(keys))}]")
 
     def job(cfg):
         cli.quiet_libraries()  # (hydra/launcher=parallel: a worker process of its own)
@@ -340,6 +347,7 @@ def check_sweep(overrides: list[str], hc, first) -> None:
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from seqlab.run import cli
     from seqlab.run.launch import launcher
     from seqlab.run.schema import SweeperSettings, args, check_arguments, locate
     from seqlab.train import make
@@ -356,7 +364,15 @@ def check_sweep(overrides: list[str], hc, first) -> None:
         if o.key_or_group in ("experiment", "name") and o.is_sweep_override():  # (jobs in the first's folder)
             raise SeqlabError(
                 f"{o.input_line} sweeps over {o.key_or_group}s, whose jobs would share one sweep folder; "
-                f"sweep one {o.key_or_group} at a time: -m {o.key_or_group}={next(o.sweep_string_iterator())} …"
+                f"sweep one {o.key_or_group} at a time: -m {grid_jobs([o.input_line])[0][0][0]} …"
+            )
+        grid = str(OmegaConf.select(hc, "sweeper._target_", default="")).endswith("BasicSweeper")
+        if grid and o.is_interval_sweep():  # (a range of reals is a search's: a grid takes values)
+            search = f"{hc.runtime.choices.get('experiment')}_optuna"
+            search = search if search in cli.options("hparams_search", overrides) else "<a search config>"
+            raise SeqlabError(
+                f"{o.input_line} is a search range, and a grid sweep takes values; list some "
+                f"({o.key_or_group}=a,b,c), or search it with Optuna (hparams_search={search})"
             )
         apart = "hydra.job." in o.input_line or (swept and all(f"${{{k}}}" in o.input_line for k in swept))
         if o.key_or_group == "hydra.sweep.subdir" and not apart:  # (a job's number, or every swept value)

@@ -7,6 +7,7 @@ clipping, accumulation and schedulers work as usual.
 """
 
 import math
+import warnings
 from typing import Annotated, Literal
 
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torchmetrics import MeanMetric
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, SeqlabWarning
 from seqlab.module import Task
 from seqlab.sampling import make_generator
 from seqlab.tasks.charlm.model import FUSED, CharRNN, generate
@@ -122,6 +123,8 @@ class CharLMModule(Task):
                 f"no character of the prompt {prompt!r} is in this model's vocabulary "
                 f"({''.join(c for c in self.vocab.itos if len(c) == 1)[:60]!r}…); use some of those"
             )
+        if unknown := "".join(dict.fromkeys(c for c in self._cased(prompt) if c not in self.vocab)):
+            warnings.warn(f"this model's vocabulary has no {unknown!r}: read as unknown", SeqlabWarning, stacklevel=2)
         out = generate(
             self.model, ids.to(self.device), length, temperature, make_generator(seed), suppress=self.vocab.unk_index
         )
