@@ -9,6 +9,7 @@ import os
 import pickle
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -793,6 +794,16 @@ def test_variables_left_in_the_environment(tmp_path, monkeypatch):
         msg = one_error(*cli("train", "experiment=gru_toy", cwd=tmp_path)[::2])
         assert "the environment's LOCAL_RANK=1 makes this process rank 1 of a launch, but torchrun did not" in msg
         assert "unset LOCAL_RANK, or start the run with torchrun" in msg and not left_behind(tmp_path)
+    with monkeypatch.context() as m:  # (a torchrun session's, with no torchrun: its store would be waited for)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        left = {"TORCHELASTIC_RUN_ID": "x", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "GROUP_RANK": "0"}
+        for k, v in (left | {"LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}).items():
+            m.setenv(k, v)
+        msg = one_error(*cli("train", "experiment=gru_toy", cwd=tmp_path)[::2])
+        assert f"but nothing answers at MASTER_ADDR:MASTER_PORT=127.0.0.1:{port}; unset the variables" in msg
+        assert not left_behind(tmp_path)
     with monkeypatch.context() as m:  # (a job's variables, without srun)
         for k, v in {"SLURM_JOB_ID": "9", "SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_JOB_NAME": "bash"}.items():
             m.setenv(k, v)

@@ -57,6 +57,8 @@ def run(cfg: DictConfig, ctx: Context) -> float | None:
             f"did not start it (Lightning finds no {by} launch in the environment); unset {name}, or start the "
             f"run with {by}"
         )
+    if together:
+        launch.check_store(together)
     if together and together.rank > 0:
         ctx.run_dir = launch.receive(together, folder.parent)
         ctx.stack.enter_context(redirect_stdout(ctx.stack.enter_context(open(os.devnull, "w"))))  # noqa: SIM115 (rank 0 reports)

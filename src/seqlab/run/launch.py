@@ -50,6 +50,24 @@ def key(launch: Launch) -> str:
     return f"{env['SLURM_JOB_ID']}.{env.get('SLURM_STEP_ID', 0)}.{env.get('SLURM_RESTART_COUNT', 0)}"
 
 
+def check_store(launch: Launch) -> None:
+    """torchrun's store answers: else the variables are left from a torchrun session, and TCPStore
+    would wait WAIT_S for nothing, deaf to Ctrl-C."""
+    import socket
+
+    env = os.environ
+    if not launch.torchrun or not env.get("MASTER_PORT", "").isdigit():  # (a port that is no number: check says so)
+        return
+    try:
+        socket.create_connection((env["MASTER_ADDR"], int(env["MASTER_PORT"])), timeout=10).close()
+    except OSError:
+        raise SeqlabError(
+            f"the environment says torchrun started this process (RANK={launch.rank}, WORLD_SIZE={launch.world}), "
+            f"but nothing answers at MASTER_ADDR:MASTER_PORT={env['MASTER_ADDR']}:{env['MASTER_PORT']}; unset the "
+            f"variables left from torchrun (TORCHELASTIC_RUN_ID, RANK, WORLD_SIZE, …), or start the run with torchrun"
+        ) from None
+
+
 def store():
     from torch.distributed import TCPStore
 
