@@ -134,6 +134,8 @@ def test_tutorial_preset_asks_the_two_questions():
         ({"digits": 0}, "data.digits"),
         ({"alphabet": "ascii"}, "data.alphabet"),
         ({"fixed": ["1+1"]}, "data.fixed"),
+        ({"fixed": ["1234567890+1=?"]}, "data.fixed"),  # (answers are int64)
+        ({"fixed": ["9" * 4400 + "+1=?"]}, "data.fixed"),  # (Python's int() reads at most 4300 digits)
         ({"batch_size": 0}, "data.batch_size"),
     ],
 )

@@ -1264,6 +1264,7 @@ GENERATE_CASES = [
         "unknown option 'temperature': seqlab-generate takes ckpt_path, prompt, device (for this subseq checkpoint)",
     ),
     ("arithmetic", ["prompt=12 plus 7"], "malformed question"),
+    ("arithmetic", ["prompt=" + "9" * 5000 + "+1=?"], "operands have at most 1000 digits, this one 5,000; ask"),
     ("arithmetic", ["prompt=1+2=?", "max_len=0"], "max_len must be an integer from 1 to 1000"),
 ]
 

@@ -44,12 +44,17 @@ ALPHABETS = {
 QUESTION = re.compile(r"^(\d+)([+*-])(\d+)=\?$")
 FORMAT_HINT = "a question like 12+7=? (digits, one of + - *, digits, then =?)"
 MAX_DIGITS = 9  # products of two 9-digit numbers still fit in int64
+MAX_READ = 1000  # a question's operands, read (and answered with a warning beyond what a model learned)
 
 
 def parse_question(question: str) -> tuple[int, str, int]:
     m = QUESTION.match(question.strip()) if isinstance(question, str) else None
     if m is None:
         raise SeqlabError(f"malformed question {question!r}; expected {FORMAT_HINT}")
+    if (longest := max(len(m.group(1)), len(m.group(3)))) > MAX_READ:  # (Python's int() refuses over 4300 digits)
+        raise SeqlabError(
+            f"a question's operands have at most {MAX_READ} digits, this one {longest:,}; ask a shorter one"
+        )
     return int(m.group(1)), m.group(2), int(m.group(3))
 
 
@@ -260,11 +265,14 @@ class ArithmeticDataModule(TaskData):
         if fixed:
             for q in fixed:
                 try:
-                    parse_question(q)
-                except SeqlabError:
+                    a, _, b = parse_question(q)
+                except SeqlabError as e:
+                    raise SeqlabError(f"data.fixed: {e}") from None
+                if max(a, b) >= 10**MAX_DIGITS:  # (the answers are int64)
                     raise SeqlabError(
-                        f"data.fixed has a malformed question {q!r}; each must be {FORMAT_HINT}"
-                    ) from None
+                        f"data.fixed has the question {str(q)[:40]!r}, whose operands pass {MAX_DIGITS} digits; "
+                        f"use at most {MAX_DIGITS}"
+                    )
         elif not ops or any(o not in OPS for o in ops) or len(set(ops)) != len(ops):
             raise SeqlabError(
                 f"data.ops must be distinct characters from '{OPS}', got {ops!r}; pass e.g. data.ops='+-*'"
