@@ -246,6 +246,11 @@ CONFIG_CASES = [
     (["-m", "--run", "experiment=gru_toy"], "--run asks for one job and -m for a sweep; keep one"),
     (["-p", "model", "experiment=gru_toy"], "-p model picks the part of the config that --cfg prints; add --cfg job"),
     (
+        ["-m", "hydra/sweeper=optuna", "experiment=gru_toy"],  # (Optuna's plugin picked by hand: its enum default)
+        "hydra/sweeper=optuna has nothing to search (no hydra.sweeper.params, no range on the command line); pass",
+    ),
+    (["-m", "experiment=glob(gru_t*)"], "sweep one experiment at a time: -m experiment=gru_toy"),
+    (
         ["-m", "experiment=gru_toy", "model.hidden_size=interval(4,8)"],
         "model.hidden_size=interval(4,8) is a search range, and a grid sweep takes values; list some",
     ),

@@ -194,6 +194,20 @@ def test_a_failed_job_is_listed_with_its_reason_and_the_sweep_goes_on(tmp_path):
     assert "Traceback" not in (sweep / rows[1]["job"] / "train.log").read_text()
 
 
+def test_optuna_picked_by_hand_searches_the_command_lines_ranges(tmp_path):
+    """hydra/sweeper=optuna without a search config: its own default direction is an enum."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "seqlab.train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "experiment=gru_toy",
+        "model.hidden_size=2,4", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
+        "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert len(rows) == 2 and all(r["status"] == "ok" and r["job"].split("_", 1)[1].startswith("model.hidden_size=")
+                                  for r in rows)  # fmt: skip
+
+
 def test_hydra_mode_multirun_on_the_command_line_is_minus_m():
     """Hydra reads hydra.mode=MULTIRUN as -m: a comma list is then a sweep, not a slip."""
     from seqlab.run.cli import parse

@@ -5,6 +5,7 @@ with any sweeper and launcher) and printed when the sweep ends."""
 
 import csv
 import difflib
+import enum
 import hashlib
 import json
 import math
@@ -184,6 +185,7 @@ def run_sweep(line, first, run, ctx):
                 f"of this config; {hint}"
             )
     wanted = OmegaConf.select(hc, "sweeper.direction")
+    wanted = wanted.name if isinstance(wanted, enum.Enum) else wanted  # (hydra/sweeper=optuna's own default)
     if wanted is not None and not isinstance(wanted, str):  # (a run returns one metric: every trial would fail)
         raise SeqlabError(
             f"hydra.sweeper.direction={show(OmegaConf.to_container(wanted))} asks for several objectives, but a run "
@@ -386,8 +388,17 @@ def check_sweep(overrides: list[str], hc, first) -> None:
             "hydra/launcher=slurm submits each job with SLURM's sbatch, which this machine has not; run "
             "it on a SLURM login node, or use hydra/launcher=parallel to run the jobs here"
         )
-    for part in ("sweeper", "launcher"):
-        check_arguments(f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True))
+    for part in ("sweeper", "launcher"):  # (enum_to_str: the Optuna sweeper's own default is an enum)
+        check_arguments(
+            f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True, enum_to_str=True)
+        )
+    if "params" in hc.sweeper and not hc.sweeper.params and not swept:  # (each trial would be the same job)
+        raise SeqlabError(
+            f"hydra/sweeper={hc.runtime.choices.get('hydra/sweeper')} has nothing to search (no hydra.sweeper.params, "
+            f"no range on the command line); pass a search config, e.g. "
+            f"hparams_search={hc.runtime.choices.get('experiment')}_optuna, or ranges such as "
+            f"'model.optimizer.lr=interval(1e-4,1e-2)'"
+        )
     if OmegaConf.is_dict(sampler := OmegaConf.select(hc, "sweeper.sampler")):  # (Optuna's)
         sampler = OmegaConf.to_container(sampler, resolve=True)
         check_arguments("hydra.sweeper.sampler", locate("hydra.sweeper.sampler", sampler), args(sampler))
