@@ -43,6 +43,8 @@ def left_behind(root) -> list:
 
 # ---- configuration values: key, allowed values and an example in one line ---------------------
 CONFIG_CASES = [
+    (["experiment", "gru_toy"], "'experiment' is not key=value; write experiment=gru_toy"),  # (argparse's habit)
+    (["hparams_search"], "'hparams_search' picks no option; write hparams_search=<one of arithmetic_optuna, "),
     (["model.hiden_size=10"], "did you mean model.hidden_size"),
     (["experiment=charml"], "did you mean experiment=charlm"),
     (["experiment=subseq", "model/optimizer=adamw2"], "no config 'adamw2' in group 'model/optimizer'"),
@@ -746,6 +748,10 @@ def test_settings_that_would_quietly_miss(tmp_path):
     assert code == 0 and "warning: trainer.overfit_batches=3 sets the batches: trainer.limit_train_batches=2" in err
     assert all(line.startswith("warning: ") for line in err.splitlines()), err  # (nothing of Lightning's)
     sweep = ["-m", *tiny, *few, "seed=1,2", "hydra.sweep.subdir=s${seed}", f"hydra.sweep.dir={tmp_path / 'sw'}"]
+    assert "trainer.max_epochs=1 ends each job before its first validation (trainer.check_val_every_n_epoch=5)" in (
+        one_error(*cli("train", *sweep, cwd=tmp_path)[::2])
+    )  # (a sweep of jobs that measure nothing has nothing to compare)
+    sweep.append("trainer.check_val_every_n_epoch=1")
     code, _, err = cli("train", *sweep, cwd=tmp_path)
     assert code == 0 and {p.name for p in (tmp_path / "sw").glob("s?")} == {"s1", "s2"}, err[-3000:]
 
@@ -1044,6 +1050,11 @@ def test_a_glob_of_options_is_a_grid():
 
     jobs, size = grid_jobs(["experiment=gru_toy", "model/optimizer=glob(adam*)"])
     assert size == 2 and [j[-1] for j in jobs] == ["model/optimizer=adam", "model/optimizer=adamw"]
+
+
+def test_a_lone_double_dash_ends_the_options(tmp_path):
+    code, out, err = cli("train", "--cfg", "job", "--", "experiment=gru_toy", "model.hidden_size=7", cwd=tmp_path)
+    assert code == 0 and "hidden_size: 7" in out, err
 
 
 def test_options_a_tool_does_not_take(checkpoints, tmp_path):

@@ -129,6 +129,7 @@ def parse(argv: list[str], tool: str, takes: list[str]) -> CommandLine:
         for a in argv
         if a not in overrides and a not in ns.config_dir and not a.startswith(("-cd", "--config-d", "--run", "-r"))
     ]
+    overrides = [a for a in overrides if a != "--"]  # (the shell's end of options: nothing to read)
     for a in (a for a in overrides if a.startswith("-")):
         name, _, value = a.lstrip("-").replace("-", "_").partition("=")
         after = [b for b in argv[argv.index(a) + 1 :][:1] if "=" not in b and not b.startswith("-")]

@@ -597,7 +597,8 @@ def check_user_configs(folders: list, overrides: list[str]) -> None:
                     else f"rename it (e.g. {mine.stem}_mine.yaml) and pick that name"
                 )
                 raise SeqlabError(f"{mine} has the name of one of seqlab's own configs, which is read instead; {fix}")
-    for group, option in (a.split("=", 1) for a in overrides if a.split("=")[0] in ("experiment", "hparams_search")):
+    picks = [a.split("=", 1) for a in overrides if "=" in a and a.split("=")[0] in ("experiment", "hparams_search")]
+    for group, option in picks:
         for file in (f for d in folders for f in [d / group / f"{option.removesuffix('.yaml')}.yaml"] if f.is_file()):
             try:
                 text = file.read_text()

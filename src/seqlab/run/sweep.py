@@ -392,6 +392,13 @@ def check_sweep(overrides: list[str], hc, first) -> None:
         check_arguments(
             f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True, enum_to_str=True)
         )
+    epochs, every = first.trainer.get("max_epochs"), first.trainer.get("check_val_every_n_epoch")
+    steps = first.trainer.get("max_steps")
+    if isinstance(epochs, int) and isinstance(every, int) and 0 < epochs < every and steps in (None, -1):
+        raise SeqlabError(  # (every job would end unmeasured: the sweep would have nothing to compare)
+            f"trainer.max_epochs={epochs} ends each job before its first validation (trainer.check_val_every_n_epoch="
+            f"{every}), so no job would measure {first.model.monitor}; pass trainer.check_val_every_n_epoch=1"
+        )
     if "params" in hc.sweeper and not hc.sweeper.params and not swept:  # (each trial would be the same job)
         raise SeqlabError(
             f"hydra/sweeper={hc.runtime.choices.get('hydra/sweeper')} has nothing to search (no hydra.sweeper.params, "
