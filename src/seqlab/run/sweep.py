@@ -362,13 +362,13 @@ def check_sweep(overrides: list[str], hc, first) -> None:
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    grid = str(OmegaConf.select(hc, "sweeper._target_", default="")).endswith("BasicSweeper")
     for o in parsed:
         if o.key_or_group in ("experiment", "name") and o.is_sweep_override():  # (jobs in the first's folder)
             raise SeqlabError(
                 f"{o.input_line} sweeps over {o.key_or_group}s, whose jobs would share one sweep folder; "
                 f"sweep one {o.key_or_group} at a time: -m {grid_jobs([o.input_line])[0][0][0]} …"
             )
-        grid = str(OmegaConf.select(hc, "sweeper._target_", default="")).endswith("BasicSweeper")
         if grid and o.is_interval_sweep():  # (a range of reals is a search's: a grid takes values)
             search = f"{hc.runtime.choices.get('experiment')}_optuna"
             search = search if search in cli.options("hparams_search", overrides) else "<a search config>"
@@ -399,7 +399,7 @@ def check_sweep(overrides: list[str], hc, first) -> None:
             f"trainer.max_epochs={epochs} ends each job before its first validation (trainer.check_val_every_n_epoch="
             f"{every}), so no job would measure {first.model.monitor}; pass trainer.check_val_every_n_epoch=1"
         )
-    if "params" in hc.sweeper and not hc.sweeper.params and not swept:  # (each trial would be the same job)
+    if not grid and not OmegaConf.select(hc, "sweeper.params") and not swept:  # (each trial would be the same job)
         raise SeqlabError(
             f"hydra/sweeper={hc.runtime.choices.get('hydra/sweeper')} has nothing to search (no hydra.sweeper.params, "
             f"no range on the command line); pass a search config, e.g. "
