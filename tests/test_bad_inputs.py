@@ -44,6 +44,9 @@ def left_behind(root) -> list:
 # ---- configuration values: key, allowed values and an example in one line ---------------------
 CONFIG_CASES = [
     (["experiment", "gru_toy"], "'experiment' is not key=value; write experiment=gru_toy"),  # (argparse's habit)
+    (["experiment=gru_toy", "trainer.max_epochs", "3"], "'trainer.max_epochs' is not key=value; write trainer.max_epo"),
+    (["data", "corpus.txt"], "'data' is not key=value; write data.path=corpus.txt"),  # (--data meant data.path)
+    (["/tmp"], "'/tmp' is not key=value: a stray word"),  # (a folder is no config group)
     (["hparams_search"], "'hparams_search' picks no option; write hparams_search=<one of arithmetic_optuna, "),
     (["model.hiden_size=10"], "did you mean model.hidden_size"),
     (["experiment=charml"], "did you mean experiment=charlm"),
@@ -143,7 +146,6 @@ CONFIG_CASES = [
     ),
     (["experiment=subseq", "data.path=x.txt"], "the subseq data has: seq_len, max_start"),
     (["model.optimizer.lr=1e-3,3e-3"], "a value with commas is a sweep; add -m to sweep it (a key that takes a list"),
-    (["model/optimizer=adam,adamw"], "model/optimizer=adam,adamw: a value with commas is a sweep; add -m to sweep it"),
     (["experiment=arithmetic_tutorial", "data.fixed=[]"], "data.fixed is an empty list"),
     (
         ["trainer.max_time=10m"],
@@ -1050,6 +1052,11 @@ def test_a_glob_of_options_is_a_grid():
 
     jobs, size = grid_jobs(["experiment=gru_toy", "model/optimizer=glob(adam*)"])
     assert size == 2 and [j[-1] for j in jobs] == ["model/optimizer=adam", "model/optimizer=adamw"]
+
+
+def test_a_group_swept_without_minus_m_is_told_no_list(tmp_path):
+    msg = one_error(*cli("train", "model/optimizer=adam,adamw", cwd=tmp_path)[::2])
+    assert msg == "error: model/optimizer=adam,adamw: a value with commas is a sweep; add -m to sweep it"
 
 
 def test_a_lone_double_dash_ends_the_options(tmp_path):

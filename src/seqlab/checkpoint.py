@@ -190,20 +190,28 @@ def data_class(ckpt: dict, path) -> type:
     return data_cls
 
 
-def in_start_folder(value, start: str | None):
+def in_start_folder(key: str, value, start: str | None):
     """A run's relative paths (data.path=corpus.txt) mean what they meant in the folder it started
-    in, so that resume= and seqlab-eval read the same files from any folder. A value that names
-    nothing there is no path and stays as it is."""
+    in, so that resume= and seqlab-eval read the same files from any folder: the values of keys
+    named as paths (path, dir, file, root, or ending in _path, _dir, _file) that name a file or
+    folder there."""
+    name = key.rpartition(".")[2]
+    if not (name in ("path", "dir", "file", "root") or name.endswith(("_path", "_dir", "_file"))):
+        return value
     if not isinstance(value, str) or not start or Path(value).name in ("", "..") or Path(value).is_absolute():
         return value
     there = Path(start) / value
-    return str(there) if there.exists() and Path(start).resolve() != Path.cwd().resolve() else value
+    try:
+        moved = Path(start).resolve() != Path.cwd().resolve() and there.exists()
+    except OSError:  # (a folder this user cannot enter, a name too long: not a path of the run's)
+        moved = False
+    return str(there) if moved else value
 
 
 def load_datamodule(ckpt: dict, path, overrides: dict | None = None):
     """The task's data module with the hyperparameters it was trained with, and `overrides`."""
     start = ckpt.get("seqlab_run", {}).get("start")
-    saved = {k: in_start_folder(v, start) for k, v in ckpt.get("datamodule_hyper_parameters", {}).items()}
+    saved = {k: in_start_folder(k, v, start) for k, v in ckpt.get("datamodule_hyper_parameters", {}).items()}
     return data_class(ckpt, path)(**(saved | dict(overrides or {})))
 
 

@@ -402,11 +402,7 @@ def build(cfg: DictConfig, record: list[str] | None = None, slurm=None, start: s
     callbacks = [c for c in callbacks if not isinstance(c, drop)] + [RunRecord(record or []), AveragedInRun(), Quiet()]
     plugins = [*(plain["trainer"].get("plugins") or []), *([slurm] if slurm else [])]
     settings = plain["trainer"] | {"plugins": plugins}
-    if settings.get("overfit_batches"):  # (seqlab's batches repeat then by themselves: no sampler to stop shuffling)
-        warnings.filterwarnings(
-            "ignore", category=UserWarning, module=r"lightning\.pytorch\.trainer\.connectors\.data_"
-        )
-    if not any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks):
+    if not any(isinstance(c, L.pytorch.callbacks.Checkpoint) for c in callbacks):
         settings["enable_checkpointing"] = False  # (callbacks=none: else Lightning's own would write in the logger's)
     trainer = make("trainer", settings, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
@@ -542,7 +538,9 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
         )
     if cfg.get("resume") and mid_epoch:
         saved, data = start.get("datamodule_hyper_parameters", {}), OmegaConf.to_container(cfg.data, resolve=True)
-        saved = {k: in_start_folder(v, start.get("seqlab_run", {}).get("start")) for k, v in saved.items()}
+        began = start.get("seqlab_run", {}).get("start")  # (a relative path means the start folder's file)
+        saved = {k: in_start_folder(k, v, began) for k, v in saved.items()}
+        data = {k: in_start_folder(k, v, began) for k, v in data.items()}
         if changed := next((k for k in saved if k in data and data[k] != saved[k]), None):  # (mid-epoch)
             raise SeqlabError(
                 f"resume= goes on from the middle of an epoch, at a place counted in the batches of "
@@ -598,6 +596,9 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
     with ExitStack() as signals:
         signals.callback(stop.uninstall)
         signals.enter_context(stopped_together(stop))
+        if cfg.trainer.get("overfit_batches"):  # (seqlab's batches repeat by themselves: no sampler to stop shuffling)
+            signals.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning\.pytorch\.trainer\.connectors")
         stop.install()
         if cfg.get("train", True):
             begun = time.perf_counter()

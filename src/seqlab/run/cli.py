@@ -12,6 +12,7 @@ registers its own clean-up on the command's ExitStack as it is made.
 
 import argparse
 import os
+import re
 import shlex
 import signal
 import sys
@@ -35,7 +36,7 @@ except ModuleNotFoundError:  # (python -m run in the checkout's src/: Python imp
 
 def is_group(key: str) -> bool:
     """A config group of seqlab's (experiment, model/optimizer, …): its value picks a file."""
-    return (Path(CONF_DIR) / key).is_dir()
+    return bool(re.fullmatch(r"\w+(/\w+)*", key)) and (Path(CONF_DIR) / key).is_dir()
 
 
 PRINTING = ("cfg", "info", "help", "hydra_help", "version", "shell_completion")  # Hydra prints, runs nothing

@@ -239,7 +239,7 @@ def check_syntax(overrides: list[str], sweeping: bool) -> list[str]:
 
 def parse_hint(a: str, overrides: list[str], i: int) -> str:
     """The usual slips behind an override Hydra cannot parse (the i-th), each with its fix."""
-    from seqlab.run.cli import is_group, options
+    from seqlab.run.cli import FLAG_ALIASES, is_group, options
 
     key, eq, value = a.partition("=")
     before, after = overrides[i - 1] if i else "", overrides[i + 1 : i + 3]
@@ -249,8 +249,12 @@ def parse_hint(a: str, overrides: list[str], i: int) -> str:
         return f"{a!r} is not key=value: write no spaces around =, e.g. {a}={after[0][1:] or (after[1:] or ['…'])[0]}"
     if not eq and (a.endswith(".ckpt") or Path(a, "checkpoints").is_dir()):  # a checkpoint or a run, named bare
         return f"{a!r} is not key=value; write {'ckpt_path' if a.endswith('.ckpt') else 'resume'}={a}"
-    if not eq and "=" not in before and after and "=" not in after[0] and re.fullmatch(r"[\w./]+", a):
-        return f"{a!r} is not key=value; write {a}={after[0]}"  # (`key value`, as argparse scripts take it)
+    keylike = (
+        re.fullmatch(r"\w+(\.\w+)+", a) and is_group(a.split(".")[0]) or is_group(a)
+    )  # (else maybe a value's word)
+    if not eq and after and "=" not in after[0] and ("=" not in before or keylike) and re.fullmatch(r"[\w./]+", a):
+        pick = is_group(a) and after[0] in options(a, overrides)  # (`data corpus.txt`: data.path, as --data meant)
+        return f"{a!r} is not key=value; write {a if pick else FLAG_ALIASES.get(a, a)}={after[0]}"
     if not eq and is_group(a):
         return f"{a!r} picks no option; write {a}=<one of {', '.join(options(a, overrides))}>"
     if not eq:  # (a value the shell split: its first word holds the =, the words after it none)

@@ -56,8 +56,8 @@ def check_store(launch: Launch) -> None:
     import socket
 
     env = os.environ
-    if not launch.torchrun or not env.get("MASTER_PORT", "").isdigit():  # (a port that is no number: check says so)
-        return
+    if not launch.torchrun or not env.get("MASTER_ADDR") or not env.get("MASTER_PORT", "").isdigit():
+        return  # (a port that is no number: check says so)
     try:
         socket.create_connection((env["MASTER_ADDR"], int(env["MASTER_PORT"])), timeout=10).close()
     except OSError:

@@ -121,5 +121,5 @@ def replayed(override: str, start: str | None) -> str:
     name, _, value = override.partition("=")
     if "." not in name or name.lstrip("+").startswith("hydra.") or name.startswith("~"):  # (groups, Hydra's keys)
         return override
-    moved = in_start_folder(value, start)
+    moved = in_start_folder(name, value, start)
     return f"{name}={moved}" if not any(c in moved for c in " =,[]{}()'\"\\$:") else override

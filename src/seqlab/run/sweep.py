@@ -232,7 +232,7 @@ def run_sweep(line, first, run, ctx):
             line.overrides = [*line.overrides, f"hydra.sweeper.sampler.seed={seed + done}"]
     line.overrides = [*line.overrides, f"hydra.sweep.dir={quote(str(folder))}"]
     exclude = "hydra.job.config.override_dirname.exclude_keys"
-    if not any(o.startswith(exclude + "=") for o in line.overrides):  # (job folders named by what differs)
+    if not any(o.lstrip("+").startswith(exclude + "=") for o in line.overrides):  # (job folders: what differs)
         parsed = OverridesParser.create().parse_overrides([o for o in line.overrides if not o.startswith("hydra.")])
         swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
         fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()]
@@ -342,6 +342,14 @@ def check_range(text: str, o) -> None:
         raise SeqlabError(f"{text}: a log scale needs a low end above 0; e.g. tag(log, interval(1e-4, 1e-1))")
 
 
+def search_config(hc, overrides: list[str]) -> str:
+    """The experiment's own Optuna search config, where it has one."""
+    from seqlab.run import cli
+
+    search = f"{hc.runtime.choices.get('experiment')}_optuna"
+    return search if search in cli.options("hparams_search", overrides) else "<a search config>"
+
+
 def check_sweep(overrides: list[str], hc, first) -> None:
     """What a sweep would get wrong only once it runs: jobs that share a folder, a launcher with
     nowhere to launch, and the settings Hydra's sweeper types but whose range it does not check."""
@@ -349,7 +357,6 @@ def check_sweep(overrides: list[str], hc, first) -> None:
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from seqlab.run import cli
     from seqlab.run.launch import launcher
     from seqlab.run.schema import SweeperSettings, args, check_arguments, locate
     from seqlab.train import make
@@ -362,19 +369,18 @@ def check_sweep(overrides: list[str], hc, first) -> None:
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]  # (the user's experiments: glob(mine*))
     grid = str(OmegaConf.select(hc, "sweeper._target_", default="")).endswith("BasicSweeper")
     for o in parsed:
         if o.key_or_group in ("experiment", "name") and o.is_sweep_override():  # (jobs in the first's folder)
             raise SeqlabError(
                 f"{o.input_line} sweeps over {o.key_or_group}s, whose jobs would share one sweep folder; "
-                f"sweep one {o.key_or_group} at a time: -m {grid_jobs([o.input_line])[0][0][0]} …"
+                f"sweep one {o.key_or_group} at a time: -m {grid_jobs([o.input_line, *searchpath])[0][0][0]} …"
             )
         if grid and o.is_interval_sweep():  # (a range of reals is a search's: a grid takes values)
-            search = f"{hc.runtime.choices.get('experiment')}_optuna"
-            search = search if search in cli.options("hparams_search", overrides) else "<a search config>"
             raise SeqlabError(
                 f"{o.input_line} is a search range, and a grid sweep takes values; list some "
-                f"({o.key_or_group}=a,b,c), or search it with Optuna (hparams_search={search})"
+                f"({o.key_or_group}=a,b,c), or search it with Optuna (hparams_search={search_config(hc, overrides)})"
             )
         apart = "hydra.job." in o.input_line or (swept and all(f"${{{k}}}" in o.input_line for k in swept))
         if o.key_or_group == "hydra.sweep.subdir" and not apart:  # (a job's number, or every swept value)
@@ -393,18 +399,27 @@ def check_sweep(overrides: list[str], hc, first) -> None:
             f"hydra.{part}", SweeperSettings, OmegaConf.to_container(hc[part], resolve=True, enum_to_str=True)
         )
     epochs, every = first.trainer.get("max_epochs"), first.trainer.get("check_val_every_n_epoch")
-    steps = first.trainer.get("max_steps")
-    if isinstance(epochs, int) and isinstance(every, int) and 0 < epochs < every and steps in (None, -1):
+    searched = {*swept, *(OmegaConf.select(hc, "sweeper.params") or {})}
+    fixed = not searched & {"trainer.max_epochs", "trainer.check_val_every_n_epoch", "trainer.max_steps", "trainer"}
+    if (
+        fixed
+        and isinstance(epochs, int)
+        and isinstance(every, int)
+        and 0 < epochs < every
+        and str(first.model.monitor).startswith("val/")
+        and first.trainer.get("max_steps") in (None, -1)
+    ):
         raise SeqlabError(  # (every job would end unmeasured: the sweep would have nothing to compare)
             f"trainer.max_epochs={epochs} ends each job before its first validation (trainer.check_val_every_n_epoch="
-            f"{every}), so no job would measure {first.model.monitor}; pass trainer.check_val_every_n_epoch=1"
+            f"{every}), so no job would measure {first.model.monitor}; pass trainer.check_val_every_n_epoch=1 (or "
+            f"trainer.max_epochs={every})"
         )
-    if not grid and not OmegaConf.select(hc, "sweeper.params") and not swept:  # (each trial would be the same job)
+    optuna = str(OmegaConf.select(hc, "sweeper._target_", default="")).endswith("OptunaSweeper")
+    if optuna and not OmegaConf.select(hc, "sweeper.params") and not swept:  # (each trial would be the same job)
         raise SeqlabError(
             f"hydra/sweeper={hc.runtime.choices.get('hydra/sweeper')} has nothing to search (no hydra.sweeper.params, "
-            f"no range on the command line); pass a search config, e.g. "
-            f"hparams_search={hc.runtime.choices.get('experiment')}_optuna, or ranges such as "
-            f"'model.optimizer.lr=interval(1e-4,1e-2)'"
+            f"no range on the command line); pass a search config (hparams_search={search_config(hc, overrides)}) "
+            f"or ranges such as 'model.optimizer.lr=interval(1e-4,1e-2)'"
         )
     if OmegaConf.is_dict(sampler := OmegaConf.select(hc, "sweeper.sampler")):  # (Optuna's)
         sampler = OmegaConf.to_container(sampler, resolve=True)
