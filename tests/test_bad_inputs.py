@@ -1464,6 +1464,7 @@ def test_probe_l_folders_of_the_users(tmp_path):
         "experiment=gru_toy",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=1",
+        "trainer.check_val_every_n_epoch=1",
         "trainer.limit_val_batches=1",
     ]
     msg = one_error(*cli("train", "-m", *args, "seed=1,2", "hydra.sweep.dir=.", cwd=mine)[::2])
