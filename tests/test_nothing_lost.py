@@ -76,12 +76,6 @@ def test_a_run_with_its_own_configs_resumes_from_another_folder(tmp_path):
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["hyper_parameters"]["hidden_size"] == 3  # the user's experiment, again
     assert not (tmp_path / "b" / "outputs").exists()
-    from seqlab.checkpoint import in_start_folder
-
-    a = str(tmp_path / "a")
-    assert in_start_folder("path", "corpus.txt", a) == f"{a}/corpus.txt"
-    assert in_start_folder("language", "corpus.txt", a) == "corpus.txt"  # (a key that is no path's)
-    assert in_start_folder("text_file", "x" * 300, a) == "x" * 300  # (a name too long for a file)
 
 
 def test_callbacks_none_keeps_no_checkpoint_anywhere(tmp_path):
@@ -128,6 +122,12 @@ def test_a_runs_relative_data_path_is_read_from_where_it_started(small_text, tmp
     )  # a path given now is the user's, read from here
     assert "alphabet" in one_line_error(proc)
     assert not (tmp_path / "b" / "outputs").exists()
+    from seqlab.checkpoint import in_start_folder
+
+    a = str(tmp_path / "a")
+    assert in_start_folder("path", "corpus.txt", a) == f"{a}/corpus.txt"
+    assert in_start_folder("language", "corpus.txt", a) == "corpus.txt"  # (a key that is no path's)
+    assert in_start_folder("text_file", "x" * 300, a) == "x" * 300  # (a name too long for a file)
 
 
 @pytest.mark.slow
