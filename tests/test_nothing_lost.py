@@ -128,6 +128,11 @@ def test_a_runs_relative_data_path_is_read_from_where_it_started(small_text, tmp
     assert in_start_folder("path", "corpus.txt", a) == f"{a}/corpus.txt"
     assert in_start_folder("language", "corpus.txt", a) == "corpus.txt"  # (a key that is no path's)
     assert in_start_folder("text_file", "x" * 300, a) == "x" * 300  # (a name too long for a file)
+    from seqlab.run.resume import replayed
+
+    (tmp_path / "a b").mkdir()
+    (tmp_path / "a b" / "c.txt").write_text("x")
+    assert replayed("data.path=c.txt", str(tmp_path / "a b")) == f"data.path='{tmp_path}/a b/c.txt'"  # (quoted)
 
 
 @pytest.mark.slow

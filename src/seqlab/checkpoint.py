@@ -208,10 +208,15 @@ def in_start_folder(key: str, value, start: str | None):
     return str(there) if moved else value
 
 
+def run_paths(values: dict, ckpt: dict) -> dict:
+    """`values` (data settings) with the relative paths of the run that wrote `ckpt` in its start folder."""
+    start = ckpt.get("seqlab_run", {}).get("start")
+    return {k: in_start_folder(k, v, start) for k, v in values.items()}
+
+
 def load_datamodule(ckpt: dict, path, overrides: dict | None = None):
     """The task's data module with the hyperparameters it was trained with, and `overrides`."""
-    start = ckpt.get("seqlab_run", {}).get("start")
-    saved = {k: in_start_folder(k, v, start) for k, v in ckpt.get("datamodule_hyper_parameters", {}).items()}
+    saved = run_paths(ckpt.get("datamodule_hyper_parameters", {}), ckpt)
     return data_class(ckpt, path)(**(saved | dict(overrides or {})))
 
 

@@ -31,7 +31,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from seqlab.callbacks import AveragedInRun, GracefulStop, MovedRun, RunRecord
-from seqlab.checkpoint import check_against_run, in_start_folder, local, read_checkpoint
+from seqlab.checkpoint import check_against_run, local, read_checkpoint, run_paths
 from seqlab.errors import Interrupted, SeqlabError, warn
 from seqlab.module import STEPPING_KEYS
 from seqlab.run import launch, rundir
@@ -538,9 +538,7 @@ def train(cfg: DictConfig, record: list[str] | None = None, command: str = "seql
         )
     if cfg.get("resume") and mid_epoch:
         saved, data = start.get("datamodule_hyper_parameters", {}), OmegaConf.to_container(cfg.data, resolve=True)
-        began = start.get("seqlab_run", {}).get("start")  # (a relative path means the start folder's file)
-        saved = {k: in_start_folder(k, v, began) for k, v in saved.items()}
-        data = {k: in_start_folder(k, v, began) for k, v in data.items()}
+        saved, data = run_paths(saved, start), run_paths(data, start)  # (relative: the start folder's file)
         if changed := next((k for k in saved if k in data and data[k] != saved[k]), None):  # (mid-epoch)
             raise SeqlabError(
                 f"resume= goes on from the middle of an epoch, at a place counted in the batches of "

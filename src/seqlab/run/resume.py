@@ -116,10 +116,12 @@ def resume_overrides(new: list[str], multirun: bool) -> list[str]:
 
 
 def replayed(override: str, start: str | None) -> str:
-    """A recorded `data.path=corpus.txt`, replayed from another folder: the file where the run started
-    (as an absolute path that needs no quoting in an override)."""
+    """A recorded `data.path=corpus.txt`, replayed from another folder: the file where the run started."""
+    from seqlab.run.explain import quote
+
     name, _, value = override.partition("=")
     if "." not in name or name.lstrip("+").startswith("hydra.") or name.startswith("~"):  # (groups, Hydra's keys)
         return override
     moved = in_start_folder(name, value, start)
-    return f"{name}={moved}" if not any(c in moved for c in " =,[]{}()'\"\\$:") else override
+    plain = all(c.isalnum() or c in "/._-+" for c in moved)  # (else quoted, as Hydra reads any symbol)
+    return override if moved == value else f"{name}={moved if plain else quote(moved)}"

@@ -370,7 +370,8 @@ def check_sweep(overrides: list[str], hc, first) -> None:
     parsed = OverridesParser.create().parse_overrides(overrides)
     swept = [o.key_or_group for o in parsed if o.is_sweep_override()]
     searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]  # (the user's experiments: glob(mine*))
-    grid = str(OmegaConf.select(hc, "sweeper._target_", default="")).endswith("BasicSweeper")
+    sweeper = str(OmegaConf.select(hc, "sweeper._target_", default=""))
+    grid, optuna = sweeper.endswith("BasicSweeper"), sweeper.endswith("OptunaSweeper")
     for o in parsed:
         if o.key_or_group in ("experiment", "name") and o.is_sweep_override():  # (jobs in the first's folder)
             raise SeqlabError(
@@ -414,7 +415,6 @@ def check_sweep(overrides: list[str], hc, first) -> None:
             f"{every}), so no job would measure {first.model.monitor}; pass trainer.check_val_every_n_epoch=1 (or "
             f"trainer.max_epochs={every})"
         )
-    optuna = str(OmegaConf.select(hc, "sweeper._target_", default="")).endswith("OptunaSweeper")
     if optuna and not OmegaConf.select(hc, "sweeper.params") and not swept:  # (each trial would be the same job)
         raise SeqlabError(
             f"hydra/sweeper={hc.runtime.choices.get('hydra/sweeper')} has nothing to search (no hydra.sweeper.params, "

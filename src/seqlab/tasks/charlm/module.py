@@ -117,13 +117,14 @@ class CharLMModule(Task):
         """The prompt's continuation: `length` characters sampled with `temperature` (0 = greedy)."""
         if not prompt:
             raise SeqlabError("the prompt is empty; pass e.g. prompt='the '")
-        ids = self.vocab.encode(self._cased(prompt))
+        cased = self._cased(prompt)
+        ids = self.vocab.encode(cased)
         if (ids == self.vocab.unk_index).all():
             raise SeqlabError(
                 f"no character of the prompt {prompt!r} is in this model's vocabulary "
                 f"({''.join(c for c in self.vocab.itos if len(c) == 1)[:60]!r}…); use some of those"
             )
-        if unknown := "".join(dict.fromkeys(c for c in self._cased(prompt) if c not in self.vocab)):
+        if unknown := "".join(dict.fromkeys(c for c in cased if c not in self.vocab)):
             warnings.warn(f"this model's vocabulary has no {unknown!r}: read as unknown", SeqlabWarning, stacklevel=2)
         out = generate(
             self.model, ids.to(self.device), length, temperature, make_generator(seed), suppress=self.vocab.unk_index
